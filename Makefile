@@ -1,0 +1,98 @@
+# pyrometer — plain Makefile.
+#   make            build build/pyrometer
+#   make demo       install deps, profile examples/demo.py, write a flame graph
+#   make test       install deps, unit tests (also under ASan+UBSan), e2e tests
+#   make install    install to $(PREFIX)/bin
+#   make fuzz       run the decoder fuzzers briefly (clang libFuzzer)
+CC       ?= gcc
+PREFIX   ?= /usr/local
+BUILD    ?= build
+# Debian's pytest lives with Debian's python3, whatever python3 is first on PATH.
+PYTEST   ?= /usr/bin/python3 -m pytest -q -ra
+DEMO_PY  ?= python3
+WERROR   ?= -Werror
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra $(WERROR) -Wno-missing-field-initializers \
+            -D_GNU_SOURCE -MMD -MP
+PKG_CFLAGS := $(shell pkg-config --cflags libelf jansson zlib 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs libelf jansson zlib 2>/dev/null || echo -lelf -ljansson -lz)
+LDLIBS   += $(PKG_LIBS) -lm
+
+LIB_SRC  := $(filter-out src/cmd/main.c,$(wildcard src/*/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+MAIN_OBJ := $(BUILD)/src/cmd/main.o
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+DEPS_DEB := build-essential clang libclang-rt-14-dev pkg-config libelf-dev libjansson-dev zlib1g-dev \
+            libcmocka-dev python3 python3-pytest procps gdb
+
+.PHONY: all deps demo test unit unit-asan e2e install fuzz clean bench
+all: $(BUILD)/pyrometer
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/libpyrometer.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/pyrometer: $(MAIN_OBJ) $(BUILD)/libpyrometer.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpyrometer.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -o $@ $< $(BUILD)/libpyrometer.a $(LDFLAGS) $(LDLIBS) -lcmocka
+
+# Install the Debian packages the build and tests need (only what is missing).
+deps:
+	@missing=""; for p in $(DEPS_DEB); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@$(BUILD)/pyrometer record -o $(BUILD)/demo.svg -- $(DEMO_PY) examples/demo.py
+	@$(BUILD)/pyrometer record -f raw -o $(BUILD)/demo.txt -- $(DEMO_PY) examples/demo.py > /dev/null
+	@echo "hottest functions (own samples):"
+	@/usr/bin/python3 tools/hottest.py $(BUILD)/demo.txt 5
+	@echo "flame graph: $(BUILD)/demo.svg (open it in a browser)"
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+unit-asan:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CC=clang \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=address,undefined" unit $(BUILD)/asan/pyrometer
+
+e2e: $(BUILD)/pyrometer
+	$(PYTEST) tests/e2e
+
+test: deps
+	@$(MAKE) --no-print-directory all unit unit-asan
+	@$(MAKE) --no-print-directory e2e
+
+bench: $(BUILD)/pyrometer
+	/usr/bin/python3 bench/run.py
+
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+fuzz:
+	@mkdir -p $(BUILD)/fuzz
+	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang -std=gnu11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Isrc \
+	    -o $(BUILD)/fuzz/$$n $$f src/python/linetable.c src/python/pystr.c; \
+	  echo "== $$n"; $(BUILD)/fuzz/$$n -max_total_time=$${FUZZ_SECONDS:-20} -print_final_stats=0 \
+	    tests/fuzz/corpus/$$n 2>&1 | tail -2; done
+
+install: $(BUILD)/pyrometer
+	install -D -m 0755 $(BUILD)/pyrometer $(DESTDIR)$(PREFIX)/bin/pyrometer
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)

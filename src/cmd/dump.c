@@ -1,0 +1,168 @@
+/*
+ * dump.c — `pyrometer dump -p PID [--json]`: every thread of a running Python
+ * with its state and its frames, innermost first, as text or as the JSON of
+ * VISION.md.  One snapshot, taken without pausing the target; a snapshot
+ * with torn threads is retaken a few times before a thread is shown as
+ * unreadable.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../sample/sampler.h"
+#include "../target/proc.h"
+#include "cmd.h"
+
+#define SNAPSHOT_TRIES 5
+
+struct dump_opts {
+    pid_t pid;
+    int json;
+    int full_filenames;
+};
+
+static void dump_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: pyrometer dump [--json] -p PID\n\n"
+            "Prints the current Python stack of every thread, innermost frame first,\n"
+            "without pausing the process.\n\n"
+            "  -p, --pid PID          the Python process\n"
+            "  -j, --json             JSON: an array of threads\n"
+            "      --full-filenames   full paths in text output\n"
+            "  -h, --help             this text\n");
+}
+
+static int parse_dump_args(int argc, char **argv, struct dump_opts *o)
+{
+    static const struct option longopts[] = {
+        {"pid", required_argument, 0, 'p'}, {"json", no_argument, 0, 'j'},
+        {"full-filenames", no_argument, 0, 'A'}, {"help", no_argument, 0, 'h'},
+        {"locals", no_argument, 0, 'l'}, {"core", required_argument, 0, 'c'},
+        {"native", no_argument, 0, 'n'}, {"subprocesses", no_argument, 0, 's'},
+        {0, 0, 0, 0},
+    };
+    memset(o, 0, sizeof *o);
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "+p:jhlns", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            if (cmd_parse_pid(optarg, &o->pid) != 0)
+                return cmd_usage_error("dump", "invalid PID '%s'", optarg);
+            break;
+        case 'j': o->json = 1; break;
+        case 'A': o->full_filenames = 1; break;
+        case 'h': dump_usage(stdout); return -2;
+        case 'l': case 'c': case 'n': case 's':
+            return cmd_usage_error("dump", "%s is not available in this version yet",
+                                   argv[optind - 1]);
+        default:
+            return cmd_usage_error("dump", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return cmd_usage_error("dump", "unexpected argument '%s'", argv[optind]);
+    if (!o->pid)
+        return cmd_usage_error("dump", "give the process with -p PID");
+    return 0;
+}
+
+static void print_text(const struct dump_opts *o, struct py_process *py,
+                       const struct sample *smp)
+{
+    char cmdline[1024];
+    proc_cmdline(o->pid, cmdline, sizeof cmdline);
+    printf("Process %d: %s\n", (int)o->pid, cmdline);
+    printf("Python v%s (%s)\n", py_get_version(py)->text, py_binary(py));
+    for (size_t i = 0; i < smp->nthreads; i++) {
+        const struct sampled_thread *t = &smp->threads[i];
+        printf("\nThread %d (%s)%s\n", (int)t->os_tid, t->active ? "active" : "idle",
+               t->owns_gil ? " +GIL" : "");
+        for (size_t f = 0; f < t->depth; f++) {
+            const struct sampled_frame *fr = &t->frames[f];
+            const char *file = o->full_filenames ? fr->filename : fr->short_filename;
+            if (fr->line > 0)
+                printf("    %s (%s:%d)\n", fr->name, file, fr->line);
+            else
+                printf("    %s (%s)\n", fr->name, file);
+        }
+        if (t->truncated)
+            printf("    (deeper frames not shown)\n");
+    }
+    if (smp->torn_threads)
+        printf("\n(%zu thread(s) changed too fast to be read)\n", smp->torn_threads);
+}
+
+static int print_json(const struct dump_opts *o, const struct sample *smp,
+                      struct pm_error *err)
+{
+    json_t *threads = json_array();
+    for (size_t i = 0; i < smp->nthreads; i++) {
+        const struct sampled_thread *t = &smp->threads[i];
+        json_t *frames = json_array();
+        for (size_t f = 0; f < t->depth; f++) {
+            const struct sampled_frame *fr = &t->frames[f];
+            json_array_append_new(
+                frames, json_pack("{s:s, s:s, s:s, s:i}", "name", fr->name, "filename",
+                                  fr->filename, "short_filename", fr->short_filename, "line",
+                                  fr->line));
+        }
+        json_array_append_new(
+            threads, json_pack("{s:i, s:I, s:I, s:n, s:b, s:b, s:o}", "pid", (int)o->pid,
+                               "thread_id", (json_int_t)t->thread_id, "os_thread_id",
+                               (json_int_t)t->os_tid, "thread_name", "active", t->active,
+                               "owns_gil", t->owns_gil, "frames", frames));
+    }
+    int rc = json_dumpf(threads, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII * 0);
+    json_decref(threads);
+    if (rc != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
+        return pm_fail(err, PM_EOUTPUT, "cannot write to standard output");
+    return 0;
+}
+
+int cmd_dump(int argc, char **argv)
+{
+    struct dump_opts o;
+    int rc = parse_dump_args(argc, argv, &o);
+    if (rc == -2)
+        return 0;
+    if (rc != 0)
+        return rc;
+    struct pm_error err = {0};
+    struct py_process *py = NULL;
+    if (py_attach(o.pid, &py, &err) != 0)
+        return cmd_report_error(&err);
+    struct sampler *sampler = sampler_new(py);
+    if (sampler == NULL) {
+        py_detach(py);
+        pm_fail(&err, PM_ENOMEM, "out of memory");
+        return cmd_report_error(&err);
+    }
+    const struct sample *smp = NULL;
+    for (int attempt = 0; attempt < SNAPSHOT_TRIES; attempt++) {
+        rc = sampler_take(sampler, &smp, &err);
+        if (rc != 0 && err.code == PM_EGONE)
+            break;
+        if (rc == 0 && smp->torn_threads == 0)
+            break;
+    }
+    int exit_code = 0;
+    if (rc != 0) {
+        exit_code = cmd_report_error(&err);
+    } else if (o.json) {
+        if (print_json(&o, smp, &err) != 0)
+            exit_code = cmd_report_error(&err);
+    } else {
+        print_text(&o, py, smp);
+        if (fflush(stdout) != 0) {
+            pm_fail(&err, PM_EOUTPUT, "cannot write to standard output");
+            exit_code = cmd_report_error(&err);
+        }
+    }
+    sampler_free(sampler);
+    py_detach(py);
+    return exit_code;
+}

@@ -1,0 +1,325 @@
+/*
+ * record.c — `pyrometer record`: sample a Python program (attached by PID or
+ * launched after `--`) until Ctrl-C, -d, or its exit, aggregate the stacks
+ * into a profile and write it in the asked format.  The output file is
+ * opened before sampling starts, so an unwritable path fails at once, and
+ * the profile is written however sampling ends.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../profile/profile.h"
+#include "../render/render.h"
+#include "../sample/sampler.h"
+#include "../target/launch.h"
+#include "cmd.h"
+
+struct record_opts {
+    const char *output;
+    int format;
+    double rate;
+    double duration;
+    pid_t pid;
+    char **command;
+    int idle, gil_only, threads, by_function, nolineno, full_filenames;
+};
+
+static void record_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: pyrometer record [options] (-p PID | -- COMMAND [ARG...])\n\n"
+            "Samples the Python stacks of a running process (or a program it starts) without\n"
+            "pausing it, and writes a profile.\n\n"
+            "  -p, --pid PID          attach to this running Python process\n"
+            "  -o, --output FILE      where to write (default pyrometer-PID-TIME.EXT)\n"
+            "  -f, --format FORMAT    flamegraph (SVG, default) | speedscope | raw (collapsed)\n"
+            "  -r, --rate HZ          samples per second (default 100)\n"
+            "  -d, --duration SECS    stop after this long (default: until exit or Ctrl-C)\n"
+            "  -i, --idle             keep threads that are not running on a CPU\n"
+            "  -g, --gil              keep only the thread holding the GIL\n"
+            "  -t, --threads          add a root frame per thread\n"
+            "  -F, --function         aggregate by function (its first line), not by line\n"
+            "      --nolineno         no line numbers in labels\n"
+            "      --full-filenames   full paths instead of package-relative ones\n"
+            "  -h, --help             this text\n");
+}
+
+static int parse_record_args(int argc, char **argv, struct record_opts *o)
+{
+    static const struct option longopts[] = {
+        {"pid", required_argument, 0, 'p'},      {"output", required_argument, 0, 'o'},
+        {"format", required_argument, 0, 'f'},   {"rate", required_argument, 0, 'r'},
+        {"duration", required_argument, 0, 'd'}, {"idle", no_argument, 0, 'i'},
+        {"gil", no_argument, 0, 'g'},            {"threads", no_argument, 0, 't'},
+        {"function", no_argument, 0, 'F'},       {"nolineno", no_argument, 0, 'L'},
+        {"full-filenames", no_argument, 0, 'A'}, {"help", no_argument, 0, 'h'},
+        {"subprocesses", no_argument, 0, 's'},   {"native", no_argument, 0, 'n'},
+        {"blocking", no_argument, 0, 'B'},       {0, 0, 0, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->rate = 100;
+    o->format = RENDER_FLAMEGRAPH;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "+p:o:f:r:d:igtFhsn", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            if (cmd_parse_pid(optarg, &o->pid) != 0)
+                return cmd_usage_error("record", "invalid PID '%s'", optarg);
+            break;
+        case 'o': o->output = optarg; break;
+        case 'f':
+            o->format = render_format_parse(optarg);
+            if (o->format < 0)
+                return cmd_usage_error("record", "unknown format '%s' (flamegraph, speedscope, raw)",
+                                       optarg);
+            break;
+        case 'r':
+            if (cmd_parse_positive(optarg, &o->rate) != 0 || o->rate > 100000)
+                return cmd_usage_error("record", "invalid rate '%s' (Hz, up to 100000)", optarg);
+            break;
+        case 'd':
+            if (cmd_parse_positive(optarg, &o->duration) != 0)
+                return cmd_usage_error("record", "invalid duration '%s' (seconds)", optarg);
+            break;
+        case 'i': o->idle = 1; break;
+        case 'g': o->gil_only = 1; break;
+        case 't': o->threads = 1; break;
+        case 'F': o->by_function = 1; break;
+        case 'L': o->nolineno = 1; break;
+        case 'A': o->full_filenames = 1; break;
+        case 'h': record_usage(stdout); return -2;
+        case 's': case 'n': case 'B':
+            return cmd_usage_error("record", "%s is not available in this version yet",
+                                   argv[optind - 1]);
+        default:
+            return cmd_usage_error("record", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        o->command = argv + optind;
+    if (o->pid && o->command)
+        return cmd_usage_error("record", "give either -p PID or a command, not both");
+    if (!o->pid && !o->command)
+        return cmd_usage_error("record", "nothing to profile: give -p PID or -- COMMAND");
+    return 0;
+}
+
+/* ---- aggregation: one sample into the profile --------------------------- */
+
+struct record_state {
+    struct profile *profile;
+    const struct record_opts *opts;
+    pid_t pid;
+    uint32_t ids[SAMPLE_MAX_DEPTH + 2];
+    int failed;
+};
+
+static int add_sample(const struct sample *smp, void *ctx)
+{
+    struct record_state *rs = ctx;
+    const struct record_opts *o = rs->opts;
+    for (size_t i = 0; i < smp->nthreads; i++) {
+        const struct sampled_thread *t = &smp->threads[i];
+        if (t->depth == 0 || (!o->idle && !t->active) || (o->gil_only && !t->owns_gil))
+            continue;
+        uint32_t thread = profile_thread(rs->profile, (uint32_t)rs->pid, t->thread_id,
+                                         (uint64_t)t->os_tid, NULL);
+        uint32_t n = 0;
+        if (o->threads) {
+            char label[64];
+            snprintf(label, sizeof label, "Thread %d", (int)t->os_tid);
+            rs->ids[n++] = profile_frame(rs->profile, label, "", "", 0, PROFILE_FRAME_SYNTH);
+        }
+        if (t->truncated)
+            rs->ids[n++] = profile_frame(rs->profile, "(deeper frames not shown)", "", "", 0,
+                                         PROFILE_FRAME_SYNTH);
+        for (size_t f = t->depth; f-- > 0;) {
+            const struct sampled_frame *fr = &t->frames[f];
+            int line = o->by_function ? fr->firstlineno : fr->line;
+            if (o->nolineno || line < 0)
+                line = 0;
+            rs->ids[n++] = profile_frame(rs->profile, fr->name, fr->filename, fr->short_filename,
+                                         line, PROFILE_FRAME_PYTHON);
+        }
+        for (uint32_t k = 0; k < n; k++)
+            if (rs->ids[k] == UINT32_MAX)
+                return rs->failed = 1;
+        if (profile_add(rs->profile, thread, rs->ids, n, 1, smp->t_ns) == UINT32_MAX)
+            return rs->failed = 1;
+    }
+    return 0;
+}
+
+/* ---- the command ------------------------------------------------------- */
+
+static void default_output(const struct record_opts *o, pid_t pid, char *out, size_t cap)
+{
+    char stamp[32];
+    time_t now = time(NULL);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+    snprintf(out, cap, "pyrometer-%d-%s.%s", (int)pid, stamp,
+             render_format_ext((enum render_format)o->format));
+}
+
+static void print_summary(const struct record_opts *o, const struct sampler_result *res,
+                          const struct py_process *py, pid_t pid)
+{
+    double secs = (double)res->elapsed_ns / 1e9;
+    double achieved = secs > 0 ? (double)res->samples / secs : 0;
+    uint64_t attempts = res->thread_samples + res->errors;
+    fprintf(stderr,
+            "pyrometer: %llu samples in %.2f s (%.1f Hz, asked %.0f) from Python %s pid %d; "
+            "%llu errors (%.2f%%)\n",
+            (unsigned long long)res->samples, secs, achieved, o->rate,
+            py ? py_get_version(py)->text : "?", (int)pid, (unsigned long long)res->errors,
+            attempts ? 100.0 * (double)res->errors / (double)attempts : 0.0);
+    if (res->late)
+        fprintf(stderr, "pyrometer: warning: fell behind the asked rate %llu times\n",
+                (unsigned long long)res->late);
+}
+
+int cmd_record(int argc, char **argv)
+{
+    struct record_opts o;
+    int rc = parse_record_args(argc, argv, &o);
+    if (rc == -2)
+        return 0;
+    if (rc != 0)
+        return rc;
+
+    static volatile sig_atomic_t stop;
+    cmd_install_stop_handlers(&stop);
+    struct pm_error err = {0};
+
+    char path_buf[512];
+    const char *path = o.output;
+    if (path == NULL) {
+        default_output(&o, o.pid ? o.pid : getpid(), path_buf, sizeof path_buf);
+        path = path_buf;
+    }
+    FILE *out = fopen(path, "w");
+    if (out == NULL) {
+        pm_fail(&err, PM_EOUTPUT, "cannot write %s: %s", path, strerror(errno));
+        return cmd_report_error(&err);
+    }
+
+    pid_t pid = o.pid, child = 0;
+    if (o.command) {
+        if (launch_start(o.command, &child, &err) != 0) {
+            fclose(out);
+            unlink(path);
+            return cmd_report_error(&err);
+        }
+        pid = child;
+    }
+
+    struct profile *profile = profile_new();
+    struct py_process *py = NULL;
+    struct sampler *sampler = NULL;
+    struct sampler_result res = {0};
+    int exit_code = 0;
+    if (profile == NULL) {
+        pm_fail(&err, PM_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (cmd_attach(pid, child, 10.0, &py, &err) != 0) {
+        /* a launched program that finished before Python started still
+         * gets an (empty) profile */
+        if (!(child && err.code == PM_EGONE))
+            goto fail;
+        fprintf(stderr, "pyrometer: warning: %s\n", err.msg);
+        res.target_exited = 1;
+    } else {
+        sampler = sampler_new(py);
+        if (sampler == NULL) {
+            pm_fail(&err, PM_ENOMEM, "out of memory");
+            goto fail;
+        }
+        struct sampler_config cfg = {
+            .rate_hz = o.rate,
+            .duration_s = o.duration,
+            .stop = &stop,
+            .child = child,
+            .progress = isatty(STDERR_FILENO),
+        };
+        struct record_state rs = {.profile = profile, .opts = &o, .pid = pid};
+        if (sampler_run(sampler, &cfg, add_sample, &rs,
+                        &res, &err) != 0)
+            goto fail;
+        if (rs.failed) {
+            pm_fail(&err, PM_ENOMEM, "out of memory while aggregating samples");
+            goto fail;
+        }
+    }
+
+    profile->meta.pid = pid;
+    profile->meta.rate_hz = o.rate;
+    profile->meta.duration_ns = res.elapsed_ns;
+    profile->meta.samples = res.samples;
+    profile->meta.errors = res.errors;
+    profile->meta.start_unix_ns = (uint64_t)time(NULL) * 1000000000ull - res.elapsed_ns;
+    snprintf(profile->meta.python_version, sizeof profile->meta.python_version, "%s",
+             py ? py_get_version(py)->text : "");
+    if (o.command) {
+        size_t used = 0;
+        for (char **a = o.command; *a && used + 1 < sizeof profile->meta.program; a++)
+            used += (size_t)snprintf(profile->meta.program + used,
+                                     sizeof profile->meta.program - used, "%s%s",
+                                     used ? " " : "", *a);
+    } else {
+        snprintf(profile->meta.program, sizeof profile->meta.program, "pid %d", (int)pid);
+    }
+
+    struct render_opts ropts = {.full_filenames = o.full_filenames};
+    if (render_profile((enum render_format)o.format, profile, &ropts, out, &err) != 0) {
+        fclose(out);
+        goto fail_written;
+    }
+    if (fclose(out) != 0) {
+        pm_fail(&err, PM_EOUTPUT, "cannot write %s: %s", path, strerror(errno));
+        goto fail_written;
+    }
+    out = NULL;
+
+    print_summary(&o, &res, py, pid);
+    if (res.target_exited && !child)
+        fprintf(stderr, "pyrometer: process %d exited while being sampled\n", (int)pid);
+    if (child) {
+        int status = res.child_status;
+        if (!res.child_status_valid) {
+            if (res.stopped_by_signal || o.duration > 0)
+                fprintf(stderr, "pyrometer: stopping the program (%s)\n",
+                        res.stopped_by_signal ? "interrupted" : "duration reached");
+            status = cmd_stop_child(child, SIGINT);
+        }
+        char how[128];
+        launch_describe_status(status, how, sizeof how);
+        fprintf(stderr, "pyrometer: the program %s\n", how);
+    }
+    fprintf(stderr, "pyrometer: wrote %s to %s\n",
+            render_format_name((enum render_format)o.format), path);
+    sampler_free(sampler);
+    py_detach(py);
+    profile_free(profile);
+    return exit_code;
+
+fail:
+    if (out)
+        fclose(out);
+    unlink(path);
+fail_written:
+    exit_code = cmd_report_error(&err);
+    if (child && !res.child_status_valid)
+        cmd_stop_child(child, SIGTERM);
+    sampler_free(sampler);
+    py_detach(py);
+    profile_free(profile);
+    return exit_code;
+}

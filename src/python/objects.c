@@ -1,0 +1,100 @@
+/*
+ * objects.c — copying str and bytes objects out of a target.
+ * A str is PEP 393: compact ASCII data follows PyASCIIObject, compact
+ * non-ASCII data follows PyCompactUnicodeObject, and legacy (non-compact)
+ * strings point to their data.  Everything read is untrusted: the type is
+ * checked when known, lengths are bounded, and the decoder never reads past
+ * what was copied.  Never prints.
+ */
+#include "objects.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pystr.h"
+
+#define HEADER_MAX 128
+
+static int check_type(const struct py_objects *o, const uint8_t *header, uint64_t expected,
+                      const char *what, uint64_t addr, struct pm_error *err)
+{
+    if (expected == 0)
+        return 0;
+    uint64_t type;
+    memcpy(&type, header + o->layout->ob_type, sizeof type);
+    if (type != expected)
+        return pm_fail(err, PM_ETORN, "object at 0x%llx is not a %s",
+                       (unsigned long long)addr, what);
+    return 0;
+}
+
+int py_read_str(const struct py_objects *o, uint64_t addr, char *out, size_t cap,
+                struct pm_error *err)
+{
+    const struct py_layout *l = o->layout;
+    uint8_t header[HEADER_MAX];
+    size_t header_len = (size_t)l->unicode_compact_size;
+    if (header_len > HEADER_MAX || header_len < (size_t)l->unicode_ascii_size)
+        return pm_fail(err, PM_EINTERNAL, "unexpected str header size");
+    if (reader_read(o->reader, addr, header, header_len, err) != 0)
+        return -1;
+    if (check_type(o, header, o->unicode_type, "str", addr, err) != 0)
+        return -1;
+    int64_t length;
+    uint32_t state_word;
+    memcpy(&length, header + l->unicode_length, sizeof length);
+    memcpy(&state_word, header + l->unicode_state, sizeof state_word);
+    struct pystr_state st = pystr_decode_state(state_word);
+    if (length < 0 || st.kind == 0 || (st.ascii && st.kind != 1))
+        return pm_fail(err, PM_ETORN, "implausible str at 0x%llx", (unsigned long long)addr);
+    size_t nchars = (size_t)length > PY_STR_MAX_CHARS ? PY_STR_MAX_CHARS : (size_t)length;
+    uint64_t data_addr;
+    if (st.compact) {
+        data_addr = addr + (uint64_t)(st.ascii ? l->unicode_ascii_size : l->unicode_compact_size);
+    } else if (l->unicode_legacy_data != PY_OFF_NONE) {
+        if (reader_u64(o->reader, addr + (uint64_t)l->unicode_legacy_data, &data_addr, err) != 0)
+            return -1;
+    } else {
+        return pm_fail(err, PM_ETORN, "non-compact str at 0x%llx", (unsigned long long)addr);
+    }
+    size_t nbytes = nchars * (size_t)st.kind;
+    uint8_t stack_buf[1024];
+    uint8_t *data = nbytes <= sizeof stack_buf ? stack_buf : malloc(nbytes ? nbytes : 1);
+    if (data == NULL)
+        return pm_fail(err, PM_ENOMEM, "out of memory");
+    int rc = nbytes ? reader_read(o->reader, data_addr, data, nbytes, err) : 0;
+    if (rc == 0 && pystr_to_utf8(st.kind, data, nbytes, nchars, out, cap) < 0)
+        rc = pm_fail(err, PM_ETORN, "undecodable str at 0x%llx", (unsigned long long)addr);
+    if (data != stack_buf)
+        free(data);
+    return rc;
+}
+
+int py_read_bytes(const struct py_objects *o, uint64_t addr, size_t max_len, uint8_t **out,
+                  size_t *len, struct pm_error *err)
+{
+    const struct py_layout *l = o->layout;
+    uint8_t header[HEADER_MAX];
+    size_t header_len = (size_t)l->bytes_sval;
+    if (header_len > HEADER_MAX)
+        return pm_fail(err, PM_EINTERNAL, "unexpected bytes header size");
+    if (reader_read(o->reader, addr, header, header_len, err) != 0)
+        return -1;
+    if (check_type(o, header, o->bytes_type, "bytes", addr, err) != 0)
+        return -1;
+    int64_t size;
+    memcpy(&size, header + l->ob_size, sizeof size);
+    if (size < 0 || (uint64_t)size > max_len)
+        return pm_fail(err, PM_ETORN, "implausible bytes length %lld at 0x%llx", (long long)size,
+                       (unsigned long long)addr);
+    uint8_t *buf = malloc((size_t)size + 1);
+    if (buf == NULL)
+        return pm_fail(err, PM_ENOMEM, "out of memory");
+    if (size > 0 && reader_read(o->reader, addr + (uint64_t)l->bytes_sval, buf, (size_t)size, err) != 0) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *len = (size_t)size;
+    return 0;
+}

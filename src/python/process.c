@@ -1,0 +1,581 @@
+/*
+ * process.c — the CPython model of one target: attach, threads, GIL, frames,
+ * and the code-object cache.
+ *
+ * Invariants:
+ *   - every pointer read from the target is checked by the reader (a bad one
+ *     fails the read), every type we can check is checked (frames and code
+ *     objects against PyFrame_Type / PyCode_Type), every list walk is bounded
+ *     and cycle-checked (Brent's algorithm), so a torn read becomes PM_ETORN
+ *     or PM_EREAD, never a garbage frame;
+ *   - code objects are cached by address with a fingerprint (the pointers to
+ *     their name, file and line table, and first line) re-checked on every
+ *     use, so an address reused by another code object is noticed;
+ *   - cached strings live until py_begin_sample flushes an oversized cache.
+ * Never prints.
+ */
+#include "process.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../target/maps.h"
+#include "../target/proc.h"
+#include "debug_offsets.h"
+#include "linetable.h"
+#include "objects.h"
+
+#define CODE_CACHE_MAX 65536u      /* entries before a flush */
+#define MAX_INTERPRETERS 256u
+#define MAX_THREADS 65536u
+#define MAX_FRAME_WALK 200000u     /* frames walked before a stack is torn */
+#define LINETABLE_MAX (1u << 20)
+#define NAME_MAX_BYTES 1024u
+#define FILE_MAX_BYTES 4096u
+#define BLOCK_MAX 512u             /* largest header we copy at once */
+
+/* FRAME_OWNED_BY_CSTACK (3.12+): a shim frame of the C stack, not Python's */
+#define FRAME_OWNED_BY_CSTACK 3
+
+struct code_entry {
+    uint64_t addr;                 /* 0 = empty slot */
+    uint64_t fingerprint[4];       /* name, qualname, filename, linetable pointers */
+    int firstlineno;
+    struct py_code code;
+    char *name, *filename;
+    uint8_t *linetable;
+    size_t linetable_len;
+    int64_t last_pos;              /* one-entry memo of pos → line */
+    int last_line;
+};
+
+struct py_process {
+    pid_t pid;
+    struct py_location loc;
+    struct py_layout layout;
+    struct py_objects objects;
+    struct reader *reader;
+    size_t tstate_read, frame_read, iframe_read, code_read;
+    struct code_entry **codes;     /* open addressing, power-of-two capacity;
+                                      entries never move, so frames may point at them */
+    size_t codes_cap, codes_used;
+    struct py_stats stats;
+};
+
+/* ---- attach ------------------------------------------------------------ */
+
+static size_t max_field_end(const int64_t *offsets, size_t n, size_t width)
+{
+    size_t end = 0;
+    for (size_t i = 0; i < n; i++)
+        if (offsets[i] != PY_OFF_NONE && (size_t)offsets[i] + width > end)
+            end = (size_t)offsets[i] + width;
+    return end;
+}
+
+static int choose_layout(struct py_process *py, struct pm_error *err)
+{
+    const struct py_version *v = &py->loc.version;
+    if (v->major == 3 && v->minor >= 8 && v->minor <= 12) {
+        const struct py_layout *l = py_layout_for(v->major, v->minor);
+        if (l == NULL)
+            return pm_fail(err, PM_EUNSUPPORTED, "Python %s is not supported: no layout table",
+                           v->text);
+        py->layout = *l;
+        return 0;
+    }
+    if (v->major == 3 && v->minor == 13) {
+        uint8_t block[DEBUG_OFFSETS_MAX_SIZE];
+        if (py->loc.runtime_addr == 0 ||
+            reader_read(py->reader, py->loc.runtime_addr, block, sizeof block, err) != 0)
+            return pm_wrap(err, "reading _Py_DebugOffsets of Python %s", v->text);
+        uint64_t hex = ((uint64_t)v->major << 24) | ((uint64_t)v->minor << 16);
+        if (debug_offsets_parse(block, sizeof block, hex, &py->layout, err) != 0)
+            return pm_wrap(err, "Python %s is not supported", v->text);
+        return 0;
+    }
+    return pm_fail(err, PM_EUNSUPPORTED,
+                   "Python %s is not supported (pyrometer reads CPython 3.8 to 3.13)", v->text);
+}
+
+static void compute_read_sizes(struct py_process *py)
+{
+    const struct py_layout *l = &py->layout;
+    int64_t ts[] = {l->tstate_next, l->tstate_interp, l->tstate_frame, l->tstate_thread_id,
+                    l->tstate_native_thread_id};
+    py->tstate_read = max_field_end(ts, sizeof ts / sizeof ts[0], 8);
+    int64_t fr[] = {l->ob_type, l->frame_back, l->frame_code, l->frame_lasti};
+    py->frame_read = max_field_end(fr, sizeof fr / sizeof fr[0], 8);
+    int64_t ifr[] = {l->iframe_previous, l->iframe_code, l->iframe_instr, l->iframe_owner};
+    py->iframe_read = max_field_end(ifr, sizeof ifr / sizeof ifr[0], 1);
+    int64_t co[] = {l->ob_type, l->code_filename, l->code_name, l->code_qualname,
+                    l->code_linetable, l->code_firstlineno};
+    py->code_read = max_field_end(co, sizeof co / sizeof co[0], 8);
+}
+
+static int sizes_sane(const struct py_process *py)
+{
+    return py->tstate_read && py->tstate_read <= BLOCK_MAX && py->code_read <= BLOCK_MAX &&
+           py->frame_read <= BLOCK_MAX && py->iframe_read <= BLOCK_MAX;
+}
+
+int py_attach(pid_t pid, struct py_process **out, struct pm_error *err)
+{
+    if (proc_check_alive(pid, err) != 0)
+        return -1;
+    struct proc_maps maps;
+    if (maps_read(pid, &maps, err) != 0)
+        return -1;
+    struct py_process *py = calloc(1, sizeof *py);
+    if (py == NULL) {
+        maps_free(&maps);
+        return pm_fail(err, PM_ENOMEM, "out of memory");
+    }
+    py->pid = pid;
+    int rc = py_locate(pid, &maps, &py->loc, err);
+    maps_free(&maps);
+    if (rc != 0)
+        goto fail;
+    py->reader = reader_remote_new(pid, err);
+    if (py->reader == NULL)
+        goto fail;
+    /* Permission problems show up on the first read, whatever the version. */
+    uint64_t probe;
+    if (py->loc.runtime_addr &&
+        reader_u64(py->reader, py->loc.runtime_addr, &probe, err) != 0)
+        goto fail;
+    if (choose_layout(py, err) != 0)
+        goto fail;
+    compute_read_sizes(py);
+    if (!sizes_sane(py)) {
+        pm_fail(err, PM_EUNSUPPORTED, "Python %s: implausible structure sizes",
+                py->loc.version.text);
+        goto fail;
+    }
+    py->objects.reader = py->reader;
+    py->objects.layout = &py->layout;
+    py->objects.unicode_type = py->loc.unicode_type;
+    py->objects.bytes_type = py->loc.bytes_type;
+    py->codes_cap = 1024;
+    py->codes = calloc(py->codes_cap, sizeof *py->codes);
+    if (py->codes == NULL) {
+        pm_fail(err, PM_ENOMEM, "out of memory");
+        goto fail;
+    }
+    *out = py;
+    return 0;
+fail:
+    py_detach(py);
+    return -1;
+}
+
+static void code_entry_clear(struct code_entry *e)
+{
+    free(e->name);
+    free(e->filename);
+    free(e->linetable);
+    memset(e, 0, sizeof *e);
+}
+
+static void code_cache_flush(struct py_process *py)
+{
+    for (size_t i = 0; i < py->codes_cap; i++)
+        if (py->codes[i]) {
+            code_entry_clear(py->codes[i]);
+            free(py->codes[i]);
+            py->codes[i] = NULL;
+        }
+    py->codes_used = 0;
+    py->stats.code_flushes++;
+}
+
+void py_detach(struct py_process *py)
+{
+    if (py == NULL)
+        return;
+    if (py->codes) {
+        code_cache_flush(py);
+        free(py->codes);
+    }
+    reader_close(py->reader);
+    free(py);
+}
+
+pid_t py_pid(const struct py_process *py) { return py->pid; }
+const struct py_version *py_get_version(const struct py_process *py) { return &py->loc.version; }
+const char *py_binary(const struct py_process *py) { return py->loc.binary; }
+struct reader *py_reader(struct py_process *py) { return py->reader; }
+struct py_stats py_get_stats(const struct py_process *py) { return py->stats; }
+
+void py_begin_sample(struct py_process *py)
+{
+    reader_new_epoch(py->reader);
+    if (py->codes_used >= CODE_CACHE_MAX)
+        code_cache_flush(py);
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t field_u64(const uint8_t *block, int64_t off)
+{
+    uint64_t v = 0;
+    if (off != PY_OFF_NONE)
+        memcpy(&v, block + off, sizeof v);
+    return v;
+}
+
+static int32_t field_i32(const uint8_t *block, int64_t off)
+{
+    int32_t v = 0;
+    if (off != PY_OFF_NONE)
+        memcpy(&v, block + off, sizeof v);
+    return v;
+}
+
+/* Brent's cycle detection over a pointer chain: call step() with each new
+ * address; returns -1 when the chain came back to an earlier element. */
+struct cycle_check {
+    uint64_t tortoise;
+    uint64_t power, steps;
+};
+
+static void cycle_init(struct cycle_check *c)
+{
+    c->tortoise = 0;
+    c->power = 1;
+    c->steps = 0;
+}
+
+static int cycle_step(struct cycle_check *c, uint64_t addr)
+{
+    if (addr == c->tortoise)
+        return -1;
+    if (++c->steps == c->power) {
+        c->tortoise = addr;
+        c->power *= 2;
+        c->steps = 0;
+    }
+    return 0;
+}
+
+/* ---- threads ----------------------------------------------------------- */
+
+static uint64_t gil_holder(struct py_process *py, uint64_t interp)
+{
+    const struct py_layout *l = &py->layout;
+    uint64_t gil;
+    int64_t locked_off, holder_off;
+    if (l->runtime_gil_last_holder != PY_OFF_NONE) {
+        gil = py->loc.runtime_addr;
+        locked_off = l->runtime_gil_locked;
+        holder_off = l->runtime_gil_last_holder;
+    } else if (l->interp_gil_ptr != PY_OFF_NONE) {
+        if (reader_u64(py->reader, interp + (uint64_t)l->interp_gil_ptr, &gil, NULL) != 0)
+            return 0;
+        locked_off = l->gil_locked;
+        holder_off = l->gil_last_holder;
+    } else {
+        return 0;
+    }
+    int32_t locked;
+    uint64_t holder;
+    if (locked_off == PY_OFF_NONE || holder_off == PY_OFF_NONE ||
+        reader_i32(py->reader, gil + (uint64_t)locked_off, &locked, NULL) != 0 || !locked ||
+        reader_u64(py->reader, gil + (uint64_t)holder_off, &holder, NULL) != 0)
+        return 0;
+    return holder;
+}
+
+static int read_top_frame(struct py_process *py, const uint8_t *ts, uint64_t *frame,
+                          struct pm_error *err)
+{
+    const struct py_layout *l = &py->layout;
+    uint64_t ptr = field_u64(ts, l->tstate_frame);
+    if (l->frames == PY_FRAMES_CFRAME && ptr != 0) {
+        if (reader_u64(py->reader, ptr + (uint64_t)l->cframe_current_frame, &ptr, err) != 0)
+            return -1;
+    }
+    *frame = ptr;
+    return 0;
+}
+
+int py_list_threads(struct py_process *py, struct py_thread *out, size_t cap, size_t *count,
+                    struct pm_error *err)
+{
+    const struct py_layout *l = &py->layout;
+    *count = 0;
+    uint64_t interp;
+    if (reader_u64(py->reader, py->loc.runtime_addr + (uint64_t)l->runtime_interpreters_head,
+                   &interp, err) != 0)
+        return -1;
+    struct cycle_check interp_cycle;
+    cycle_init(&interp_cycle);
+    for (size_t ni = 0; interp != 0; ni++) {
+        if (ni >= MAX_INTERPRETERS || cycle_step(&interp_cycle, interp) != 0)
+            return pm_fail(err, PM_ETORN, "interpreter list is inconsistent");
+        uint64_t tstate, next_interp;
+        if (reader_u64(py->reader, interp + (uint64_t)l->interp_threads_head, &tstate, err) != 0 ||
+            reader_u64(py->reader, interp + (uint64_t)l->interp_next, &next_interp, err) != 0)
+            return -1;
+        uint64_t holder = gil_holder(py, interp);
+        struct cycle_check thread_cycle;
+        cycle_init(&thread_cycle);
+        for (size_t nt = 0; tstate != 0; nt++) {
+            if (nt >= MAX_THREADS || cycle_step(&thread_cycle, tstate) != 0)
+                return pm_fail(err, PM_ETORN, "thread list is inconsistent");
+            uint8_t ts[BLOCK_MAX];
+            if (reader_read(py->reader, tstate, ts, py->tstate_read, err) != 0)
+                return -1;
+            if (*count < cap) {
+                struct py_thread *t = &out[*count];
+                t->tstate = tstate;
+                t->interp = interp;
+                t->thread_id = field_u64(ts, l->tstate_thread_id);
+                t->os_tid = l->tstate_native_thread_id != PY_OFF_NONE
+                                ? (pid_t)field_u64(ts, l->tstate_native_thread_id)
+                                : proc_tid_of_pthread(py->reader, py->pid, t->thread_id);
+                t->owns_gil = holder != 0 && holder == tstate;
+                if (read_top_frame(py, ts, &t->top_frame, err) != 0)
+                    return -1;
+            }
+            (*count)++;
+            tstate = field_u64(ts, l->tstate_next);
+        }
+        interp = next_interp;
+    }
+    return 0;
+}
+
+/* ---- code objects ------------------------------------------------------ */
+
+static size_t code_slot(uint64_t addr, size_t cap)
+{
+    uint64_t h = addr * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 20) & (cap - 1);
+}
+
+static int code_cache_grow(struct py_process *py)
+{
+    size_t new_cap = py->codes_cap * 2;
+    struct code_entry **grown = calloc(new_cap, sizeof *grown);
+    if (grown == NULL)
+        return -1;
+    for (size_t i = 0; i < py->codes_cap; i++) {
+        if (py->codes[i] == NULL)
+            continue;
+        size_t s = code_slot(py->codes[i]->addr, new_cap);
+        while (grown[s])
+            s = (s + 1) & (new_cap - 1);
+        grown[s] = py->codes[i];
+    }
+    free(py->codes);
+    py->codes = grown;
+    py->codes_cap = new_cap;
+    return 0;
+}
+
+static char *read_str_dup(struct py_process *py, uint64_t addr, size_t max,
+                          struct pm_error *err)
+{
+    char buf[FILE_MAX_BYTES];
+    if (max > sizeof buf)
+        max = sizeof buf;
+    if (py_read_str(&py->objects, addr, buf, max, err) != 0)
+        return NULL;
+    char *s = strdup(buf);
+    if (s == NULL)
+        pm_fail(err, PM_ENOMEM, "out of memory");
+    return s;
+}
+
+static int code_decode(struct py_process *py, uint64_t addr, const uint8_t *header,
+                       struct code_entry *e, struct pm_error *err)
+{
+    const struct py_layout *l = &py->layout;
+    uint64_t name_ptr = l->code_qualname != PY_OFF_NONE ? field_u64(header, l->code_qualname)
+                                                        : field_u64(header, l->code_name);
+    e->name = read_str_dup(py, name_ptr, NAME_MAX_BYTES, err);
+    if (e->name == NULL)
+        return -1;
+    e->filename = read_str_dup(py, field_u64(header, l->code_filename), FILE_MAX_BYTES, err);
+    if (e->filename == NULL)
+        return -1;
+    if (py_read_bytes(&py->objects, field_u64(header, l->code_linetable), LINETABLE_MAX,
+                      &e->linetable, &e->linetable_len, err) != 0)
+        return -1;
+    e->addr = addr;
+    e->firstlineno = field_i32(header, l->code_firstlineno);
+    e->fingerprint[0] = field_u64(header, l->code_name);
+    e->fingerprint[1] = field_u64(header, l->code_qualname);
+    e->fingerprint[2] = field_u64(header, l->code_filename);
+    e->fingerprint[3] = field_u64(header, l->code_linetable);
+    e->code.addr = addr;
+    e->code.name = e->name;
+    e->code.filename = e->filename;
+    e->code.firstlineno = e->firstlineno;
+    e->last_pos = INT64_MIN;
+    return 0;
+}
+
+/* The cache entry for the code object at addr (read or re-validated now). */
+static struct code_entry *code_lookup(struct py_process *py, uint64_t addr,
+                                      struct pm_error *err)
+{
+    const struct py_layout *l = &py->layout;
+    uint8_t header[BLOCK_MAX];
+    if (reader_read(py->reader, addr, header, py->code_read, err) != 0)
+        return NULL;
+    if (py->loc.code_type && field_u64(header, l->ob_type) != py->loc.code_type) {
+        pm_fail(err, PM_ETORN, "frame points to a non-code object at 0x%llx",
+                (unsigned long long)addr);
+        return NULL;
+    }
+    size_t s = code_slot(addr, py->codes_cap);
+    while (py->codes[s] && py->codes[s]->addr != addr)
+        s = (s + 1) & (py->codes_cap - 1);
+    struct code_entry *e = py->codes[s];
+    if (e != NULL) {
+        if (e->fingerprint[0] == field_u64(header, l->code_name) &&
+            e->fingerprint[1] == field_u64(header, l->code_qualname) &&
+            e->fingerprint[2] == field_u64(header, l->code_filename) &&
+            e->fingerprint[3] == field_u64(header, l->code_linetable) &&
+            e->firstlineno == field_i32(header, l->code_firstlineno)) {
+            py->stats.code_hits++;
+            return e;
+        }
+        /* Same address, another code object: decode it afresh in place. */
+        struct code_entry fresh = {0};
+        if (code_decode(py, addr, header, &fresh, err) != 0) {
+            code_entry_clear(&fresh);
+            return NULL;
+        }
+        code_entry_clear(e);
+        *e = fresh;
+        py->stats.code_misses++;
+        return e;
+    }
+    e = calloc(1, sizeof *e);
+    if (e == NULL || code_decode(py, addr, header, e, err) != 0) {
+        if (e == NULL)
+            pm_fail(err, PM_ENOMEM, "out of memory");
+        else
+            code_entry_clear(e);
+        free(e);
+        return NULL;
+    }
+    py->stats.code_misses++;
+    if ((py->codes_used + 1) * 2 > py->codes_cap) {
+        if (code_cache_grow(py) != 0) {
+            code_entry_clear(e);
+            free(e);
+            pm_fail(err, PM_ENOMEM, "out of memory");
+            return NULL;
+        }
+        s = code_slot(addr, py->codes_cap);
+        while (py->codes[s])
+            s = (s + 1) & (py->codes_cap - 1);
+    }
+    py->codes[s] = e;
+    py->codes_used++;
+    return e;
+}
+
+static int code_line(struct py_process *py, struct code_entry *e, int64_t pos)
+{
+    if (pos == e->last_pos)
+        return e->last_line;
+    int line = linetable_line(py->layout.lines, e->linetable, e->linetable_len,
+                              e->firstlineno, pos);
+    e->last_pos = pos;
+    e->last_line = line;
+    return line;
+}
+
+/* ---- frames ------------------------------------------------------------ */
+
+/* One step of the walk: the code address, bytecode position and next frame
+ * of the frame at addr; *skip when the frame is not a Python frame. */
+static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int64_t *pos,
+                      int *has_pos, uint64_t *next, int *skip, struct pm_error *err)
+{
+    const struct py_layout *l = &py->layout;
+    uint8_t block[BLOCK_MAX];
+    *skip = 0;
+    *has_pos = 1;
+    if (l->frames == PY_FRAMES_OBJECT) {
+        if (reader_read(py->reader, addr, block, py->frame_read, err) != 0)
+            return -1;
+        if (py->loc.frame_type && field_u64(block, l->ob_type) != py->loc.frame_type)
+            return pm_fail(err, PM_ETORN, "not a frame object at 0x%llx",
+                           (unsigned long long)addr);
+        *code = field_u64(block, l->frame_code);
+        *next = field_u64(block, l->frame_back);
+        int32_t lasti = field_i32(block, l->frame_lasti);
+        /* 3.10 counts f_lasti in code units; the 3.10 line table in bytes */
+        *pos = l->lines == PY_LINES_LINETABLE310 && lasti >= 0 ? (int64_t)lasti * 2 : lasti;
+        return 0;
+    }
+    if (reader_read(py->reader, addr, block, py->iframe_read, err) != 0)
+        return -1;
+    *code = field_u64(block, l->iframe_code);
+    *next = field_u64(block, l->iframe_previous);
+    if (l->iframe_owner != PY_OFF_NONE && py->layout.minor >= 12 &&
+        block[l->iframe_owner] == FRAME_OWNED_BY_CSTACK) {
+        *skip = 1;
+        return 0;
+    }
+    uint64_t instr = field_u64(block, l->iframe_instr);
+    uint64_t start = *code + (uint64_t)l->code_adaptive;
+    /* prev_instr may sit one unit before the code (a frame not yet started) */
+    if (instr + 2 < start) {
+        *has_pos = 0;
+        *pos = -1;
+        return 0;
+    }
+    *pos = ((int64_t)instr - (int64_t)start) / 2;
+    return 0;
+}
+
+int py_thread_refresh(struct py_process *py, struct py_thread *t, struct pm_error *err)
+{
+    uint8_t ts[BLOCK_MAX];
+    if (reader_read(py->reader, t->tstate, ts, py->tstate_read, err) != 0)
+        return -1;
+    if (field_u64(ts, py->layout.tstate_thread_id) != t->thread_id)
+        return pm_fail(err, PM_ETORN, "thread %llu has gone", (unsigned long long)t->thread_id);
+    return read_top_frame(py, ts, &t->top_frame, err);
+}
+
+int py_thread_stack(struct py_process *py, const struct py_thread *t, struct py_frame *frames,
+                    size_t cap, size_t *depth, struct pm_error *err)
+{
+    *depth = 0;
+    struct cycle_check cycle;
+    cycle_init(&cycle);
+    int truncated = 0;
+    uint64_t addr = t->top_frame;
+    for (size_t walked = 0; addr != 0; walked++) {
+        if (walked >= MAX_FRAME_WALK || cycle_step(&cycle, addr) != 0)
+            return pm_fail(err, PM_ETORN, "frame chain of thread %llu loops",
+                           (unsigned long long)t->thread_id);
+        uint64_t code_addr, next;
+        int64_t pos;
+        int skip, has_pos;
+        if (frame_step(py, addr, &code_addr, &pos, &has_pos, &next, &skip, err) != 0)
+            return -1;
+        addr = next;
+        if (skip)
+            continue;
+        if (*depth == cap) {
+            truncated = 1;
+            continue;
+        }
+        struct code_entry *e = code_lookup(py, code_addr, err);
+        if (e == NULL)
+            return -1;
+        frames[*depth].code = &e->code;
+        frames[*depth].line = has_pos ? code_line(py, e, pos) : e->firstlineno;
+        (*depth)++;
+    }
+    return truncated;
+}

@@ -1,0 +1,89 @@
+/*
+ * sampler.h — taking samples of a Python process.
+ *
+ * Owns: one "sample" (every thread with its state and its frames, innermost
+ * first, retried when a read was torn), and the sampling loop (absolute
+ * deadlines at the asked rate, stop on a flag, a duration, or the target's
+ * exit, a progress line on a terminal).  Knows nothing of output formats:
+ * each sample goes to a callback.  Never prints except the progress line.
+ */
+#ifndef PYROMETER_SAMPLER_H
+#define PYROMETER_SAMPLER_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../common/error.h"
+#include "../python/process.h"
+
+#define SAMPLE_MAX_DEPTH 2048u
+#define SAMPLE_MAX_THREADS 1024u
+
+struct sampled_frame {
+    const char *name;
+    const char *filename;
+    const char *short_filename;
+    int line;              /* -1 when unknown */
+    int firstlineno;       /* the function's first line */
+};
+
+struct sampled_thread {
+    uint64_t thread_id;
+    pid_t os_tid;
+    char state;            /* /proc state letter, 0 if unknown */
+    int active;            /* running on a CPU (or unknown) */
+    int owns_gil;
+    int truncated;         /* deeper than SAMPLE_MAX_DEPTH: outermost frames lost */
+    size_t depth;
+    struct sampled_frame *frames;   /* innermost first */
+};
+
+struct sample {
+    uint64_t t_ns;         /* since the loop started */
+    size_t nthreads;
+    struct sampled_thread *threads;
+    size_t torn_threads;   /* threads dropped from this sample as unreadable */
+};
+
+struct sampler;
+
+struct sampler *sampler_new(struct py_process *py);
+void sampler_free(struct sampler *s);
+
+/* Take one sample now (all threads, idle ones included; the caller filters).
+ * The sample is valid until the next call.  Fails only when the thread list
+ * itself cannot be read after retries (PM_ETORN) or the target is gone
+ * (PM_EGONE). */
+int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *err);
+
+struct sampler_config {
+    double rate_hz;              /* > 0 */
+    double duration_s;           /* 0 = until stop / exit */
+    volatile sig_atomic_t *stop; /* set by a signal handler */
+    pid_t child;                 /* launch mode: our child, reaped when it exits */
+    int progress;                /* draw a progress line on stderr */
+};
+
+struct sampler_result {
+    uint64_t ticks;              /* samples attempted */
+    uint64_t samples;            /* samples taken */
+    uint64_t errors;             /* samples lost entirely + threads dropped */
+    uint64_t thread_samples;     /* thread stacks read successfully */
+    uint64_t late;               /* deadlines missed by more than one interval */
+    uint64_t elapsed_ns;
+    int target_exited;
+    int child_status_valid;
+    int child_status;            /* waitpid status, launch mode */
+    int stopped_by_signal;
+};
+
+typedef int (*sample_fn)(const struct sample *smp, void *ctx);
+
+/* Run the loop; each sample goes to fn (a non-zero return stops the loop).
+ * Returns 0 when stopped normally (duration, signal, target exit). */
+int sampler_run(struct sampler *s, const struct sampler_config *cfg, sample_fn fn, void *ctx,
+                struct sampler_result *res, struct pm_error *err);
+
+#endif

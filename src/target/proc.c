@@ -1,0 +1,258 @@
+/*
+ * proc.c — /proc facts about a target process and its threads.
+ * Thread states are read from /proc/PID/task/TID/stat; the files stay open
+ * and are re-read with pread, which the kernel regenerates at offset 0.
+ * The pthread_t → TID mapping uses glibc's struct pthread, whose `tid`
+ * field offset we discover by looking for our own TID inside our own
+ * pthread_self() struct (confirmed with a second thread), and then validate
+ * every answer against /proc/PID/task.  Never interprets Python, never prints.
+ */
+#include "proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static char proc_state_letter(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')');
+    if (close_paren == NULL || close_paren[1] != ' ')
+        return 0;
+    return close_paren[2];
+}
+
+int proc_is_alive(pid_t pid)
+{
+    char s = proc_state_letter(pid);
+    return s != 0 && s != 'Z' && s != 'X';
+}
+
+int proc_check_alive(pid_t pid, struct pm_error *err)
+{
+    if (pid <= 0)
+        return pm_fail(err, PM_ENOTFOUND, "no process with pid %d", (int)pid);
+    if (!proc_is_alive(pid))
+        return pm_fail(err, PM_ENOTFOUND, "no process with pid %d", (int)pid);
+    return 0;
+}
+
+void proc_root_path(pid_t pid, const char *path, char *out, size_t cap)
+{
+    snprintf(out, cap, "/proc/%d/root%s", (int)pid, path);
+}
+
+void proc_cmdline(pid_t pid, char *out, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    out[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || cap < 2) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    ssize_t n = read(fd, out, cap - 1);
+    close(fd);
+    if (n <= 0) {
+        out[0] = '\0';
+        return;
+    }
+    out[n] = '\0';
+    for (ssize_t i = 0; i < n; i++)
+        if (out[i] == '\0')
+            out[i] = ' ';
+    while (n > 0 && out[n - 1] == ' ')
+        out[--n] = '\0';
+}
+
+int proc_exe(pid_t pid, char *out, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+    ssize_t n = readlink(path, out, cap - 1);
+    if (n < 0)
+        return -1;
+    out[n] = '\0';
+    return 0;
+}
+
+/* ---- thread states ---------------------------------------------------- */
+
+struct thread_state_file {
+    pid_t tid;
+    int fd;
+    int used;
+};
+
+struct thread_states {
+    pid_t pid;
+    struct thread_state_file *files;
+    size_t count, cap;
+};
+
+struct thread_states *thread_states_new(pid_t pid)
+{
+    struct thread_states *ts = calloc(1, sizeof *ts);
+    if (ts)
+        ts->pid = pid;
+    return ts;
+}
+
+void thread_states_free(struct thread_states *ts)
+{
+    if (ts == NULL)
+        return;
+    for (size_t i = 0; i < ts->count; i++)
+        close(ts->files[i].fd);
+    free(ts->files);
+    free(ts);
+}
+
+static struct thread_state_file *thread_file(struct thread_states *ts, pid_t tid)
+{
+    for (size_t i = 0; i < ts->count; i++)
+        if (ts->files[i].tid == tid)
+            return &ts->files[i];
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)ts->pid, (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    if (ts->count == ts->cap) {
+        size_t cap = ts->cap ? ts->cap * 2 : 16;
+        struct thread_state_file *grown = realloc(ts->files, cap * sizeof *grown);
+        if (grown == NULL) {
+            close(fd);
+            return NULL;
+        }
+        ts->files = grown;
+        ts->cap = cap;
+    }
+    struct thread_state_file *f = &ts->files[ts->count++];
+    f->tid = tid;
+    f->fd = fd;
+    f->used = 0;
+    return f;
+}
+
+char thread_states_get(struct thread_states *ts, pid_t tid)
+{
+    if (ts == NULL || tid <= 0)
+        return 0;
+    struct thread_state_file *f = thread_file(ts, tid);
+    if (f == NULL)
+        return 0;
+    f->used = 1;
+    char buf[512];
+    ssize_t n = pread(f->fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')');
+    if (close_paren == NULL || close_paren[1] != ' ')
+        return 0;
+    return close_paren[2];
+}
+
+void thread_states_sweep(struct thread_states *ts)
+{
+    if (ts == NULL)
+        return;
+    size_t kept = 0;
+    for (size_t i = 0; i < ts->count; i++) {
+        if (ts->files[i].used) {
+            ts->files[i].used = 0;
+            ts->files[kept++] = ts->files[i];
+        } else {
+            close(ts->files[i].fd);
+        }
+    }
+    ts->count = kept;
+}
+
+/* ---- pthread_t → TID ---------------------------------------------------- */
+
+#define PTHREAD_SCAN_BYTES 2048
+
+static long offsets_matching(const void *self, pid_t tid, long *out, long cap)
+{
+    long n = 0;
+    const unsigned char *base = self;
+    for (long off = 0; off + (long)sizeof(pid_t) <= PTHREAD_SCAN_BYTES && n < cap;
+         off += sizeof(pid_t)) {
+        pid_t v;
+        memcpy(&v, base + off, sizeof v);
+        if (v == tid)
+            out[n++] = off;
+    }
+    return n;
+}
+
+struct probe_result {
+    long offsets[16];
+    long count;
+};
+
+static void *probe_thread(void *arg)
+{
+    struct probe_result *res = arg;
+    res->count = offsets_matching((void *)pthread_self(), (pid_t)syscall(SYS_gettid),
+                                  res->offsets, 16);
+    return NULL;
+}
+
+/* Offset of `tid` inside glibc's struct pthread, or -1. */
+static long pthread_tid_offset(void)
+{
+    static long cached = -2;
+    if (cached != -2)
+        return cached;
+    cached = -1;
+    long mine[16];
+    long n = offsets_matching((void *)pthread_self(), (pid_t)syscall(SYS_gettid), mine, 16);
+    struct probe_result other = {.count = 0};
+    pthread_t t;
+    if (pthread_create(&t, NULL, probe_thread, &other) != 0)
+        return cached;
+    pthread_join(t, NULL);
+    for (long i = 0; i < n && cached < 0; i++)
+        for (long j = 0; j < other.count; j++)
+            if (mine[i] == other.offsets[j]) {
+                cached = mine[i];
+                break;
+            }
+    return cached;
+}
+
+pid_t proc_tid_of_pthread(struct reader *r, pid_t pid, uint64_t pthread)
+{
+    long off = pthread_tid_offset();
+    if (off < 0 || pthread == 0)
+        return 0;
+    int32_t tid;
+    if (reader_i32(r, pthread + (uint64_t)off, &tid, NULL) != 0 || tid <= 0)
+        return 0;
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task/%d", (int)pid, (int)tid);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return 0;
+    return tid;
+}

@@ -1,0 +1,234 @@
+/*
+ * reader.c — memory readers: remote process (process_vm_readv) and local
+ * buffer.  The remote reader keeps a direct-mapped cache of 4 KiB pages that
+ * is valid for one epoch (one sample): frames of a thread and the code
+ * objects they point to often share pages, so one syscall serves many small
+ * reads.  A page that cannot be read whole (end of a mapping) falls back to
+ * an exact read.  Never interprets memory, never prints.
+ */
+#include "reader.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#define PAGE_SIZE_ 4096u
+#define CACHE_PAGES 64u
+
+struct cached_page {
+    uint64_t addr;      /* page-aligned */
+    uint64_t epoch;     /* valid when == reader epoch */
+    uint8_t data[PAGE_SIZE_];
+};
+
+struct remote_reader {
+    struct reader base;
+    pid_t pid;
+    uint64_t epoch;
+    struct cached_page *pages;
+};
+
+struct buffer_reader {
+    struct reader base;
+    const uint8_t *buf;
+    size_t len;
+    uint64_t base_addr;
+};
+
+static int remote_errno_fail(struct remote_reader *rr, int e, uint64_t addr, size_t len,
+                             struct pm_error *err)
+{
+    switch (e) {
+    case ESRCH:
+        return pm_fail(err, PM_EGONE, "process %d has exited", (int)rr->pid);
+    case EPERM:
+    case EACCES:
+        return pm_fail(err, PM_EPERM,
+                       "permission denied reading process %d: run as root or grant "
+                       "CAP_SYS_PTRACE (e.g. setcap cap_sys_ptrace+ep pyrometer)",
+                       (int)rr->pid);
+    default:
+        return pm_fail(err, PM_EREAD, "cannot read %zu bytes at 0x%llx in process %d: %s",
+                       len, (unsigned long long)addr, (int)rr->pid, strerror(e));
+    }
+}
+
+/* One exact process_vm_readv; fails unless every byte arrived. */
+static int remote_read_exact(struct remote_reader *rr, uint64_t addr, void *buf, size_t len,
+                             struct pm_error *err)
+{
+    struct iovec local = {.iov_base = buf, .iov_len = len};
+    struct iovec remote = {.iov_base = (void *)(uintptr_t)addr, .iov_len = len};
+    rr->base.stats.syscalls++;
+    ssize_t got = process_vm_readv(rr->pid, &local, 1, &remote, 1, 0);
+    if (got == (ssize_t)len)
+        return 0;
+    if (got < 0)
+        return remote_errno_fail(rr, errno, addr, len, err);
+    return remote_errno_fail(rr, EFAULT, addr, len, err);
+}
+
+/* Return the cached copy of the page at page_addr, reading it if needed;
+ * NULL when the whole page cannot be read (caller falls back). */
+static const uint8_t *remote_page(struct remote_reader *rr, uint64_t page_addr)
+{
+    struct cached_page *slot = &rr->pages[(page_addr / PAGE_SIZE_) % CACHE_PAGES];
+    if (slot->epoch == rr->epoch && slot->addr == page_addr) {
+        rr->base.stats.cache_hits++;
+        return slot->data;
+    }
+    if (remote_read_exact(rr, page_addr, slot->data, PAGE_SIZE_, NULL) != 0) {
+        slot->epoch = 0;
+        return NULL;
+    }
+    slot->addr = page_addr;
+    slot->epoch = rr->epoch;
+    return slot->data;
+}
+
+static int remote_read(struct reader *r, uint64_t addr, void *buf, size_t len,
+                       struct pm_error *err)
+{
+    struct remote_reader *rr = (struct remote_reader *)r;
+    /* Large reads and reads spanning more than two pages go straight through. */
+    uint64_t first = addr & ~(uint64_t)(PAGE_SIZE_ - 1);
+    uint64_t last = (addr + len - 1) & ~(uint64_t)(PAGE_SIZE_ - 1);
+    if (len > PAGE_SIZE_ || last - first > PAGE_SIZE_)
+        return remote_read_exact(rr, addr, buf, len, err);
+    uint8_t *out = buf;
+    size_t done = 0;
+    for (uint64_t page = first; page <= last; page += PAGE_SIZE_) {
+        const uint8_t *data = remote_page(rr, page);
+        if (data == NULL)
+            return remote_read_exact(rr, addr, buf, len, err);
+        uint64_t from = (page == first) ? addr - page : 0;
+        size_t n = PAGE_SIZE_ - from;
+        if (n > len - done)
+            n = len - done;
+        memcpy(out + done, data + from, n);
+        done += n;
+    }
+    return 0;
+}
+
+static void remote_close(struct reader *r)
+{
+    struct remote_reader *rr = (struct remote_reader *)r;
+    free(rr->pages);
+    free(rr);
+}
+
+static const struct reader_ops remote_ops = {remote_read, remote_close};
+
+struct reader *reader_remote_new(pid_t pid, struct pm_error *err)
+{
+    struct remote_reader *rr = calloc(1, sizeof *rr);
+    struct cached_page *pages = calloc(CACHE_PAGES, sizeof *pages);
+    if (rr == NULL || pages == NULL) {
+        free(rr);
+        free(pages);
+        pm_fail(err, PM_ENOMEM, "out of memory");
+        return NULL;
+    }
+    rr->base.ops = &remote_ops;
+    rr->pid = pid;
+    rr->epoch = 1;
+    rr->pages = pages;
+    return &rr->base;
+}
+
+static int buffer_read(struct reader *r, uint64_t addr, void *buf, size_t len,
+                       struct pm_error *err)
+{
+    struct buffer_reader *br = (struct buffer_reader *)r;
+    if (addr < br->base_addr || addr - br->base_addr > br->len ||
+        len > br->len - (addr - br->base_addr))
+        return pm_fail(err, PM_EREAD, "cannot read %zu bytes at 0x%llx", len,
+                       (unsigned long long)addr);
+    memcpy(buf, br->buf + (addr - br->base_addr), len);
+    return 0;
+}
+
+static void buffer_close(struct reader *r)
+{
+    free(r);
+}
+
+static const struct reader_ops buffer_ops = {buffer_read, buffer_close};
+
+struct reader *reader_buffer_new(const void *buf, size_t len, uint64_t base)
+{
+    struct buffer_reader *br = calloc(1, sizeof *br);
+    if (br == NULL)
+        return NULL;
+    br->base.ops = &buffer_ops;
+    br->buf = buf;
+    br->len = len;
+    br->base_addr = base;
+    return &br->base;
+}
+
+int reader_read(struct reader *r, uint64_t addr, void *buf, size_t len, struct pm_error *err)
+{
+    if (len == 0)
+        return 0;
+    if (len > READER_MAX_READ)
+        return pm_fail(err, PM_EREAD, "refusing a read of %zu bytes", len);
+    if (addr == 0 || addr + len < addr)
+        return pm_fail(err, PM_EREAD, "bad address 0x%llx", (unsigned long long)addr);
+    r->stats.reads++;
+    return r->ops->read(r, addr, buf, len, err);
+}
+
+int reader_u64(struct reader *r, uint64_t addr, uint64_t *out, struct pm_error *err)
+{
+    return reader_read(r, addr, out, sizeof *out, err);
+}
+
+int reader_u32(struct reader *r, uint64_t addr, uint32_t *out, struct pm_error *err)
+{
+    return reader_read(r, addr, out, sizeof *out, err);
+}
+
+int reader_i32(struct reader *r, uint64_t addr, int32_t *out, struct pm_error *err)
+{
+    return reader_read(r, addr, out, sizeof *out, err);
+}
+
+int reader_cstr(struct reader *r, uint64_t addr, char *out, size_t cap, struct pm_error *err)
+{
+    if (cap == 0)
+        return pm_fail(err, PM_EINTERNAL, "empty buffer");
+    size_t got = 0;
+    while (got + 1 < cap) {
+        /* Read up to the next 64-byte boundary so we never cross into an
+         * unmapped page needlessly. */
+        size_t chunk = 64 - ((addr + got) & 63);
+        if (chunk > cap - 1 - got)
+            chunk = cap - 1 - got;
+        if (reader_read(r, addr + got, out + got, chunk, err) != 0) {
+            if (got == 0)
+                return -1;
+            break;
+        }
+        void *nul = memchr(out + got, '\0', chunk);
+        if (nul != NULL)
+            return 0;
+        got += chunk;
+    }
+    out[got] = '\0';
+    return 0;
+}
+
+void reader_new_epoch(struct reader *r)
+{
+    if (r->ops == &remote_ops)
+        ((struct remote_reader *)r)->epoch++;
+}
+
+void reader_close(struct reader *r)
+{
+    if (r != NULL)
+        r->ops->close(r);
+}

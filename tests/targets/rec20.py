@@ -1,0 +1,29 @@
+"""
+rec20.py — recursion exactly 20 frames deep, forever.
+
+main() calls rec(20) in a loop; rec(n) calls rec(n - 1) at LINE:rec_call until
+n == 1, which does a little work at LINE:rec_work. So the deepest stack is
+<module>, main, and 20 rec frames: 22 frames. Prints `ready {"pid","depth"}`.
+"""
+
+import json
+import os
+
+DEPTH = 20
+
+
+def rec(n):
+    if n == 1:
+        total = 0
+        for i in range(3000): total += i  # LINE:rec_work
+        return total
+    return rec(n - 1)  # LINE:rec_call
+
+
+def main():
+    print("ready " + json.dumps({"pid": os.getpid(), "depth": DEPTH}), flush=True)
+    while True:
+        rec(DEPTH)  # LINE:main_calls_rec
+
+
+main()  # LINE:module_calls_main
