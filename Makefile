@@ -12,7 +12,7 @@ PYTEST   ?= /usr/bin/python3 -m pytest -q -ra
 DEMO_PY  ?= python3
 WERROR   ?= -Werror
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=gnu11 -Wall -Wextra $(WERROR) -Wno-missing-field-initializers \
+WFLAGS   := -std=gnu11 -Wall -Wextra $(WERROR) -Wno-missing-field-initializers \
             -D_GNU_SOURCE -MMD -MP
 PKG_CFLAGS := $(shell pkg-config --cflags libelf jansson zlib 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs libelf jansson zlib 2>/dev/null || echo -lelf -ljansson -lz)
@@ -32,18 +32,18 @@ all: $(BUILD)/pyrometer
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+	$(CC) $(WFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(BUILD)/libpyrometer.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/pyrometer: $(MAIN_OBJ) $(BUILD)/libpyrometer.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(WFLAGS) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpyrometer.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -o $@ $< $(BUILD)/libpyrometer.a $(LDFLAGS) $(LDLIBS) -lcmocka
+	$(CC) $(WFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Isrc -o $@ $< $(BUILD)/libpyrometer.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
 # Install the Debian packages the build and tests need (only what is missing).
 deps:
@@ -56,11 +56,8 @@ deps:
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@$(BUILD)/pyrometer record -o $(BUILD)/demo.svg -- $(DEMO_PY) examples/demo.py
-	@$(BUILD)/pyrometer record -f raw -o $(BUILD)/demo.txt -- $(DEMO_PY) examples/demo.py > /dev/null
-	@echo "hottest functions (own samples):"
-	@/usr/bin/python3 tools/hottest.py $(BUILD)/demo.txt 5
-	@echo "flame graph: $(BUILD)/demo.svg (open it in a browser)"
+	$(BUILD)/pyrometer record -r 250 -o $(BUILD)/demo.svg -- $(DEMO_PY) examples/demo.py
+	@echo "open $(BUILD)/demo.svg in a browser: click a frame to zoom, press / to search"
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -86,8 +83,9 @@ fuzz:
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  clang -std=gnu11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Isrc \
 	    -o $(BUILD)/fuzz/$$n $$f src/python/linetable.c src/python/pystr.c; \
+	  rm -rf $(BUILD)/fuzz/corpus-$$n; mkdir -p $(BUILD)/fuzz/corpus-$$n; \
 	  echo "== $$n"; $(BUILD)/fuzz/$$n -max_total_time=$${FUZZ_SECONDS:-20} -print_final_stats=0 \
-	    tests/fuzz/corpus/$$n 2>&1 | tail -2; done
+	    $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | tail -2; done
 
 install: $(BUILD)/pyrometer
 	install -D -m 0755 $(BUILD)/pyrometer $(DESTDIR)$(PREFIX)/bin/pyrometer

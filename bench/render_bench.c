@@ -1,13 +1,15 @@
 /*
  * render_bench.c — how long the flame graph SVG takes for a big profile:
  * 100 000 distinct stacks (depth 8..40 over 4 000 functions, 4 threads),
- * rendered to a file.  Prints the seconds taken and the file size.  Not part
+ * rendered as a flame graph (and, for comparison, collapsed stacks and
+ * speedscope JSON).  Prints the seconds taken and the file sizes.  Not part
  * of the build; never fails a build.
  *
  * Build: gcc -std=gnu11 -O2 -D_GNU_SOURCE -Isrc -o build/render_bench bench/render_bench.c
  *          src/profile/profile.c src/render/render.c src/render/flamegraph.c
  *          src/render/collapsed.c src/render/speedscope.c src/common/error.c -ljansson
- * Run:   build/render_bench [OUTPUT.svg]   (default /tmp/render_bench.svg)
+ * Run:   build/render_bench [OUTPUT.svg]   (default /tmp/render_bench.svg; the other
+ *        formats go to /tmp/render_bench.txt and /tmp/render_bench.speedscope.json)
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -79,37 +81,50 @@ static struct profile *build_profile(void)
     return p;
 }
 
+/* Render `p` with `render` into `path`; prints the time and size.  0 or -1. */
+static int time_render(const char *what, const struct profile *p, const char *path,
+                       int (*render)(const struct profile *, const struct render_opts *,
+                                     FILE *, struct pm_error *))
+{
+    FILE *out = fopen(path, "w");
+    if (out == NULL) {
+        perror(path);
+        return -1;
+    }
+    struct render_opts opts = { 0 };
+    struct pm_error err = { 0 };
+    double start = seconds_now();
+    int rc = render(p, &opts, out, &err);
+    double seconds = seconds_now() - start;
+    fclose(out);
+    if (rc != 0) {
+        fprintf(stderr, "render_bench: %s: %s\n", what, err.msg);
+        return -1;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0)
+        st.st_size = 0;
+    printf("%-10s %.3f s  %7.1f MB  %s\n", what, seconds, (double)st.st_size / 1e6, path);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    const char *path = argc > 1 ? argv[1] : "/tmp/render_bench.svg";
+    const char *svg_path = argc > 1 ? argv[1] : "/tmp/render_bench.svg";
     double t0 = seconds_now();
     struct profile *p = build_profile();
     if (p == NULL) {
         fprintf(stderr, "render_bench: out of memory building the profile\n");
         return 1;
     }
-    double t1 = seconds_now();
-
-    FILE *out = fopen(path, "w");
-    if (out == NULL) {
-        perror(path);
-        return 1;
-    }
-    struct render_opts opts = { 0 };
-    struct pm_error err = { 0 };
-    double t2 = seconds_now();
-    int rc = render_flamegraph(p, &opts, out, &err);
-    double t3 = seconds_now();
-    fclose(out);
-    if (rc != 0) {
-        fprintf(stderr, "render_bench: %s\n", err.msg);
-        return 1;
-    }
-    struct stat st;
-    stat(path, &st);
-    printf("profile: %u stacks, %u frames, %zu pooled frame ids, built in %.3f s\n",
-           p->nstacks, p->nframes, p->pool_len, t1 - t0);
-    printf("flamegraph: %.3f s, %.1f MB -> %s\n", t3 - t2, (double)st.st_size / 1e6, path);
+    printf("profile:   %u stacks, %u frames, %zu pooled frame ids, %zu runs, built in %.3f s\n",
+           p->nstacks, p->nframes, p->pool_len, p->nruns, seconds_now() - t0);
+    int rc = time_render("flamegraph", p, svg_path, render_flamegraph);
+    if (rc == 0)
+        rc = time_render("collapsed", p, "/tmp/render_bench.txt", render_collapsed);
+    if (rc == 0)
+        rc = time_render("speedscope", p, "/tmp/render_bench.speedscope.json",
+                         render_speedscope);
     profile_free(p);
-    return 0;
+    return rc == 0 ? 0 : 1;
 }

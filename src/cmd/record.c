@@ -289,6 +289,10 @@ int cmd_record(int argc, char **argv)
     out = NULL;
 
     print_summary(&o, &res, py, pid);
+    if (profile_total(profile) > 0) {
+        fprintf(stderr, "pyrometer: hottest functions:\n");
+        render_top_table(profile, 5, &ropts, stderr, &err);
+    }
     if (res.target_exited && !child)
         fprintf(stderr, "pyrometer: process %d exited while being sampled\n", (int)pid);
     if (child) {
@@ -297,7 +301,8 @@ int cmd_record(int argc, char **argv)
             if (res.stopped_by_signal || o.duration > 0)
                 fprintf(stderr, "pyrometer: stopping the program (%s)\n",
                         res.stopped_by_signal ? "interrupted" : "duration reached");
-            status = cmd_stop_child(child, SIGINT);
+            status = cmd_stop_child(child, res.stopped_by_signal && cmd_stop_signal()
+                                                   ? cmd_stop_signal() : SIGTERM);
         }
         char how[128];
         launch_describe_status(status, how, sizeof how);

@@ -30,9 +30,8 @@ int pm_wrap(struct pm_error *err, const char *fmt, ...)
     va_end(ap);
     char old[sizeof err->msg];
     memcpy(old, err->msg, sizeof old);
+    /* prefix (< 256 bytes) always fits in msg (512 bytes) with room left */
     size_t plen = strnlen(prefix, sizeof prefix - 1);
-    if (plen + 2 >= sizeof err->msg)
-        plen = sizeof err->msg - 3;
     memcpy(err->msg, prefix, plen);
     memcpy(err->msg + plen, ": ", 2);
     size_t room = sizeof err->msg - plen - 2;

@@ -119,6 +119,24 @@ static int sizes_sane(const struct py_process *py)
            py->frame_read <= BLOCK_MAX && py->iframe_read <= BLOCK_MAX;
 }
 
+/* Everything after the layout is known: object readers and the cache. */
+static int finish_open(struct py_process *py, struct pm_error *err)
+{
+    compute_read_sizes(py);
+    if (!sizes_sane(py))
+        return pm_fail(err, PM_EUNSUPPORTED, "Python %s: implausible structure sizes",
+                       py->loc.version.text);
+    py->objects.reader = py->reader;
+    py->objects.layout = &py->layout;
+    py->objects.unicode_type = py->loc.unicode_type;
+    py->objects.bytes_type = py->loc.bytes_type;
+    py->codes_cap = 1024;
+    py->codes = calloc(py->codes_cap, sizeof *py->codes);
+    if (py->codes == NULL)
+        return pm_fail(err, PM_ENOMEM, "out of memory");
+    return 0;
+}
+
 int py_attach(pid_t pid, struct py_process **out, struct pm_error *err)
 {
     if (proc_check_alive(pid, err) != 0)
@@ -144,29 +162,31 @@ int py_attach(pid_t pid, struct py_process **out, struct pm_error *err)
     if (py->loc.runtime_addr &&
         reader_u64(py->reader, py->loc.runtime_addr, &probe, err) != 0)
         goto fail;
-    if (choose_layout(py, err) != 0)
+    if (choose_layout(py, err) != 0 || finish_open(py, err) != 0)
         goto fail;
-    compute_read_sizes(py);
-    if (!sizes_sane(py)) {
-        pm_fail(err, PM_EUNSUPPORTED, "Python %s: implausible structure sizes",
-                py->loc.version.text);
-        goto fail;
-    }
-    py->objects.reader = py->reader;
-    py->objects.layout = &py->layout;
-    py->objects.unicode_type = py->loc.unicode_type;
-    py->objects.bytes_type = py->loc.bytes_type;
-    py->codes_cap = 1024;
-    py->codes = calloc(py->codes_cap, sizeof *py->codes);
-    if (py->codes == NULL) {
-        pm_fail(err, PM_ENOMEM, "out of memory");
-        goto fail;
-    }
     *out = py;
     return 0;
 fail:
     py_detach(py);
     return -1;
+}
+
+int py_open_reader(struct reader *reader, const struct py_layout *layout,
+                   const struct py_location *loc, struct py_process **out,
+                   struct pm_error *err)
+{
+    struct py_process *py = calloc(1, sizeof *py);
+    if (py == NULL)
+        return pm_fail(err, PM_ENOMEM, "out of memory");
+    py->reader = reader;
+    py->layout = *layout;
+    py->loc = *loc;
+    if (finish_open(py, err) != 0) {
+        py_detach(py);
+        return -1;
+    }
+    *out = py;
+    return 0;
 }
 
 static void code_entry_clear(struct code_entry *e)
@@ -333,7 +353,8 @@ int py_list_threads(struct py_process *py, struct py_thread *out, size_t cap, si
                 t->thread_id = field_u64(ts, l->tstate_thread_id);
                 t->os_tid = l->tstate_native_thread_id != PY_OFF_NONE
                                 ? (pid_t)field_u64(ts, l->tstate_native_thread_id)
-                                : proc_tid_of_pthread(py->reader, py->pid, t->thread_id);
+                            : py->pid ? proc_tid_of_pthread(py->reader, py->pid, t->thread_id)
+                                      : 0;
                 t->owns_gil = holder != 0 && holder == tstate;
                 if (read_top_frame(py, ts, &t->top_frame, err) != 0)
                     return -1;

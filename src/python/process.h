@@ -47,6 +47,12 @@ struct py_process;
 /* Attach to pid.  Errors: PM_ENOTFOUND, PM_ENOTPYTHON, PM_EUNSUPPORTED (the
  * message names the version), PM_EPERM. */
 int py_attach(pid_t pid, struct py_process **out, struct pm_error *err);
+/* Build the model over any reader with a known layout and location (unit
+ * tests drive the walker over synthetic memory this way).  Takes ownership
+ * of reader.  pid is 0: no /proc lookups are made for thread ids. */
+int py_open_reader(struct reader *reader, const struct py_layout *layout,
+                   const struct py_location *loc, struct py_process **out,
+                   struct pm_error *err);
 void py_detach(struct py_process *py);
 
 pid_t py_pid(const struct py_process *py);

@@ -53,4 +53,9 @@ char *render_utf8_clean(const char *s);
  * Returns 0 or -1. */
 int render_finish(FILE *out, const char *what, struct pm_error *err);
 
+/* The hottest functions as a terminal table (own %, total %, label), at most
+ * `limit` rows sorted by own samples. */
+int render_top_table(const struct profile *p, size_t limit, const struct render_opts *o,
+                     FILE *out, struct pm_error *err);
+
 #endif

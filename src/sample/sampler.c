@@ -37,6 +37,7 @@ struct sampler {
     size_t frame_pool_threads;
     struct sample sample;
     uint64_t start_ns;
+    int debug;             /* PYROMETER_DEBUG set: say why samples were dropped */
 };
 
 static uint64_t now_ns(void)
@@ -59,6 +60,7 @@ struct sampler *sampler_new(struct py_process *py)
         return NULL;
     }
     s->start_ns = now_ns();
+    s->debug = getenv("PYROMETER_DEBUG") != NULL;
     return s;
 }
 
@@ -145,6 +147,9 @@ int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *
                 return -1;
             }
             s->sample.torn_threads++;
+            if (s->debug)
+                fprintf(stderr, "pyrometer: debug: thread %llu dropped: %s\n",
+                        (unsigned long long)t->thread_id, stack_err.msg);
             continue;
         }
         struct sampled_frame *frames = frames_for(s, s->sample.nthreads);
@@ -228,6 +233,8 @@ int sampler_run(struct sampler *s, const struct sampler_config *cfg, sample_fn f
                 break;
             }
             res->errors++;
+            if (s->debug)
+                fprintf(stderr, "pyrometer: debug: sample lost: %s\n", take_err.msg);
         } else {
             res->samples++;
             res->errors += smp->torn_threads;

@@ -83,7 +83,7 @@ void launch_describe_status(int status, char *out, size_t cap)
     if (WIFEXITED(status))
         snprintf(out, cap, "exited with status %d", WEXITSTATUS(status));
     else if (WIFSIGNALED(status))
-        snprintf(out, cap, "killed by signal %d (%s)", WTERMSIG(status),
+        snprintf(out, cap, "was killed by signal %d (%s)", WTERMSIG(status),
                  strsignal(WTERMSIG(status)));
     else
         snprintf(out, cap, "ended with wait status 0x%x", status);

@@ -23,7 +23,7 @@ int launch_poll(pid_t pid, int *status);
  * child keeps running); 1 with *status when it exited. */
 int launch_wait(pid_t pid, int *status, int timeout_ms);
 
-/* Describe a waitpid status: "exited with status 3", "killed by signal 9 (Killed)". */
+/* Describe a waitpid status: "exited with status 3", "was killed by signal 9 (Killed)". */
 void launch_describe_status(int status, char *out, size_t cap);
 
 #endif
