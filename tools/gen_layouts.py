@@ -151,6 +151,13 @@ def field_exprs(minor):
         ("unicode_ascii_size", "sizeof(PyASCIIObject)"),
         ("unicode_compact_size", "sizeof(PyCompactUnicodeObject)"),
         ("unicode_legacy_data", "offsetof(PyUnicodeObject, data)"),
+        # _PyStackChunk (3.11+): where a thread's _PyInterpreterFrames live
+        ("tstate_datastack_chunk", when(new, "offsetof(PyThreadState, datastack_chunk)")),
+        ("tstate_datastack_top", when(new, "offsetof(PyThreadState, datastack_top)")),
+        ("chunk_previous", when(new, "offsetof(_PyStackChunk, previous)")),
+        ("chunk_size", when(new, "offsetof(_PyStackChunk, size)")),
+        ("chunk_top", when(new, "offsetof(_PyStackChunk, top)")),
+        ("chunk_data", when(new, "offsetof(_PyStackChunk, data)")),
     ]
 
 

@@ -146,5 +146,14 @@ int debug_offsets_parse(const uint8_t *block, size_t len, uint64_t version_hex,
     out->unicode_ascii_size = (int64_t)word(block, W_UN_ASCII_SIZE);
     /* PyCompactUnicodeObject = PyASCIIObject + utf8_length + utf8 (3.12+) */
     out->unicode_compact_size = out->unicode_ascii_size + 16;
+    /* _PyStackChunk is not described by the debug offsets; 3.13's
+     * cpython/pystate.h declares {previous, size, top, data[]}, all words. */
+    out->tstate_datastack_chunk = (int64_t)word(block, W_TS_DATASTACK_CHUNK);
+    /* ... and PyThreadState declares datastack_top right after datastack_chunk */
+    out->tstate_datastack_top = out->tstate_datastack_chunk + 8;
+    out->chunk_previous = 0;
+    out->chunk_size = 8;
+    out->chunk_top = 16;
+    out->chunk_data = 24;
     return 0;
 }

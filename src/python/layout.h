@@ -104,7 +104,15 @@ struct py_layout {
     int64_t unicode_state;                /* PyASCIIObject.state (bitfield word) */
     int64_t unicode_ascii_size;           /* sizeof(PyASCIIObject): data of compact ASCII */
     int64_t unicode_compact_size;         /* sizeof(PyCompactUnicodeObject): data of compact non-ASCII */
-    int64_t unicode_legacy_data;          /* PyUnicodeObject.data.any (legacy, <=3.11) */
+    int64_t unicode_legacy_data;          /* PyUnicodeObject.data.any (legacy strings) */
+
+    /* _PyStackChunk (3.11+): the thread's frames live in these chunks */
+    int64_t tstate_datastack_chunk;       /* PyThreadState.datastack_chunk (current chunk) */
+    int64_t tstate_datastack_top;         /* PyThreadState.datastack_top (live end of frames) */
+    int64_t chunk_previous;
+    int64_t chunk_size;                   /* size_t: bytes in the chunk, header included */
+    int64_t chunk_top;                    /* size_t: words in use */
+    int64_t chunk_data;                   /* offset of data[] */
 };
 
 /* The generated tables (layouts_gen.c): NULL-terminated array. */

@@ -8,7 +8,7 @@
  * such field.  Never reads memory, never prints.
  *
  * Cross-check: CPython 3.11.2 headers in /usr/include/python3.11 give the same 3.11 offsets
- * (all 51 fields) as 3.11.7.
+ * (all 57 fields) as 3.11.7.
  */
 #include "layout.h"
 
@@ -71,6 +71,12 @@ static const struct py_layout layout_3_8 = {
     .unicode_ascii_size = 48,
     .unicode_compact_size = 72,
     .unicode_legacy_data = 72,
+    .tstate_datastack_chunk = PY_OFF_NONE,
+    .tstate_datastack_top = PY_OFF_NONE,
+    .chunk_previous = PY_OFF_NONE,
+    .chunk_size = PY_OFF_NONE,
+    .chunk_top = PY_OFF_NONE,
+    .chunk_data = PY_OFF_NONE,
 };
 
 /* CPython 3.9.18, from headers in /root/.pyenv/versions/3.9.18/include/python3.9 */
@@ -130,6 +136,12 @@ static const struct py_layout layout_3_9 = {
     .unicode_ascii_size = 48,
     .unicode_compact_size = 72,
     .unicode_legacy_data = 72,
+    .tstate_datastack_chunk = PY_OFF_NONE,
+    .tstate_datastack_top = PY_OFF_NONE,
+    .chunk_previous = PY_OFF_NONE,
+    .chunk_size = PY_OFF_NONE,
+    .chunk_top = PY_OFF_NONE,
+    .chunk_data = PY_OFF_NONE,
 };
 
 /* CPython 3.10.13, from headers in /root/.pyenv/versions/3.10.13/include/python3.10 */
@@ -189,6 +201,12 @@ static const struct py_layout layout_3_10 = {
     .unicode_ascii_size = 48,
     .unicode_compact_size = 72,
     .unicode_legacy_data = 72,
+    .tstate_datastack_chunk = PY_OFF_NONE,
+    .tstate_datastack_top = PY_OFF_NONE,
+    .chunk_previous = PY_OFF_NONE,
+    .chunk_size = PY_OFF_NONE,
+    .chunk_top = PY_OFF_NONE,
+    .chunk_data = PY_OFF_NONE,
 };
 
 /* CPython 3.11.7, from headers in /root/.pyenv/versions/3.11.7/include/python3.11 */
@@ -248,6 +266,12 @@ static const struct py_layout layout_3_11 = {
     .unicode_ascii_size = 48,
     .unicode_compact_size = 72,
     .unicode_legacy_data = 72,
+    .tstate_datastack_chunk = 296,
+    .tstate_datastack_top = 304,
+    .chunk_previous = 0,
+    .chunk_size = 8,
+    .chunk_top = 16,
+    .chunk_data = 24,
 };
 
 /* CPython 3.12.1, from headers in /root/.pyenv/versions/3.12.1/include/python3.12 */
@@ -307,6 +331,12 @@ static const struct py_layout layout_3_12 = {
     .unicode_ascii_size = 40,
     .unicode_compact_size = 56,
     .unicode_legacy_data = 56,
+    .tstate_datastack_chunk = 232,
+    .tstate_datastack_top = 240,
+    .chunk_previous = 0,
+    .chunk_size = 8,
+    .chunk_top = 16,
+    .chunk_data = 24,
 };
 
 const struct py_layout *const py_generated_layouts[] = {

@@ -33,6 +33,7 @@
 #define NAME_MAX_BYTES 1024u
 #define FILE_MAX_BYTES 4096u
 #define BLOCK_MAX 512u             /* largest header we copy at once */
+#define CHUNK_COPY_MAX (1u << 20)  /* largest frame chunk copied in one read */
 
 /* FRAME_OWNED_BY_CSTACK (3.12+): a shim frame of the C stack, not Python's */
 #define FRAME_OWNED_BY_CSTACK 3
@@ -60,6 +61,11 @@ struct py_process {
                                       entries never move, so frames may point at them */
     size_t codes_cap, codes_used;
     struct py_stats stats;
+    /* 3.11+: the used part of the thread's current frame chunk, copied in one
+     * read at the start of a walk so the frames we see are one snapshot */
+    uint8_t *chunk_copy;
+    uint64_t chunk_base;
+    size_t chunk_len, chunk_cap;
 };
 
 /* ---- attach ------------------------------------------------------------ */
@@ -102,7 +108,8 @@ static void compute_read_sizes(struct py_process *py)
 {
     const struct py_layout *l = &py->layout;
     int64_t ts[] = {l->tstate_next, l->tstate_interp, l->tstate_frame, l->tstate_thread_id,
-                    l->tstate_native_thread_id};
+                    l->tstate_native_thread_id, l->tstate_datastack_chunk,
+                    l->tstate_datastack_top};
     py->tstate_read = max_field_end(ts, sizeof ts / sizeof ts[0], 8);
     int64_t fr[] = {l->ob_type, l->frame_back, l->frame_code, l->frame_lasti};
     py->frame_read = max_field_end(fr, sizeof fr / sizeof fr[0], 8);
@@ -218,6 +225,7 @@ void py_detach(struct py_process *py)
         free(py->codes);
     }
     reader_close(py->reader);
+    free(py->chunk_copy);
     free(py);
 }
 
@@ -319,6 +327,12 @@ static int read_top_frame(struct py_process *py, const uint8_t *ts, uint64_t *fr
     return 0;
 }
 
+static void read_thread_fields(struct py_process *py, const uint8_t *ts, struct py_thread *t)
+{
+    t->chunk = field_u64(ts, py->layout.tstate_datastack_chunk);
+    t->stack_top = field_u64(ts, py->layout.tstate_datastack_top);
+}
+
 int py_list_threads(struct py_process *py, struct py_thread *out, size_t cap, size_t *count,
                     struct pm_error *err)
 {
@@ -356,6 +370,7 @@ int py_list_threads(struct py_process *py, struct py_thread *out, size_t cap, si
                             : py->pid ? proc_tid_of_pthread(py->reader, py->pid, t->thread_id)
                                       : 0;
                 t->owns_gil = holder != 0 && holder == tstate;
+                read_thread_fields(py, ts, t);
                 if (read_top_frame(py, ts, &t->top_frame, err) != 0)
                     return -1;
             }
@@ -536,7 +551,10 @@ static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int6
         *pos = l->lines == PY_LINES_LINETABLE310 && lasti >= 0 ? (int64_t)lasti * 2 : lasti;
         return 0;
     }
-    if (reader_read(py->reader, addr, block, py->iframe_read, err) != 0)
+    if (addr >= py->chunk_base && py->chunk_len >= py->iframe_read &&
+        addr - py->chunk_base <= py->chunk_len - py->iframe_read)
+        memcpy(block, py->chunk_copy + (addr - py->chunk_base), py->iframe_read);
+    else if (reader_read(py->reader, addr, block, py->iframe_read, err) != 0)
         return -1;
     *code = field_u64(block, l->iframe_code);
     *next = field_u64(block, l->iframe_previous);
@@ -557,20 +575,77 @@ static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int6
     return 0;
 }
 
-int py_thread_refresh(struct py_process *py, struct py_thread *t, struct pm_error *err)
+/* Is t's current frame (and stack top) still what the walk started from?
+ * Read fresh: the page cache would only repeat what we saw before. */
+static int thread_unchanged(struct py_process *py, const struct py_thread *t,
+                            struct pm_error *err)
 {
     uint8_t ts[BLOCK_MAX];
-    if (reader_read(py->reader, t->tstate, ts, py->tstate_read, err) != 0)
+    if (reader_read_fresh(py->reader, t->tstate, ts, py->tstate_read, err) != 0)
+        return -1;
+    uint64_t top;
+    struct py_thread now = *t;
+    read_thread_fields(py, ts, &now);
+    if (read_top_frame(py, ts, &top, err) != 0)
+        return -1;
+    if (top != t->top_frame || now.stack_top != t->stack_top)
+        return pm_fail(err, PM_ETORN, "the stack of thread %llu changed while being read",
+                       (unsigned long long)t->thread_id);
+    return 0;
+}
+
+int py_thread_refresh(struct py_process *py, struct py_thread *t, struct pm_error *err)
+{
+    /* the retried walk must not see pages cached by the torn one */
+    reader_new_epoch(py->reader);
+    uint8_t ts[BLOCK_MAX];
+    if (reader_read_fresh(py->reader, t->tstate, ts, py->tstate_read, err) != 0)
         return -1;
     if (field_u64(ts, py->layout.tstate_thread_id) != t->thread_id)
         return pm_fail(err, PM_ETORN, "thread %llu has gone", (unsigned long long)t->thread_id);
+    read_thread_fields(py, ts, t);
     return read_top_frame(py, ts, &t->top_frame, err);
+}
+
+/* Copy the used part of thread t's current frame chunk in one read (3.11+),
+ * so that a walk sees one snapshot of the frames that live there.  Failing
+ * to copy is not an error: frames are then read one by one. */
+static void snapshot_chunk(struct py_process *py, const struct py_thread *t)
+{
+    const struct py_layout *l = &py->layout;
+    py->chunk_len = 0;
+    py->chunk_base = 0;
+    if (t->chunk == 0 || l->chunk_data == PY_OFF_NONE)
+        return;
+    uint64_t header[4];
+    if (reader_read(py->reader, t->chunk, header, sizeof header, NULL) != 0)
+        return;
+    uint64_t size = header[l->chunk_size / 8], top = header[l->chunk_top / 8];
+    uint64_t used = (uint64_t)l->chunk_data + top * 8;
+    /* frames end below `top`; keep one frame header of slack past it */
+    uint64_t want = used + py->iframe_read;
+    if (size > CHUNK_COPY_MAX || top > size || want > CHUNK_COPY_MAX)
+        return;
+    if (want > size)
+        want = size;
+    if (want > py->chunk_cap) {
+        uint8_t *grown = realloc(py->chunk_copy, want);
+        if (grown == NULL)
+            return;
+        py->chunk_copy = grown;
+        py->chunk_cap = want;
+    }
+    if (reader_read(py->reader, t->chunk, py->chunk_copy, want, NULL) != 0)
+        return;
+    py->chunk_base = t->chunk;
+    py->chunk_len = want;
 }
 
 int py_thread_stack(struct py_process *py, const struct py_thread *t, struct py_frame *frames,
                     size_t cap, size_t *depth, struct pm_error *err)
 {
     *depth = 0;
+    snapshot_chunk(py, t);
     struct cycle_check cycle;
     cycle_init(&cycle);
     int truncated = 0;
@@ -598,5 +673,7 @@ int py_thread_stack(struct py_process *py, const struct py_thread *t, struct py_
         frames[*depth].line = has_pos ? code_line(py, e, pos) : e->firstlineno;
         (*depth)++;
     }
+    if (t->top_frame != 0 && py->pid != 0 && thread_unchanged(py, t, err) != 0)
+        return -1;
     return truncated;
 }

@@ -40,6 +40,8 @@ struct py_thread {
     pid_t os_tid;           /* kernel TID, 0 if unknown */
     int owns_gil;
     uint64_t top_frame;     /* innermost frame address, 0 if none */
+    uint64_t chunk;         /* 3.11+: current _PyStackChunk, 0 if unknown */
+    uint64_t stack_top;     /* 3.11+: datastack_top when top_frame was read */
 };
 
 struct py_process;
@@ -71,14 +73,16 @@ void py_begin_sample(struct py_process *py);
 int py_list_threads(struct py_process *py, struct py_thread *out, size_t cap, size_t *count,
                     struct pm_error *err);
 
-/* Re-read t's current frame (after a torn walk).  PM_ETORN if the thread
- * state no longer belongs to the same thread. */
+/* Re-read t's current frame from the target, bypassing any cache (after a
+ * torn walk).  PM_ETORN if the thread state no longer belongs to the same
+ * thread. */
 int py_thread_refresh(struct py_process *py, struct py_thread *t, struct pm_error *err);
 
 /* Innermost-first frames of thread t, at most cap.  Returns 0, or 1 when the
  * stack was deeper than cap (the innermost cap frames are filled), or -1 with
  * PM_ETORN / PM_EREAD when the stack changed under us (a loop, a bad pointer,
- * a non-code object), PM_EGONE when the process exited. */
+ * a non-code object, or the thread's current frame moved while we walked),
+ * PM_EGONE when the process exited. */
 int py_thread_stack(struct py_process *py, const struct py_thread *t, struct py_frame *frames,
                     size_t cap, size_t *depth, struct pm_error *err);
 

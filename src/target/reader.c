@@ -112,6 +112,12 @@ static int remote_read(struct reader *r, uint64_t addr, void *buf, size_t len,
     return 0;
 }
 
+static int remote_read_fresh(struct reader *r, uint64_t addr, void *buf, size_t len,
+                             struct pm_error *err)
+{
+    return remote_read_exact((struct remote_reader *)r, addr, buf, len, err);
+}
+
 static void remote_close(struct reader *r)
 {
     struct remote_reader *rr = (struct remote_reader *)r;
@@ -119,7 +125,7 @@ static void remote_close(struct reader *r)
     free(rr);
 }
 
-static const struct reader_ops remote_ops = {remote_read, remote_close};
+static const struct reader_ops remote_ops = {remote_read, remote_read_fresh, remote_close};
 
 struct reader *reader_remote_new(pid_t pid, struct pm_error *err)
 {
@@ -155,7 +161,7 @@ static void buffer_close(struct reader *r)
     free(r);
 }
 
-static const struct reader_ops buffer_ops = {buffer_read, buffer_close};
+static const struct reader_ops buffer_ops = {buffer_read, NULL, buffer_close};
 
 struct reader *reader_buffer_new(const void *buf, size_t len, uint64_t base)
 {
@@ -179,6 +185,20 @@ int reader_read(struct reader *r, uint64_t addr, void *buf, size_t len, struct p
         return pm_fail(err, PM_EREAD, "bad address 0x%llx", (unsigned long long)addr);
     r->stats.reads++;
     return r->ops->read(r, addr, buf, len, err);
+}
+
+int reader_read_fresh(struct reader *r, uint64_t addr, void *buf, size_t len,
+                      struct pm_error *err)
+{
+    if (r->ops->read_fresh == NULL)
+        return reader_read(r, addr, buf, len, err);
+    if (len == 0)
+        return 0;
+    if (len > READER_MAX_READ || addr == 0 || addr + len < addr)
+        return pm_fail(err, PM_EREAD, "bad read of %zu bytes at 0x%llx", len,
+                       (unsigned long long)addr);
+    r->stats.reads++;
+    return r->ops->read_fresh(r, addr, buf, len, err);
 }
 
 int reader_u64(struct reader *r, uint64_t addr, uint64_t *out, struct pm_error *err)

@@ -23,6 +23,9 @@ struct reader_ops {
      * unmapped address, PM_EGONE if the process is gone, PM_EPERM). */
     int (*read)(struct reader *r, uint64_t addr, void *buf, size_t len,
                 struct pm_error *err);
+    /* Same, bypassing any cache (NULL: read is already uncached). */
+    int (*read_fresh)(struct reader *r, uint64_t addr, void *buf, size_t len,
+                      struct pm_error *err);
     void (*close)(struct reader *r);
 };
 
@@ -49,6 +52,10 @@ struct reader *reader_buffer_new(const void *buf, size_t len, uint64_t base);
 
 int reader_read(struct reader *r, uint64_t addr, void *buf, size_t len,
                 struct pm_error *err);
+/* Like reader_read, but never served from (nor stored in) the page cache:
+ * for re-reading a value to check it has not changed within a sample. */
+int reader_read_fresh(struct reader *r, uint64_t addr, void *buf, size_t len,
+                      struct pm_error *err);
 /* Typed helpers. */
 int reader_u64(struct reader *r, uint64_t addr, uint64_t *out, struct pm_error *err);
 int reader_u32(struct reader *r, uint64_t addr, uint32_t *out, struct pm_error *err);

@@ -27,18 +27,34 @@ def check_summary(res, out):
     assert out in res.stderr, res.describe()
 
 
-def check_cpu_busy_profile(stacks, lines, what):
-    """cpu_busy.py's collapsed stacks: shape, lines, and the 80/20 split."""
+def check_cpu_busy_profile(stacks, lines, what, startup=False):
+    """cpu_busy.py's collapsed stacks: shape, lines, and the 80/20 split.
+
+    startup: launch mode, where samples also catch the interpreter starting up
+    and the script importing (any stack not rooted at the script's main() call);
+    those are set aside, and must be a small part of the whole."""
+    root = Frame("<module>", "cpu_busy.py", lines["module_calls_main"])
+    if startup:
+        everything = total_samples(stacks)
+        stacks = [(frames, n) for frames, n in stacks if frames[0] == root and len(frames) > 1]
+        assert total_samples(stacks) >= 0.8 * everything, \
+            "%s: only %d of %d samples in main()" % (what, total_samples(stacks), everything)
     total = total_samples(stacks)
     assert total >= 50, "%s: only %d samples" % (what, total)
-    for frames, _ in stacks:
-        assert frames[0] == Frame("<module>", "cpu_busy.py", lines["module_calls_main"]), (what, frames)
+    off_call_line = 0
+    for frames, count in stacks:
+        assert frames[0] == root, (what, frames)
         assert frames[1].name == "main" and frames[1].file == "cpu_busy.py", (what, frames)
         assert len(frames) <= 3, (what, frames)
         if len(frames) == 3:
             leaf = frames[2]
             assert leaf.name in ("busy", "other") and leaf.file == "cpu_busy.py", (what, frames)
-            assert frames[1].line == lines["main_calls_" + leaf.name], (what, frames)
+            # main() is at the call of its callee, unless the sample was torn
+            # (read from a running target without pausing it): rare.
+            if frames[1].line != lines["main_calls_" + leaf.name]:
+                off_call_line += count
+    assert off_call_line / total <= 0.02, \
+        "%s: %d of %d samples have main() off the line calling the leaf" % (what, off_call_line, total)
     shares = leaf_shares(stacks)
     assert max(shares, key=shares.get) == "busy", (what, shares)
     assert shares["busy"] >= 0.60, (what, shares)
@@ -67,7 +83,7 @@ def test_record_cpu_launch_raw(python, tmp_path):
     assert res.stdout.startswith("ready "), "the program's stdout must pass through:\n" + res.describe()
     assert "exited with status 0" in res.stderr, res.describe()
     check_summary(res, out)
-    check_cpu_busy_profile(read_collapsed(out), marker_lines(CPU_BUSY), "launch")
+    check_cpu_busy_profile(read_collapsed(out), marker_lines(CPU_BUSY), "launch", startup=True)
 
 
 def test_record_nolineno(python, spawn, tmp_path):
@@ -181,9 +197,10 @@ def test_record_recursion(python, spawn, tmp_path):
     stacks = read_collapsed(out)
     total = total_samples(stacks)
     assert total >= 500, "only %d samples at -r 500 -d 2" % total
-    deepest = 0
+    deepest = off_call_line = 0
     for frames, count in stacks:
-        assert frames[0] == Frame("<module>", "rec20.py", lines["module_calls_main"]), frames
+        assert frames[0] == Frame("<module>", "rec20.py", lines["module_calls_main"]), \
+            "wrong root (%d samples): %r" % (count, frames)
         assert frames[1].name == "main" and frames[1].file == "rec20.py", frames
         assert len(frames) <= depth + 2, "%d frames: %r" % (len(frames), frames)
         recs = frames[2:]
@@ -191,11 +208,15 @@ def test_record_recursion(python, spawn, tmp_path):
             assert frames[1].line == lines["main_calls_rec"], frames
         for frame in recs:
             assert frame.name == "rec" and frame.file == "rec20.py", frames
-        for frame in recs[:-1]:
-            assert frame.line == lines["rec_call"], frames
+        # A rec frame with a callee is at its call site, unless the sample was
+        # torn (pyrometer reads a running target without pausing it): rare.
+        if any(frame.line != lines["rec_call"] for frame in recs[:-1]):
+            off_call_line += count
         if len(frames) == depth + 2:
             deepest += count
     assert deepest / total >= 0.5, "full-depth stacks are %d of %d samples" % (deepest, total)
+    assert off_call_line / total <= 0.02, \
+        "%d of %d samples have a calling rec frame off its call line" % (off_call_line, total)
 
 
 def test_record_unicode(python, spawn, tmp_path):
