@@ -552,10 +552,11 @@ static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int6
         return 0;
     }
     if (addr >= py->chunk_base && py->chunk_len >= py->iframe_read &&
-        addr - py->chunk_base <= py->chunk_len - py->iframe_read)
+        addr - py->chunk_base <= py->chunk_len - py->iframe_read) {
         memcpy(block, py->chunk_copy + (addr - py->chunk_base), py->iframe_read);
-    else if (reader_read(py->reader, addr, block, py->iframe_read, err) != 0)
+    } else if (reader_read(py->reader, addr, block, py->iframe_read, err) != 0) {
         return -1;
+    }
     *code = field_u64(block, l->iframe_code);
     *next = field_u64(block, l->iframe_previous);
     if (l->iframe_owner != PY_OFF_NONE && py->layout.minor >= 12 &&
@@ -594,10 +595,9 @@ static int thread_unchanged(struct py_process *py, const struct py_thread *t,
     return 0;
 }
 
-int py_thread_refresh(struct py_process *py, struct py_thread *t, struct pm_error *err)
+/* Re-read t's state from the target itself (not the page cache). */
+static int read_thread_fresh(struct py_process *py, struct py_thread *t, struct pm_error *err)
 {
-    /* the retried walk must not see pages cached by the torn one */
-    reader_new_epoch(py->reader);
     uint8_t ts[BLOCK_MAX];
     if (reader_read_fresh(py->reader, t->tstate, ts, py->tstate_read, err) != 0)
         return -1;
@@ -605,6 +605,13 @@ int py_thread_refresh(struct py_process *py, struct py_thread *t, struct pm_erro
         return pm_fail(err, PM_ETORN, "thread %llu has gone", (unsigned long long)t->thread_id);
     read_thread_fields(py, ts, t);
     return read_top_frame(py, ts, &t->top_frame, err);
+}
+
+int py_thread_refresh(struct py_process *py, struct py_thread *t, struct pm_error *err)
+{
+    /* the retried walk must not see pages cached by the torn one */
+    reader_new_epoch(py->reader);
+    return read_thread_fresh(py, t, err);
 }
 
 /* Copy the used part of thread t's current frame chunk in one read (3.11+),
@@ -629,22 +636,30 @@ static void snapshot_chunk(struct py_process *py, const struct py_thread *t)
     if (want > size)
         want = size;
     if (want > py->chunk_cap) {
-        uint8_t *grown = realloc(py->chunk_copy, want);
-        if (grown == NULL)
+        uint8_t *copy = realloc(py->chunk_copy, want);
+        if (copy == NULL)
             return;
-        py->chunk_copy = grown;
+        py->chunk_copy = copy;
         py->chunk_cap = want;
     }
-    if (reader_read(py->reader, t->chunk, py->chunk_copy, want, NULL) != 0)
+    if (reader_read_fresh(py->reader, t->chunk, py->chunk_copy, want, NULL) != 0)
         return;
     py->chunk_base = t->chunk;
     py->chunk_len = want;
 }
 
-int py_thread_stack(struct py_process *py, const struct py_thread *t, struct py_frame *frames,
+int py_thread_stack(struct py_process *py, const struct py_thread *listed, struct py_frame *frames,
                     size_t cap, size_t *depth, struct pm_error *err)
 {
     *depth = 0;
+    /* The thread list was read a while ago: take the current frame again
+     * just before copying the frames, and check it once more after the walk
+     * (thread_unchanged), so the walk starts from the live top of the stack
+     * and not from a frame that has returned since. */
+    struct py_thread current = *listed;
+    const struct py_thread *t = &current;
+    if (py->pid != 0 && read_thread_fresh(py, &current, err) != 0)
+        return -1;
     snapshot_chunk(py, t);
     struct cycle_check cycle;
     cycle_init(&cycle);
@@ -654,9 +669,9 @@ int py_thread_stack(struct py_process *py, const struct py_thread *t, struct py_
         if (walked >= MAX_FRAME_WALK || cycle_step(&cycle, addr) != 0)
             return pm_fail(err, PM_ETORN, "frame chain of thread %llu loops",
                            (unsigned long long)t->thread_id);
-        uint64_t code_addr, next;
-        int64_t pos;
-        int skip, has_pos;
+        uint64_t code_addr = 0, next = 0;
+        int64_t pos = -1;
+        int skip = 0, has_pos = 0;
         if (frame_step(py, addr, &code_addr, &pos, &has_pos, &next, &skip, err) != 0)
             return -1;
         addr = next;

@@ -22,7 +22,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -116,6 +115,8 @@ def discover_interpreters():
                 continue
             version = _query_version(path)
             ident = "%d.%d" % version[:2]
+            if os.path.realpath(path) == os.path.realpath(DEBIAN_PYTHON):
+                ident = "debian-" + ident
             seen[ident] = seen.get(ident, 0) + 1
             if seen[ident] > 1:
                 ident += "-%d" % seen[ident]
@@ -149,17 +150,6 @@ def pytest_generate_tests(metafunc):
         if _INTERPRETERS is None:
             _INTERPRETERS = discover_interpreters()
         metafunc.parametrize("python", _INTERPRETERS)
-
-
-def any_interpreter():
-    """One available interpreter, for tests that need a Python but not each one."""
-    global _INTERPRETERS
-    if _INTERPRETERS is None:
-        _INTERPRETERS = discover_interpreters()
-    for param in _INTERPRETERS:
-        if param.values[0] is not None:
-            return param.values[0]
-    pytest.skip("no CPython interpreter found for the e2e tests")
 
 
 # ----------------------------------------------------------------------------
@@ -212,7 +202,7 @@ def _check_not_crashed(argv, proc_returncode, out, err):
            out[-4000:], err[-4000:]))
 
 
-def run_pyrometer(args, timeout=PYROMETER_TIMEOUT, input=None, preexec=None, prefix=None, binary=None):
+def run_pyrometer(args, timeout=PYROMETER_TIMEOUT, input=None, prefix=None, binary=None):
     """Run pyrometer with args; fail the test if it hangs past timeout or dies by a signal.
 
     prefix: argv words before the binary (e.g. setpriv ...); binary: another copy of it."""
@@ -221,7 +211,7 @@ def run_pyrometer(args, timeout=PYROMETER_TIMEOUT, input=None, preexec=None, pre
     argv = list(prefix or []) + [binary or PYROMETER] + [str(a) for a in args]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
-                            preexec_fn=preexec, start_new_session=True)
+                            start_new_session=True)
     try:
         out, err = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -400,14 +390,6 @@ class Target:
         """Wait until the process has exactly `count` OS threads (helper threads gone)."""
         wait_for(lambda: self.task_count() == count, timeout,
                  "target %d to have exactly %d threads (has %d)" % (self.pid, count, self.task_count()))
-
-    def drain_stdout(self):
-        """Everything the target printed (call after it exited)."""
-        try:
-            rest = self.proc.stdout.read()
-        except ValueError:
-            rest = b""
-        return (self._buf + (rest or b"")).decode("utf-8", "replace")
 
     def stop(self):
         if self.proc.poll() is None:

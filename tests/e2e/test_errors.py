@@ -17,7 +17,7 @@ import tempfile
 import pytest
 
 from conftest import (assert_one_error_line, read_collapsed, run_pyrometer, signal_handled,
-                      target_path, total_samples, wait_for, PYROMETER, REPO)
+                      target_path, total_samples, wait_for, PYROMETER)
 
 
 def reaped_pid():

@@ -8,7 +8,6 @@ the work sits at the bottom of the recursion); line numbers come from the
 targets' `# LINE:tag` markers or from f_lineno they captured themselves.
 """
 
-import os
 import unicodedata
 import xml.etree.ElementTree as ET
 
@@ -174,8 +173,11 @@ def test_record_idle_threads_speedscope(python, spawn, tmp_path):
     worker_frames = [f for f in frames if speedscope_function(f["name"]) == "parked_worker"]
     assert worker_frames, frames
     for f in worker_frames:
-        label = LABEL_RE.match(f["name"])
-        line = f.get("line") if f.get("line") is not None else int(label.group("line"))
+        line = f.get("line")
+        if line is None:
+            label = LABEL_RE.match(f["name"])
+            assert label and label.group("line"), "no line for %r" % f
+            line = int(label.group("line"))
         assert line == lines["worker_wait"], f
 
 
@@ -183,7 +185,7 @@ def test_record_idle_threads_left_out(python, spawn, tmp_path):
     """Without -i, threads that are not on a CPU are left out: no stacks at all."""
     target = spawn(python, "threads10.py", threads=11)
     out = str(tmp_path / "threads.txt")
-    res = run_pyrometer(["record", "-f", "raw", "-r", 50, "-d", 1, "-o", out, "-p", target.pid]).expect(0)
+    run_pyrometer(["record", "-f", "raw", "-r", 50, "-d", 1, "-o", out, "-p", target.pid]).expect(0)
     stacks = read_collapsed(out)
     assert stacks == [], "idle threads must be left out without -i:\n%s" % stacks
 

@@ -7,7 +7,7 @@
  * (truncation, a string ending at the end of readable memory); the remote
  * reader on this process (across a page boundary, large reads, the page
  * cache: the old value within an epoch, the new one after reader_new_epoch,
- * syscall and cache-hit counts), on an unmapped page (PM_EREAD), on a forked
+ * syscall and cache-hit counts; reader_read_fresh going around it), on an unmapped page (PM_EREAD), on a forked
  * child's copy of our memory, and on that child once dead (PM_EGONE).
  */
 #include <setjmp.h>
@@ -326,6 +326,57 @@ static void test_remote_page_cache_epochs(void **state)
     munmap((void *)mem, 2 * ps);
 }
 
+/* reader_read_fresh: never served from nor stored in the page cache. */
+static void test_remote_read_fresh(void **state)
+{
+    (void)state;
+    size_t ps = (size_t)page_size();
+    volatile uint64_t *mem = mmap(NULL, ps, PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true((void *)mem != MAP_FAILED);
+    uint64_t a = (uint64_t)(uintptr_t)mem;
+    mem[1] = 10;
+    struct pm_error err = {0};
+    struct reader *r = reader_remote_new(getpid(), &err);
+    assert_non_null(r);
+    uint64_t got;
+    assert_int_equal(reader_u64(r, a + 8, &got, &err), 0);     /* caches the page */
+    assert_int_equal(got, 10);
+    mem[1] = 20;
+    assert_int_equal(reader_read_fresh(r, a + 8, &got, 8, &err), 0);
+    assert_int_equal(got, 20);
+    /* the cached page is still the old one within this epoch */
+    assert_int_equal(reader_u64(r, a + 8, &got, &err), 0);
+    assert_int_equal(got, 10);
+    assert_int_equal(r->stats.syscalls, 2);
+    assert_int_equal(r->stats.cache_hits, 1);
+    /* a fresh read of a page not cached does not cache it */
+    reader_new_epoch(r);
+    assert_int_equal(reader_read_fresh(r, a, &got, 8, &err), 0);
+    assert_int_equal(r->stats.syscalls, 3);
+    assert_int_equal(reader_u64(r, a, &got, &err), 0);
+    assert_int_equal(r->stats.syscalls, 4);
+    assert_int_equal(r->stats.cache_hits, 1);
+    /* the same bounds as reader_read */
+    assert_int_equal(reader_read_fresh(r, 0, &got, 8, &err), -1);
+    assert_int_equal(err.code, PM_EREAD);
+    assert_int_equal(reader_read_fresh(r, UINT64_MAX - 3, &got, 8, &err), -1);
+    assert_int_equal(err.code, PM_EREAD);
+    assert_int_equal(r->stats.syscalls, 4);
+    reader_close(r);
+
+    /* the buffer reader has no cache: the same as reader_read, same bounds */
+    uint8_t buf[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    struct reader *b = reader_buffer_new(buf, sizeof buf, BASE);
+    uint8_t out[8];
+    assert_int_equal(reader_read_fresh(b, BASE + 8, out, 8, &err), 0);
+    assert_memory_equal(out, buf + 8, 8);
+    assert_int_equal(reader_read_fresh(b, BASE + 9, out, 8, &err), -1);
+    assert_int_equal(err.code, PM_EREAD);
+    reader_close(b);
+    munmap((void *)mem, ps);
+}
+
 static void test_remote_unmapped(void **state)
 {
     (void)state;
@@ -448,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_cstr_near_end_of_memory),
         cmocka_unit_test(test_remote_self_across_pages),
         cmocka_unit_test(test_remote_page_cache_epochs),
+        cmocka_unit_test(test_remote_read_fresh),
         cmocka_unit_test(test_remote_unmapped),
         cmocka_unit_test(test_remote_child_then_dead),
     };
