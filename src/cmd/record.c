@@ -180,9 +180,10 @@ static void print_summary(const struct record_opts *o, const struct sampler_resu
             (unsigned long long)res->samples, secs, achieved, o->rate,
             py ? py_get_version(py)->text : "?", (int)pid, (unsigned long long)res->errors,
             attempts ? 100.0 * (double)res->errors / (double)attempts : 0.0);
-    if (res->late)
-        fprintf(stderr, "pyrometer: warning: fell behind the asked rate %llu times\n",
-                (unsigned long long)res->late);
+    if (res->ticks && res->late * 100 > res->ticks)
+        fprintf(stderr, "pyrometer: warning: %llu of %llu samples were taken late (a busy "
+                "machine, or a rate too high for it)\n",
+                (unsigned long long)res->late, (unsigned long long)res->ticks);
 }
 
 int cmd_record(int argc, char **argv)

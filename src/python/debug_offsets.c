@@ -48,7 +48,7 @@ static uint64_t word(const uint8_t *block, int i)
 /* An offset inside a struct of `size` bytes (room for an 8-byte field). */
 static int field_ok(uint64_t off, uint64_t size)
 {
-    return size > 0 && size < (1u << 20) && off + 1 <= size;
+    return size > 0 && size < (1u << 20) && off < size;
 }
 
 int debug_offsets_parse(const uint8_t *block, size_t len, uint64_t version_hex,
@@ -74,10 +74,11 @@ int debug_offsets_parse(const uint8_t *block, size_t len, uint64_t version_hex,
         int size_word, first, last;
     } groups[] = {
         {W_RT_SIZE, W_RT_FINALIZING, W_RT_INTERPRETERS_HEAD},
-        {W_IS_SIZE, W_IS_ID, W_IS_GIL_STATE},
+        {W_IS_SIZE, W_IS_ID, W_IS_GIL_HOLDER},
         {W_TS_SIZE, W_TS_PREV, W_TS_STATUS},
         {W_IF_SIZE, W_IF_PREVIOUS, W_IF_OWNER},
         {W_CO_SIZE, W_CO_FILENAME, W_CO_CODE_ADAPTIVE},
+        {W_OB_SIZE, W_OB_TYPE, W_OB_TYPE},
         {W_TY_SIZE, W_TY_NAME, W_TY_FLAGS},
         {W_BY_SIZE, W_BY_OB_SIZE, W_BY_SVAL},
         {W_UN_SIZE, W_UN_STATE, W_UN_ASCII_SIZE},
@@ -91,6 +92,10 @@ int debug_offsets_parse(const uint8_t *block, size_t len, uint64_t version_hex,
                                "debug offset %d (%llu) is outside its struct (%llu bytes)", i,
                                (unsigned long long)word(block, i), (unsigned long long)size);
     }
+
+    if (word(block, W_IS_GIL_LOCKED) < word(block, W_IS_GIL_STATE) ||
+        word(block, W_IS_GIL_HOLDER) < word(block, W_IS_GIL_STATE))
+        return pm_fail(err, PM_EUNSUPPORTED, "debug offsets: GIL fields outside the GIL state");
 
     memset(out, 0xff, sizeof *out); /* every offset PY_OFF_NONE (-1) */
     out->major = 3;

@@ -14,6 +14,9 @@
 #include "pystr.h"
 
 #define HEADER_MAX 128
+/* No str holds more bytes than a 64-bit user address space (2^47 on x86-64,
+ * 2^48 on arm64): a longer length is a torn read or not a str. */
+#define STR_MAX_POSSIBLE_BYTES (1ull << 48)
 
 static int check_type(const struct py_objects *o, const uint8_t *header, uint64_t expected,
                       const char *what, uint64_t addr, struct pm_error *err)
@@ -45,7 +48,8 @@ int py_read_str(const struct py_objects *o, uint64_t addr, char *out, size_t cap
     memcpy(&length, header + l->unicode_length, sizeof length);
     memcpy(&state_word, header + l->unicode_state, sizeof state_word);
     struct pystr_state st = pystr_decode_state(state_word);
-    if (length < 0 || st.kind == 0 || (st.ascii && st.kind != 1))
+    if (length < 0 || st.kind == 0 || (st.ascii && st.kind != 1) ||
+        (uint64_t)length > STR_MAX_POSSIBLE_BYTES / (uint64_t)st.kind)
         return pm_fail(err, PM_ETORN, "implausible str at 0x%llx", (unsigned long long)addr);
     size_t nchars = (size_t)length > PY_STR_MAX_CHARS ? PY_STR_MAX_CHARS : (size_t)length;
     uint64_t data_addr;

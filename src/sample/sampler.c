@@ -25,6 +25,7 @@
 
 #define STACK_RETRIES 2
 #define LIST_RETRIES 3
+#define CATCH_UP_LIMIT 50   /* intervals we may fall behind and still catch up */
 
 struct sampler {
     struct py_process *py;
@@ -249,9 +250,13 @@ int sampler_run(struct sampler *s, const struct sampler_config *cfg, sample_fn f
         deadline += interval;
         now = now_ns();
         if (now > deadline + interval) {
-            /* fell behind by more than one interval: skip, don't burst */
+            /* Behind schedule (a slow wake-up, a busy machine): take the
+             * missed samples now to keep the asked rate, unless we are so
+             * far behind (the target or we were stopped) that catching up
+             * would be a burst; then start the schedule again from now. */
             res->late++;
-            deadline = now;
+            if (now > deadline + CATCH_UP_LIMIT * interval)
+                deadline = now;
             continue;
         }
         struct timespec ts = {(time_t)(deadline / 1000000000ull), (long)(deadline % 1000000000ull)};

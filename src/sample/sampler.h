@@ -71,7 +71,7 @@ struct sampler_result {
     uint64_t samples;            /* samples taken */
     uint64_t errors;             /* samples lost entirely + threads dropped */
     uint64_t thread_samples;     /* thread stacks read successfully */
-    uint64_t late;               /* deadlines missed by more than one interval */
+    uint64_t late;               /* samples taken more than one interval late */
     uint64_t elapsed_ns;
     int target_exited;
     int child_status_valid;

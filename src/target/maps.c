@@ -17,7 +17,7 @@ static int parse_line(const char *line, struct map_entry *e)
     unsigned long long start, end, offset, inode;
     char perms[8];
     int consumed = 0;
-    if (sscanf(line, "%llx-%llx %7s %llx %*x:%*x %llu %n", &start, &end, perms, &offset,
+    if (sscanf(line, "%llx-%llx %7s %llx %*x:%*x %llu%n", &start, &end, perms, &offset,
                &inode, &consumed) < 5)
         return -1;
     const char *path = line + consumed;

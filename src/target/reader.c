@@ -228,8 +228,17 @@ int reader_cstr(struct reader *r, uint64_t addr, char *out, size_t cap, struct p
         if (chunk > cap - 1 - got)
             chunk = cap - 1 - got;
         if (reader_read(r, addr + got, out + got, chunk, err) != 0) {
-            if (got == 0)
+            /* the chunk runs past the end of readable memory (a buffer or
+             * core segment need not end on a 64-byte boundary): byte by byte */
+            size_t i = 0;
+            while (i < chunk && reader_read(r, addr + got + i, out + got + i, 1, NULL) == 0) {
+                if (out[got + i] == '\0')
+                    return 0;
+                i++;
+            }
+            if (got + i == 0)
                 return -1;
+            got += i;
             break;
         }
         void *nul = memchr(out + got, '\0', chunk);
