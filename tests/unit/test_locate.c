@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <glob.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -176,6 +177,38 @@ static pid_t spawn(char *const argv[])
     _exit(127);
 }
 
+/* Start argv with stdout on a pipe and wait (bounded, 20 s) for the line it
+ * prints once its interpreter runs: mappings are final by then. */
+static pid_t spawn_ready(char *const argv[])
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        close(fds[0]);
+        dup2(fds[1], 1);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+    char buf[16] = {0};
+    int ok = pid > 0 && poll(&pfd, 1, 20000) == 1 && read(fds[0], buf, sizeof buf - 1) > 0 &&
+             strncmp(buf, "ready", 5) == 0;
+    close(fds[0]);
+    if (!ok && pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    return pid;
+}
+
 /* Wait (bounded) until the child runs `exe` and, when shared is set, has a
  * libpython mapped.  0 when ready. */
 static int wait_mapped(pid_t pid, const char *exe, int shared)
@@ -268,9 +301,13 @@ static void check_interpreter(struct child *c, const char *python, int shared,
     char exe[PATH_MAX];
     if (realpath(python, exe) == NULL)
         fail_msg("realpath(%s) failed", python);
-    char *argv[] = {exe, "-c", "import time; time.sleep(30)", NULL};
-    c->pid = spawn(argv);
-    assert_true(c->pid > 0);
+    char *argv[] = {exe, "-c",
+                    "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); "
+                    "time.sleep(30)",
+                    NULL};
+    c->pid = spawn_ready(argv);
+    if (c->pid <= 0)
+        fail_msg("%s never said it was ready", exe);
     if (wait_mapped(c->pid, exe, shared) != 0)
         fail_msg("%s (pid %d) never mapped its interpreter", exe, (int)c->pid);
 
