@@ -78,14 +78,20 @@ bench: $(BUILD)/pyrometer
 	/usr/bin/python3 bench/run.py
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+# What the fuzzers link: the layers below sampling (no commands, no main).
+FUZZ_LIB := $(wildcard src/common/*.c src/target/*.c src/python/*.c)
 fuzz:
 	@mkdir -p $(BUILD)/fuzz
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang -std=gnu11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Isrc \
-	    -o $(BUILD)/fuzz/$$n $$f src/python/linetable.c src/python/pystr.c; \
-	  rm -rf $(BUILD)/fuzz/corpus-$$n; mkdir -p $(BUILD)/fuzz/corpus-$$n; \
-	  echo "== $$n"; $(BUILD)/fuzz/$$n -max_total_time=$${FUZZ_SECONDS:-20} -print_final_stats=0 \
-	    $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | tail -2; done
+	  clang -std=gnu11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=all -Isrc -o $(BUILD)/fuzz/$$n $$f $(FUZZ_LIB) $(PKG_LIBS); \
+	  rm -rf $(BUILD)/fuzz/corpus-$$n; mkdir -p $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n; \
+	  echo "== $$n"; \
+	  if ! $(BUILD)/fuzz/$$n -max_total_time=$${FUZZ_SECONDS:-20} -print_final_stats=0 -timeout=5 \
+	      -artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n \
+	      > $(BUILD)/fuzz/$$n.log 2>&1; then \
+	    tail -40 $(BUILD)/fuzz/$$n.log; echo "fuzz: $$n FAILED (input saved as $(BUILD)/fuzz/$$n-*)"; \
+	    exit 1; fi; tail -1 $(BUILD)/fuzz/$$n.log; done
 
 install: $(BUILD)/pyrometer
 	install -D -m 0755 $(BUILD)/pyrometer $(DESTDIR)$(PREFIX)/bin/pyrometer

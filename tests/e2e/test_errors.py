@@ -142,7 +142,7 @@ def binary_for_nobody():
     if not os.access(PYROMETER, os.X_OK):
         pytest.fail("pyrometer binary not built: %s" % PYROMETER)
     tmp = tempfile.mkdtemp(prefix="pyrometer-nobody-")
-    os.chmod(tmp, 0o755)
+    os.chmod(tmp, 0o777)
     exe = os.path.join(tmp, "pyrometer")
     shutil.copy2(PYROMETER, exe)
     os.chmod(exe, 0o755)
@@ -158,13 +158,23 @@ def test_permission_denied(command, python, spawn, binary_for_nobody):
     target = spawn(python, "sleeper.py", threads=1)
     args = [command, "-p", target.pid]
     if command == "record":
-        args[1:1] = ["-d", 1, "-o", "/dev/null"]
+        # nobody may write here (the binary's directory), so only the target is refused
+        args[1:1] = ["-d", 1, "-o", os.path.join(os.path.dirname(binary_for_nobody), "out.svg")]
     res = run_pyrometer(args, prefix=NOBODY, binary=binary_for_nobody).expect(4)
     assert "CAP_SYS_PTRACE" in res.stderr, res.describe()
 
 
 # ----------------------------------------------------------------------------
 # Output
+
+
+def test_failed_record_keeps_existing_file(tmp_path):
+    """A record that fails (no such process) must not delete a file that was
+    already at the output path: it is the user's, not pyrometer's."""
+    out = tmp_path / "precious.txt"
+    out.write_text("user data\n")
+    run_pyrometer(["record", "-f", "raw", "-d", 1, "-o", str(out), "-p", reaped_pid()]).expect(2)
+    assert out.exists(), "pyrometer deleted the pre-existing file %s after failing" % out
 
 
 def test_unwritable_output(python, spawn):
