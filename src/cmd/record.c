@@ -6,10 +6,12 @@
  * the profile is written however sampling ends.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -157,6 +159,44 @@ static int add_sample(const struct sample *smp, void *ctx)
     return 0;
 }
 
+/* ---- the output file ---------------------------------------------------- */
+
+/* Open the output now, so an unwritable path fails before any sampling, but
+ * change nothing yet: an existing file is neither truncated nor, if we
+ * fail, removed (it may be /dev/null or somebody's earlier profile). */
+static FILE *output_open(const char *path, int *created, struct pm_error *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    *created = fd >= 0;
+    if (fd < 0 && errno == EEXIST)
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (f == NULL) {
+        pm_fail(err, PM_EOUTPUT, "cannot write %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
+    return f;
+}
+
+/* Just before writing: an existing regular file is emptied. */
+static int output_begin(FILE *f, const char *path, struct pm_error *err)
+{
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && ftruncate(fileno(f), 0) != 0)
+        return pm_fail(err, PM_EOUTPUT, "cannot write %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* On failure: remove the file only if this run created it. */
+static void output_abandon(FILE *f, const char *path, int created)
+{
+    if (f)
+        fclose(f);
+    if (created)
+        unlink(path);
+}
+
 /* ---- the command ------------------------------------------------------- */
 
 static void default_output(const struct record_opts *o, pid_t pid, char *out, size_t cap)
@@ -205,17 +245,15 @@ int cmd_record(int argc, char **argv)
         default_output(&o, o.pid ? o.pid : getpid(), path_buf, sizeof path_buf);
         path = path_buf;
     }
-    FILE *out = fopen(path, "w");
-    if (out == NULL) {
-        pm_fail(&err, PM_EOUTPUT, "cannot write %s: %s", path, strerror(errno));
+    int created;
+    FILE *out = output_open(path, &created, &err);
+    if (out == NULL)
         return cmd_report_error(&err);
-    }
 
     pid_t pid = o.pid, child = 0;
     if (o.command) {
         if (launch_start(o.command, &child, &err) != 0) {
-            fclose(out);
-            unlink(path);
+            output_abandon(out, path, created);
             return cmd_report_error(&err);
         }
         pid = child;
@@ -279,7 +317,8 @@ int cmd_record(int argc, char **argv)
     }
 
     struct render_opts ropts = {.full_filenames = o.full_filenames};
-    if (render_profile((enum render_format)o.format, profile, &ropts, out, &err) != 0) {
+    if (output_begin(out, path, &err) != 0 ||
+        render_profile((enum render_format)o.format, profile, &ropts, out, &err) != 0) {
         fclose(out);
         goto fail_written;
     }
@@ -317,9 +356,7 @@ int cmd_record(int argc, char **argv)
     return exit_code;
 
 fail:
-    if (out)
-        fclose(out);
-    unlink(path);
+    output_abandon(out, path, created);
 fail_written:
     exit_code = cmd_report_error(&err);
     if (child && !res.child_status_valid)

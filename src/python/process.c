@@ -65,6 +65,7 @@ struct py_process {
      * read at the start of a walk so the frames we see are one snapshot */
     uint8_t *chunk_copy;
     uint64_t chunk_base;
+    uint64_t stack_top;            /* datastack_top read with the chunk's thread */
     size_t chunk_len, chunk_cap;
 };
 
@@ -544,6 +545,12 @@ static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int6
         if (py->loc.frame_type && field_u64(block, l->ob_type) != py->loc.frame_type)
             return pm_fail(err, PM_ETORN, "not a frame object at 0x%llx",
                            (unsigned long long)addr);
+        /* ob_refcnt (the first word): a frame that returned while we walked
+         * is on a free list with no references, and its f_back leads
+         * anywhere */
+        if (field_u64(block, 0) == 0)
+            return pm_fail(err, PM_ETORN, "frame at 0x%llx was freed while being read",
+                           (unsigned long long)addr);
         *code = field_u64(block, l->frame_code);
         *next = field_u64(block, l->frame_back);
         int32_t lasti = field_i32(block, l->frame_lasti);
@@ -553,6 +560,10 @@ static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int6
     }
     if (addr >= py->chunk_base && py->chunk_len >= py->iframe_read &&
         addr - py->chunk_base <= py->chunk_len - py->iframe_read) {
+        /* frames at or above the live top of the data stack have returned */
+        if (py->stack_top != 0 && addr >= py->stack_top)
+            return pm_fail(err, PM_ETORN, "frame at 0x%llx is above the top of the stack",
+                           (unsigned long long)addr);
         memcpy(block, py->chunk_copy + (addr - py->chunk_base), py->iframe_read);
     } else if (reader_read(py->reader, addr, block, py->iframe_read, err) != 0) {
         return -1;
@@ -622,6 +633,7 @@ static void snapshot_chunk(struct py_process *py, const struct py_thread *t)
     const struct py_layout *l = &py->layout;
     py->chunk_len = 0;
     py->chunk_base = 0;
+    py->stack_top = t->stack_top;
     if (t->chunk == 0 || l->chunk_data == PY_OFF_NONE)
         return;
     uint64_t header[4];

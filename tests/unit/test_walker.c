@@ -1281,6 +1281,33 @@ static void test_310_broken(void **state)
     assert_int_equal(err.code, PM_ETORN);
 }
 
+/* A frame object that returned while we walked sits on a free list with no
+ * references: its f_back leads anywhere, so the walk must stop there. */
+static void test_310_freed_frame(void **state)
+{
+    struct s310 *s = *state;
+    struct py_thread t[2];
+    list_threads(s->py, t, 2);
+    put64(&s->im, s->f_outer, 0, 0);   /* ob_refcnt */
+    expect_walk_fails(s->py, &t[0], PM_ETORN, "frame with no references");
+    put64(&s->im, s->f_outer, 0, 1);
+    struct py_frame frames[8];
+    size_t depth;
+    struct pm_error err;
+    assert_int_equal(walk(s->py, &t[0], frames, 8, &depth, &err), 0);
+}
+
+/* 3.11+: a frame at or above the thread's datastack_top has returned. */
+static void test_312_frame_above_stack_top(void **state)
+{
+    struct s312 *s = *state;
+    const struct py_layout *l = s->im.l;
+    put64(&s->im, s->tstate[0], l->tstate_datastack_top, s->f_inner);
+    struct py_thread t[2];
+    list_threads(s->py, t, 2);
+    expect_walk_fails(s->py, &t[0], PM_ETORN, "innermost frame above datastack_top");
+}
+
 int main(void)
 {
 #define T312(fn) cmocka_unit_test_setup_teardown(fn, setup_312, teardown_312)
@@ -1307,6 +1334,8 @@ int main(void)
         T312(test_str_legacy),
         T312(test_code_cache_notices_replacement),
         cmocka_unit_test(test_open_rejects_absurd_layout),
+        T310(test_310_freed_frame),
+        T312(test_312_frame_above_stack_top),
         T310(test_310_threads_and_stacks),
         T310(test_310_every_position),
         T310(test_310_code_cache),
