@@ -38,29 +38,12 @@ static int compare_lines(const void *a, const void *b)
     return strcmp(x->text, y->text);
 }
 
-static void free_labels(char **labels, uint32_t n)
-{
-    if (labels == NULL)
-        return;
-    for (uint32_t i = 0; i < n; i++)
-        free(labels[i]);
-    free(labels);
-}
-
 /* Labels of every frame, sanitised; NULL when out of memory. */
 static char **collapsed_labels(const struct profile *p, int full_filenames)
 {
-    char **labels = calloc(p->nframes ? p->nframes : 1, sizeof *labels);
-    if (labels == NULL)
-        return NULL;
-    for (uint32_t i = 0; i < p->nframes; i++) {
-        labels[i] = render_frame_label(p, i, full_filenames);
-        if (labels[i] == NULL) {
-            free_labels(labels, i);
-            return NULL;
-        }
+    char **labels = render_frame_labels(p, full_filenames);
+    for (uint32_t i = 0; labels != NULL && i < p->nframes; i++)
         sanitise_label(labels[i]);
-    }
     return labels;
 }
 
@@ -128,6 +111,6 @@ done:
     for (size_t i = 0; i < nlines; i++)
         free(lines[i].text);
     free(lines);
-    free_labels(labels, labels ? p->nframes : 0);
+    render_free_labels(labels, labels ? p->nframes : 0);
     return rc;
 }

@@ -644,30 +644,6 @@ static void write_footer(FILE *out, uint64_t pruned, unsigned height)
     fputs("]]></script>\n</svg>\n", out);
 }
 
-static void free_labels(char **labels, uint32_t n)
-{
-    if (labels == NULL)
-        return;
-    for (uint32_t i = 0; i < n; i++)
-        free(labels[i]);
-    free(labels);
-}
-
-static char **make_labels(const struct profile *p, int full_filenames)
-{
-    char **labels = calloc(p->nframes ? p->nframes : 1, sizeof *labels);
-    if (labels == NULL)
-        return NULL;
-    for (uint32_t i = 0; i < p->nframes; i++) {
-        labels[i] = render_frame_label(p, i, full_filenames);
-        if (labels[i] == NULL) {
-            free_labels(labels, i);
-            return NULL;
-        }
-    }
-    return labels;
-}
-
 /* Everything but the C-locale switch (see render_flamegraph). */
 static int write_flamegraph(const struct profile *p, const struct render_opts *o, FILE *out,
                             struct pm_error *err)
@@ -675,7 +651,7 @@ static int write_flamegraph(const struct profile *p, const struct render_opts *o
     struct call_tree tree;
     struct layout layout = { 0 };
     uint32_t *rank = NULL;
-    char **labels = make_labels(p, o ? o->full_filenames : 0);
+    char **labels = render_frame_labels(p, o ? o->full_filenames : 0);
     int built = labels ? tree_build(&tree, p) : -1;
     if (built == 0)
         rank = rank_frames_by_label(p, labels);
@@ -683,7 +659,7 @@ static int write_flamegraph(const struct profile *p, const struct render_opts *o
         if (labels)
             tree_free(&tree);
         free(rank);
-        free_labels(labels, labels ? p->nframes : 0);
+        render_free_labels(labels, labels ? p->nframes : 0);
         return pm_fail(err, PM_ENOMEM, "out of memory rendering the flame graph");
     }
 
@@ -704,7 +680,7 @@ static int write_flamegraph(const struct profile *p, const struct render_opts *o
     free(layout.placed);
     free(rank);
     tree_free(&tree);
-    free_labels(labels, p->nframes);
+    render_free_labels(labels, p->nframes);
     return render_finish(out, "flame graph", err);
 }
 

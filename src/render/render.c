@@ -153,3 +153,27 @@ int render_finish(FILE *out, const char *what, struct pm_error *err)
     }
     return 0;
 }
+
+void render_free_labels(char **labels, uint32_t n)
+{
+    if (labels == NULL)
+        return;
+    for (uint32_t i = 0; i < n; i++)
+        free(labels[i]);
+    free(labels);
+}
+
+char **render_frame_labels(const struct profile *p, int full_filenames)
+{
+    char **labels = calloc(p->nframes ? p->nframes : 1, sizeof *labels);
+    if (labels == NULL)
+        return NULL;
+    for (uint32_t i = 0; i < p->nframes; i++) {
+        labels[i] = render_frame_label(p, i, full_filenames);
+        if (labels[i] == NULL) {
+            render_free_labels(labels, i);
+            return NULL;
+        }
+    }
+    return labels;
+}

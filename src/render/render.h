@@ -58,4 +58,9 @@ int render_finish(FILE *out, const char *what, struct pm_error *err);
 int render_top_table(const struct profile *p, size_t limit, const struct render_opts *o,
                      FILE *out, struct pm_error *err);
 
+/* The label of every frame of p (render_frame_label), as an array indexed by
+ * frame id; NULL when out of memory.  Free with render_free_labels. */
+char **render_frame_labels(const struct profile *p, int full_filenames);
+void render_free_labels(char **labels, uint32_t n);
+
 #endif

@@ -19,6 +19,19 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* The state letter of a /proc stat line: the field after "(comm)"; the
+ * command name may itself contain ") ", so look for the last one. */
+static char stat_state_letter(char *buf, ssize_t n)
+{
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')');
+    if (close_paren == NULL || close_paren[1] != ' ')
+        return 0;
+    return close_paren[2];
+}
+
 static char proc_state_letter(pid_t pid)
 {
     char path[64], buf[512];
@@ -28,13 +41,7 @@ static char proc_state_letter(pid_t pid)
         return 0;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    const char *close_paren = strrchr(buf, ')');
-    if (close_paren == NULL || close_paren[1] != ' ')
-        return 0;
-    return close_paren[2];
+    return stat_state_letter(buf, n);
 }
 
 int proc_is_alive(pid_t pid)
@@ -161,14 +168,7 @@ char thread_states_get(struct thread_states *ts, pid_t tid)
         return 0;
     f->used = 1;
     char buf[512];
-    ssize_t n = pread(f->fd, buf, sizeof buf - 1, 0);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    const char *close_paren = strrchr(buf, ')');
-    if (close_paren == NULL || close_paren[1] != ' ')
-        return 0;
-    return close_paren[2];
+    return stat_state_letter(buf, pread(f->fd, buf, sizeof buf - 1, 0));
 }
 
 void thread_states_sweep(struct thread_states *ts)
