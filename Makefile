@@ -14,8 +14,10 @@ WERROR   ?= -Werror
 CFLAGS   ?= -O2 -g
 WFLAGS   := -std=gnu11 -Wall -Wextra $(WERROR) -Wno-missing-field-initializers \
             -D_GNU_SOURCE -MMD -MP
-PKG_CFLAGS := $(shell pkg-config --cflags libelf jansson zlib 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs libelf jansson zlib 2>/dev/null || echo -lelf -ljansson -lz)
+PKG_MODULES := libelf jansson zlib ncursesw libunwind-ptrace libunwind-generic
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKG_MODULES) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKG_MODULES) 2>/dev/null || \
+              echo -lelf -ljansson -lz -lncursesw -ltinfo -lunwind-ptrace -lunwind-generic -lunwind)
 LDLIBS   += $(PKG_LIBS) -lm
 
 LIB_SRC  := $(filter-out src/cmd/main.c,$(wildcard src/*/*.c))
@@ -25,7 +27,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 DEPS_DEB := build-essential clang libclang-rt-14-dev pkg-config libelf-dev libjansson-dev zlib1g-dev \
-            libcmocka-dev python3 python3-pytest procps gdb
+            libcmocka-dev libncurses-dev libunwind-dev python3 python3-pytest procps gdb tmux
 
 .PHONY: all deps demo test unit unit-asan e2e install fuzz clean bench
 all: $(BUILD)/pyrometer

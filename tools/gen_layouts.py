@@ -158,6 +158,8 @@ def field_exprs(minor):
         ("chunk_size", when(new, "offsetof(_PyStackChunk, size)")),
         ("chunk_top", when(new, "offsetof(_PyStackChunk, top)")),
         ("chunk_data", when(new, "offsetof(_PyStackChunk, data)")),
+        # 3.11 marks the first Python frame run by a C-level eval call
+        ("iframe_is_entry", when(minor == 11, "offsetof(_PyInterpreterFrame, is_entry)")),
     ]
 
 

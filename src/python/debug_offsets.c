@@ -160,5 +160,6 @@ int debug_offsets_parse(const uint8_t *block, size_t len, uint64_t version_hex,
     out->chunk_size = 8;
     out->chunk_top = 16;
     out->chunk_data = 24;
+    out->iframe_is_entry = PY_OFF_NONE;   /* 3.13 uses shim frames */
     return 0;
 }

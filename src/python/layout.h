@@ -113,6 +113,10 @@ struct py_layout {
     int64_t chunk_size;                   /* size_t: bytes in the chunk, header included */
     int64_t chunk_top;                    /* size_t: words in use */
     int64_t chunk_data;                   /* offset of data[] */
+
+    /* 3.11: _PyInterpreterFrame.is_entry (bool); 3.12+ marks entries with a
+     * shim frame (owner FRAME_OWNED_BY_CSTACK) below them instead */
+    int64_t iframe_is_entry;
 };
 
 /* The generated tables (layouts_gen.c): NULL-terminated array. */

@@ -8,7 +8,7 @@
  * such field.  Never reads memory, never prints.
  *
  * Cross-check: CPython 3.11.2 headers in /usr/include/python3.11 give the same 3.11 offsets
- * (all 57 fields) as 3.11.7.
+ * (all 58 fields) as 3.11.7.
  */
 #include "layout.h"
 
@@ -77,6 +77,7 @@ static const struct py_layout layout_3_8 = {
     .chunk_size = PY_OFF_NONE,
     .chunk_top = PY_OFF_NONE,
     .chunk_data = PY_OFF_NONE,
+    .iframe_is_entry = PY_OFF_NONE,
 };
 
 /* CPython 3.9.18, from headers in /root/.pyenv/versions/3.9.18/include/python3.9 */
@@ -142,6 +143,7 @@ static const struct py_layout layout_3_9 = {
     .chunk_size = PY_OFF_NONE,
     .chunk_top = PY_OFF_NONE,
     .chunk_data = PY_OFF_NONE,
+    .iframe_is_entry = PY_OFF_NONE,
 };
 
 /* CPython 3.10.13, from headers in /root/.pyenv/versions/3.10.13/include/python3.10 */
@@ -207,6 +209,7 @@ static const struct py_layout layout_3_10 = {
     .chunk_size = PY_OFF_NONE,
     .chunk_top = PY_OFF_NONE,
     .chunk_data = PY_OFF_NONE,
+    .iframe_is_entry = PY_OFF_NONE,
 };
 
 /* CPython 3.11.7, from headers in /root/.pyenv/versions/3.11.7/include/python3.11 */
@@ -272,6 +275,7 @@ static const struct py_layout layout_3_11 = {
     .chunk_size = 8,
     .chunk_top = 16,
     .chunk_data = 24,
+    .iframe_is_entry = 68,
 };
 
 /* CPython 3.12.1, from headers in /root/.pyenv/versions/3.12.1/include/python3.12 */
@@ -337,6 +341,7 @@ static const struct py_layout layout_3_12 = {
     .chunk_size = 8,
     .chunk_top = 16,
     .chunk_data = 24,
+    .iframe_is_entry = PY_OFF_NONE,
 };
 
 const struct py_layout *const py_generated_layouts[] = {

@@ -114,7 +114,8 @@ static void compute_read_sizes(struct py_process *py)
     py->tstate_read = max_field_end(ts, sizeof ts / sizeof ts[0], 8);
     int64_t fr[] = {l->ob_type, l->frame_back, l->frame_code, l->frame_lasti};
     py->frame_read = max_field_end(fr, sizeof fr / sizeof fr[0], 8);
-    int64_t ifr[] = {l->iframe_previous, l->iframe_code, l->iframe_instr, l->iframe_owner};
+    int64_t ifr[] = {l->iframe_previous, l->iframe_code, l->iframe_instr, l->iframe_owner,
+                     l->iframe_is_entry};
     py->iframe_read = max_field_end(ifr, sizeof ifr / sizeof ifr[0], 1);
     int64_t co[] = {l->ob_type, l->code_filename, l->code_name, l->code_qualname,
                     l->code_linetable, l->code_firstlineno};
@@ -533,12 +534,14 @@ static int code_line(struct py_process *py, struct code_entry *e, int64_t pos)
 /* One step of the walk: the code address, bytecode position and next frame
  * of the frame at addr; *skip when the frame is not a Python frame. */
 static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int64_t *pos,
-                      int *has_pos, uint64_t *next, int *skip, struct pm_error *err)
+                      int *has_pos, uint64_t *next, int *skip, int *entry,
+                      struct pm_error *err)
 {
     const struct py_layout *l = &py->layout;
     uint8_t block[BLOCK_MAX];
     *skip = 0;
     *has_pos = 1;
+    *entry = 1;
     if (l->frames == PY_FRAMES_OBJECT) {
         if (reader_read(py->reader, addr, block, py->frame_read, err) != 0)
             return -1;
@@ -575,6 +578,9 @@ static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int6
         *skip = 1;
         return 0;
     }
+    /* 3.11 flags entry frames; 3.12+ put a shim frame below them, which the
+     * walk marks on the frame before it (see py_thread_stack) */
+    *entry = l->iframe_is_entry != PY_OFF_NONE ? block[l->iframe_is_entry] != 0 : 0;
     uint64_t instr = field_u64(block, l->iframe_instr);
     uint64_t start = *code + (uint64_t)l->code_adaptive;
     /* prev_instr may sit one unit before the code (a frame not yet started) */
@@ -681,14 +687,18 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
         if (walked >= MAX_FRAME_WALK || cycle_step(&cycle, addr) != 0)
             return pm_fail(err, PM_ETORN, "frame chain of thread %llu loops",
                            (unsigned long long)t->thread_id);
-        uint64_t code_addr = 0, next = 0;
+        uint64_t code_addr = 0, next = 0, frame_addr = addr;
         int64_t pos = -1;
-        int skip = 0, has_pos = 0;
-        if (frame_step(py, addr, &code_addr, &pos, &has_pos, &next, &skip, err) != 0)
+        int skip = 0, has_pos = 0, entry = 0;
+        if (frame_step(py, addr, &code_addr, &pos, &has_pos, &next, &skip, &entry, err) != 0)
             return -1;
         addr = next;
-        if (skip)
+        if (skip) {
+            /* 3.12+: a shim frame sits below the entry frame of a C call */
+            if (*depth > 0 && *depth <= cap)
+                frames[*depth - 1].entry = 1;
             continue;
+        }
         if (*depth == cap) {
             truncated = 1;
             continue;
@@ -698,6 +708,8 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
             return -1;
         frames[*depth].code = &e->code;
         frames[*depth].line = has_pos ? code_line(py, e, pos) : e->firstlineno;
+        frames[*depth].addr = frame_addr;
+        frames[*depth].entry = entry;
         (*depth)++;
     }
     if (t->top_frame != 0 && py->pid != 0 && thread_unchanged(py, t, err) != 0)

@@ -31,6 +31,10 @@ struct py_code {
 struct py_frame {
     const struct py_code *code;
     int line;               /* -1 when unknown */
+    uint64_t addr;          /* the frame (PyFrameObject / _PyInterpreterFrame) */
+    int entry;              /* the first Python frame run by its C-level eval
+                               call: native stacks merge here (always 1 before
+                               3.11, where every Python call is a C call) */
 };
 
 struct py_thread {

@@ -134,6 +134,8 @@ int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *
     for (size_t i = 0; i < count; i++) {
         struct py_thread *t = &s->threads[i];
         struct sampled_thread *st = &s->out_threads[s->sample.nthreads];
+        st->pid = py_pid(s->py);
+        st->name = NULL;
         st->thread_id = t->thread_id;
         st->os_tid = t->os_tid;
         st->owns_gil = t->owns_gil;
@@ -163,6 +165,7 @@ int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *
             frames[f].short_filename = filenames_short(s->names, code->filename);
             frames[f].line = s->frames[f].line;
             frames[f].firstlineno = code->firstlineno;
+            frames[f].kind = SAMPLED_PYTHON;
         }
         st->frames = frames;
         st->depth = depth;

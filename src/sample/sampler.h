@@ -21,15 +21,20 @@
 #define SAMPLE_MAX_DEPTH 2048u
 #define SAMPLE_MAX_THREADS 1024u
 
+enum sampled_frame_kind { SAMPLED_PYTHON = 0, SAMPLED_NATIVE = 1 };
+
 struct sampled_frame {
     const char *name;
     const char *filename;
     const char *short_filename;
     int line;              /* -1 when unknown */
     int firstlineno;       /* the function's first line */
+    int kind;              /* enum sampled_frame_kind */
 };
 
 struct sampled_thread {
+    pid_t pid;             /* the process the thread belongs to */
+    const char *name;      /* threading's name, NULL when unknown */
     uint64_t thread_id;
     pid_t os_tid;
     char state;            /* /proc state letter, 0 if unknown */
