@@ -115,18 +115,89 @@ static int parse_record_args(int argc, char **argv, struct record_opts *o)
 
 /* ---- aggregation: one sample into the profile --------------------------- */
 
+/* Who held the GIL, over all samples (whatever the filters keep). */
+#define GIL_MAX_THREADS 256
+struct gil_tally {
+    uint64_t samples;            /* samples taken */
+    uint64_t held;               /* samples in which some thread held it */
+    size_t nthreads;
+    struct {
+        pid_t pid, tid;
+        uint64_t held;
+        char name[64];
+    } threads[GIL_MAX_THREADS];
+};
+
 struct record_state {
     struct profile *profile;
     const struct record_opts *opts;
     pid_t pid;
     uint32_t ids[SAMPLE_MAX_DEPTH + 2];
     int failed;
+    struct gil_tally gil;
 };
+
+static void gil_count(struct gil_tally *g, const struct sample *smp)
+{
+    g->samples++;
+    for (size_t i = 0; i < smp->nthreads; i++) {
+        const struct sampled_thread *t = &smp->threads[i];
+        if (!t->owns_gil)
+            continue;
+        g->held++;
+        size_t k = 0;
+        while (k < g->nthreads && (g->threads[k].tid != t->os_tid || g->threads[k].pid != t->pid))
+            k++;
+        if (k == g->nthreads) {
+            if (k == GIL_MAX_THREADS)
+                return;
+            g->nthreads++;
+            g->threads[k].pid = t->pid;
+            g->threads[k].tid = t->os_tid;
+            g->threads[k].held = 0;
+            snprintf(g->threads[k].name, sizeof g->threads[k].name, "%s", t->name ? t->name : "");
+        }
+        g->threads[k].held++;
+        return;   /* one holder per interpreter; count the sample once */
+    }
+}
+
+static int by_held_desc(const void *a, const void *b)
+{
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* "GIL held in 63.0% of samples: MainThread (1234) 60.0%, worker (1240) 3.0%" */
+static void gil_print(struct gil_tally *g)
+{
+    if (g->samples == 0)
+        return;
+    fprintf(stderr, "pyrometer: GIL held in %.1f%% of samples", 100.0 * (double)g->held /
+                                                                   (double)g->samples);
+    /* (held, index) pairs sorted by held, descending */
+    uint64_t order[GIL_MAX_THREADS][2];
+    for (size_t k = 0; k < g->nthreads; k++) {
+        order[k][0] = g->threads[k].held;
+        order[k][1] = k;
+    }
+    qsort(order, g->nthreads, sizeof order[0], by_held_desc);
+    for (size_t i = 0; i < g->nthreads && i < 5; i++) {
+        size_t k = (size_t)order[i][1];
+        fprintf(stderr, "%s %s%sthread %d %.1f%%", i ? "," : ":", g->threads[k].name,
+                g->threads[k].name[0] ? " " : "", (int)g->threads[k].tid,
+                100.0 * (double)g->threads[k].held / (double)g->samples);
+    }
+    if (g->nthreads > 5)
+        fprintf(stderr, ", %zu more", g->nthreads - 5);
+    fputc('\n', stderr);
+}
 
 static int add_sample(const struct sample *smp, void *ctx)
 {
     struct record_state *rs = ctx;
     const struct record_opts *o = rs->opts;
+    gil_count(&rs->gil, smp);
     for (size_t i = 0; i < smp->nthreads; i++) {
         const struct sampled_thread *t = &smp->threads[i];
         if (t->depth == 0 || (!o->idle && !t->active) || (o->gil_only && !t->owns_gil))
@@ -263,6 +334,7 @@ int cmd_record(int argc, char **argv)
     struct py_process *py = NULL;
     struct sampler *sampler = NULL;
     struct sampler_result res = {0};
+    struct record_state *rs = NULL;
     int exit_code = 0;
     if (profile == NULL) {
         pm_fail(&err, PM_ENOMEM, "out of memory");
@@ -288,11 +360,17 @@ int cmd_record(int argc, char **argv)
             .child = child,
             .progress = isatty(STDERR_FILENO),
         };
-        struct record_state rs = {.profile = profile, .opts = &o, .pid = pid};
-        if (sampler_run(sampler, &cfg, add_sample, &rs,
-                        &res, &err) != 0)
+        rs = calloc(1, sizeof *rs);
+        if (rs == NULL) {
+            pm_fail(&err, PM_ENOMEM, "out of memory");
             goto fail;
-        if (rs.failed) {
+        }
+        rs->profile = profile;
+        rs->opts = &o;
+        rs->pid = pid;
+        if (sampler_run(sampler, &cfg, add_sample, rs, &res, &err) != 0)
+            goto fail;
+        if (rs->failed) {
             pm_fail(&err, PM_ENOMEM, "out of memory while aggregating samples");
             goto fail;
         }
@@ -329,6 +407,8 @@ int cmd_record(int argc, char **argv)
     out = NULL;
 
     print_summary(&o, &res, py, pid);
+    if (rs)
+        gil_print(&rs->gil);
     if (profile_total(profile) > 0) {
         fprintf(stderr, "pyrometer: hottest functions:\n");
         render_top_table(profile, 5, &ropts, stderr, &err);
@@ -350,6 +430,7 @@ int cmd_record(int argc, char **argv)
     }
     fprintf(stderr, "pyrometer: wrote %s to %s\n",
             render_format_name((enum render_format)o.format), path);
+    free(rs);
     sampler_free(sampler);
     py_detach(py);
     profile_free(profile);
@@ -361,6 +442,7 @@ fail_written:
     exit_code = cmd_report_error(&err);
     if (child && !res.child_status_valid)
         cmd_stop_child(child, SIGTERM);
+    free(rs);
     sampler_free(sampler);
     py_detach(py);
     profile_free(profile);

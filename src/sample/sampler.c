@@ -6,7 +6,9 @@
  * thread's current frame; if it still fails the thread is left out of this
  * sample and counted.  Sampling never pauses the target.  The loop sleeps to
  * absolute deadlines (clock_nanosleep, TIMER_ABSTIME), so the achieved rate
- * does not drift with the cost of a sample.  Never prints but the progress
+ * does not drift with the cost of a sample; each interval is drawn uniformly
+ * from [0.5, 1.5] times the asked period, so sampling cannot lock onto
+ * periodic work in the target while the mean rate stays the asked one.  Never prints but the progress
  * line.
  */
 #include "sampler.h"
@@ -177,6 +179,26 @@ int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *
     return 0;
 }
 
+/* xorshift64*: cheap, and good enough to decorrelate sampling from the
+ * target's own rhythms. */
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* A period in [interval/2, 3*interval/2), mean `interval`. */
+static uint64_t jittered(uint64_t interval, uint64_t *state)
+{
+    if (interval < 2)
+        return interval;
+    return interval / 2 + next_random(state) % interval;
+}
+
 static void progress_line(const struct sampler_result *res, double elapsed_s)
 {
     fprintf(stderr, "\r\033[Kpyrometer: %llu samples, %llu errors, %.1f s",
@@ -209,6 +231,7 @@ int sampler_run(struct sampler *s, const struct sampler_config *cfg, sample_fn f
     uint64_t start = now_ns();
     uint64_t end = cfg->duration_s > 0 ? start + (uint64_t)(cfg->duration_s * 1e9) : UINT64_MAX;
     uint64_t deadline = start, next_progress = start;
+    uint64_t rng = start ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
     int rc = 0;
     for (;;) {
         if (cfg->stop && *cfg->stop) {
@@ -250,7 +273,7 @@ int sampler_run(struct sampler *s, const struct sampler_config *cfg, sample_fn f
             progress_line(res, (double)(now - start) / 1e9);
             next_progress = now + 250000000ull;
         }
-        deadline += interval;
+        deadline += jittered(interval, &rng);
         now = now_ns();
         if (now > deadline + interval) {
             /* Behind schedule (a slow wake-up, a busy machine): take the
