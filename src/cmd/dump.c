@@ -20,6 +20,7 @@ struct dump_opts {
     pid_t pid;
     int json;
     int full_filenames;
+    int subprocesses;
 };
 
 static void dump_usage(FILE *out)
@@ -30,6 +31,7 @@ static void dump_usage(FILE *out)
             "without pausing the process.\n\n"
             "  -p, --pid PID          the Python process\n"
             "  -j, --json             JSON: an array of threads\n"
+            "  -s, --subprocesses     also every Python child process\n"
             "      --full-filenames   full paths in text output\n"
             "  -h, --help             this text\n");
 }
@@ -56,7 +58,8 @@ static int parse_dump_args(int argc, char **argv, struct dump_opts *o)
         case 'j': o->json = 1; break;
         case 'A': o->full_filenames = 1; break;
         case 'h': dump_usage(stdout); return -2;
-        case 'l': case 'c': case 'n': case 's':
+        case 's': o->subprocesses = 1; break;
+        case 'l': case 'c': case 'n':
             return cmd_usage_error("dump", "%s is not available in this version yet",
                                    argv[optind - 1]);
         default:
@@ -70,13 +73,13 @@ static int parse_dump_args(int argc, char **argv, struct dump_opts *o)
     return 0;
 }
 
-static void print_text(const struct dump_opts *o, struct py_process *py,
-                       const struct sample *smp)
+static void print_text(const struct dump_opts *o, const struct sample *smp)
 {
     char cmdline[1024];
-    proc_cmdline(o->pid, cmdline, sizeof cmdline);
-    printf("Process %d: %s\n", (int)o->pid, cmdline);
-    printf("Python v%s (%s)\n", py_get_version(py)->text, py_binary(py));
+    pid_t pid = py_pid(smp->py);
+    proc_cmdline(pid, cmdline, sizeof cmdline);
+    printf("Process %d: %s\n", (int)pid, cmdline);
+    printf("Python v%s (%s)\n", py_get_version(smp->py)->text, py_binary(smp->py));
     for (size_t i = 0; i < smp->nthreads; i++) {
         const struct sampled_thread *t = &smp->threads[i];
         printf("\nThread %d (%s)%s\n", (int)t->os_tid, t->active ? "active" : "idle",
@@ -96,10 +99,9 @@ static void print_text(const struct dump_opts *o, struct py_process *py,
         printf("\n(%zu thread(s) changed too fast to be read)\n", smp->torn_threads);
 }
 
-static int print_json(const struct dump_opts *o, const struct sample *smp,
-                      struct pm_error *err)
+/* Append the threads of one process's sample to a JSON array. */
+static void add_json_threads(json_t *threads, const struct sample *smp)
 {
-    json_t *threads = json_array();
     for (size_t i = 0; i < smp->nthreads; i++) {
         const struct sampled_thread *t = &smp->threads[i];
         json_t *frames = json_array();
@@ -110,16 +112,56 @@ static int print_json(const struct dump_opts *o, const struct sample *smp,
                                   fr->filename, "short_filename", fr->short_filename, "line",
                                   fr->line));
         }
-        json_array_append_new(
-            threads, json_pack("{s:i, s:I, s:I, s:n, s:b, s:b, s:o}", "pid", (int)o->pid,
-                               "thread_id", (json_int_t)t->thread_id, "os_thread_id",
-                               (json_int_t)t->os_tid, "thread_name", "active", t->active,
-                               "owns_gil", t->owns_gil, "frames", frames));
+        json_t *thread = json_pack("{s:i, s:I, s:I, s:n, s:b, s:b, s:o}", "pid", (int)t->pid,
+                                   "thread_id", (json_int_t)t->thread_id, "os_thread_id",
+                                   (json_int_t)t->os_tid, "thread_name", "active", t->active,
+                                   "owns_gil", t->owns_gil, "frames", frames);
+        if (t->name)
+            json_object_set_new(thread, "thread_name", json_string(t->name));
+        json_array_append_new(threads, thread);
     }
-    int rc = json_dumpf(threads, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII * 0);
-    json_decref(threads);
+}
+
+static int write_json(json_t *threads, struct pm_error *err)
+{
+    int rc = json_dumpf(threads, stdout, JSON_INDENT(2));
     if (rc != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
         return pm_fail(err, PM_EOUTPUT, "cannot write to standard output");
+    return 0;
+}
+
+/* One process's snapshot, retaken a few times while threads were torn. */
+static int snapshot(struct sampler *sampler, const struct sample **smp, struct pm_error *err)
+{
+    int rc = -1;
+    for (int attempt = 0; attempt < SNAPSHOT_TRIES; attempt++) {
+        rc = sampler_take(sampler, smp, err);
+        if (rc != 0 && err->code == PM_EGONE)
+            break;
+        if (rc == 0 && (*smp)->torn_threads == 0)
+            break;
+    }
+    return rc;
+}
+
+struct dump_state {
+    const struct dump_opts *opts;
+    json_t *threads;      /* --json: every process's threads */
+    size_t processes;
+};
+
+/* Each process of a -s dump, as the group hands it over. */
+static int dump_one(const struct sample *smp, void *ctx)
+{
+    struct dump_state *ds = ctx;
+    if (ds->threads) {
+        add_json_threads(ds->threads, smp);
+    } else {
+        if (ds->processes)
+            printf("\n");
+        print_text(ds->opts, smp);
+    }
+    ds->processes++;
     return 0;
 }
 
@@ -133,35 +175,48 @@ int cmd_dump(int argc, char **argv)
         return rc;
     struct pm_error err = {0};
     struct py_process *py = NULL;
-    if (py_attach(o.pid, &py, &err) != 0)
-        return cmd_report_error(&err);
-    struct sampler *sampler = sampler_new(py);
-    if (sampler == NULL) {
-        py_detach(py);
-        pm_fail(&err, PM_ENOMEM, "out of memory");
-        return cmd_report_error(&err);
-    }
-    const struct sample *smp = NULL;
-    for (int attempt = 0; attempt < SNAPSHOT_TRIES; attempt++) {
-        rc = sampler_take(sampler, &smp, &err);
-        if (rc != 0 && err.code == PM_EGONE)
-            break;
-        if (rc == 0 && smp->torn_threads == 0)
-            break;
-    }
+    struct sampler *sampler = NULL;
+    struct sampler_group *group = NULL;
+    struct dump_state ds = {.opts = &o, .threads = o.json ? json_array() : NULL};
     int exit_code = 0;
-    if (rc != 0) {
-        exit_code = cmd_report_error(&err);
-    } else if (o.json) {
-        if (print_json(&o, smp, &err) != 0)
-            exit_code = cmd_report_error(&err);
-    } else {
-        print_text(&o, py, smp);
-        if (fflush(stdout) != 0) {
-            pm_fail(&err, PM_EOUTPUT, "cannot write to standard output");
-            exit_code = cmd_report_error(&err);
-        }
+    if (py_attach(o.pid, &py, &err) != 0) {
+        /* with -s the root may be a shell or a supervisor */
+        if (!(o.subprocesses && err.code == PM_ENOTPYTHON))
+            goto out;
+        pm_clear(&err);
     }
+    if (py && (sampler = sampler_new(py)) == NULL) {
+        pm_fail(&err, PM_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (o.subprocesses) {
+        group = sampler_group_new(o.pid, sampler, 1);
+        if (group == NULL) {
+            pm_fail(&err, PM_ENOMEM, "out of memory");
+            goto out;
+        }
+        if (sampler_group_snapshot(group, dump_one, &ds, &err) != 0)
+            goto out;
+        if (ds.processes == 0) {
+            pm_fail(&err, PM_ENOTPYTHON, "neither process %d nor its children run Python",
+                    (int)o.pid);
+            goto out;
+        }
+    } else {
+        const struct sample *smp;
+        if (snapshot(sampler, &smp, &err) != 0)
+            goto out;
+        dump_one(smp, &ds);
+    }
+    if (ds.threads && write_json(ds.threads, &err) != 0)
+        goto out;
+    if (!ds.threads && fflush(stdout) != 0)
+        pm_fail(&err, PM_EOUTPUT, "cannot write to standard output");
+out:
+    if (err.code != PM_OK)
+        exit_code = cmd_report_error(&err);
+    json_decref(ds.threads);
+    sampler_group_free(group);
     sampler_free(sampler);
     py_detach(py);
     return exit_code;

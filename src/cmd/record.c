@@ -19,6 +19,7 @@
 #include "../render/render.h"
 #include "../sample/sampler.h"
 #include "../target/launch.h"
+#include "../target/proc.h"
 #include "cmd.h"
 
 struct record_opts {
@@ -28,7 +29,7 @@ struct record_opts {
     double duration;
     pid_t pid;
     char **command;
-    int idle, gil_only, threads, by_function, nolineno, full_filenames;
+    int idle, gil_only, threads, by_function, nolineno, full_filenames, subprocesses;
 };
 
 static void record_usage(FILE *out)
@@ -45,6 +46,7 @@ static void record_usage(FILE *out)
             "  -i, --idle             keep threads that are not running on a CPU\n"
             "  -g, --gil              keep only the thread holding the GIL\n"
             "  -t, --threads          add a root frame per thread\n"
+            "  -s, --subprocesses     also sample child processes (a root frame per process)\n"
             "  -F, --function         aggregate by function (its first line), not by line\n"
             "      --nolineno         no line numbers in labels\n"
             "      --full-filenames   full paths instead of package-relative ones\n"
@@ -97,7 +99,8 @@ static int parse_record_args(int argc, char **argv, struct record_opts *o)
         case 'L': o->nolineno = 1; break;
         case 'A': o->full_filenames = 1; break;
         case 'h': record_usage(stdout); return -2;
-        case 's': case 'n': case 'B':
+        case 's': o->subprocesses = 1; break;
+        case 'n': case 'B':
             return cmd_usage_error("record", "%s is not available in this version yet",
                                    argv[optind - 1]);
         default:
@@ -128,10 +131,16 @@ struct gil_tally {
     } threads[GIL_MAX_THREADS];
 };
 
+#define PROCESS_LABELS_MAX 1024
 struct record_state {
     struct profile *profile;
     const struct record_opts *opts;
     pid_t pid;
+    size_t nprocs;                 /* -s: one root frame label per process */
+    struct {
+        pid_t pid;
+        uint32_t frame;
+    } procs[PROCESS_LABELS_MAX];
     uint32_t ids[SAMPLE_MAX_DEPTH + 2];
     int failed;
     struct gil_tally gil;
@@ -193,6 +202,24 @@ static void gil_print(struct gil_tally *g)
     fputc('\n', stderr);
 }
 
+/* -s: the frame "process PID: COMMAND" for pid, made once. */
+static uint32_t process_frame(struct record_state *rs, pid_t pid)
+{
+    for (size_t i = 0; i < rs->nprocs; i++)
+        if (rs->procs[i].pid == pid)
+            return rs->procs[i].frame;
+    char cmdline[200], label[256];
+    proc_cmdline(pid, cmdline, sizeof cmdline);
+    snprintf(label, sizeof label, "process %d: %s", (int)pid, cmdline);
+    uint32_t frame = profile_frame(rs->profile, label, "", "", 0, PROFILE_FRAME_SYNTH);
+    if (rs->nprocs < PROCESS_LABELS_MAX) {
+        rs->procs[rs->nprocs].pid = pid;
+        rs->procs[rs->nprocs].frame = frame;
+        rs->nprocs++;
+    }
+    return frame;
+}
+
 static int add_sample(const struct sample *smp, void *ctx)
 {
     struct record_state *rs = ctx;
@@ -202,9 +229,11 @@ static int add_sample(const struct sample *smp, void *ctx)
         const struct sampled_thread *t = &smp->threads[i];
         if (t->depth == 0 || (!o->idle && !t->active) || (o->gil_only && !t->owns_gil))
             continue;
-        uint32_t thread = profile_thread(rs->profile, (uint32_t)rs->pid, t->thread_id,
-                                         (uint64_t)t->os_tid, NULL);
+        uint32_t thread = profile_thread(rs->profile, (uint32_t)t->pid, t->thread_id,
+                                         (uint64_t)t->os_tid, t->name);
         uint32_t n = 0;
+        if (o->subprocesses)
+            rs->ids[n++] = process_frame(rs, t->pid);
         if (o->threads) {
             char label[64];
             snprintf(label, sizeof label, "Thread %d", (int)t->os_tid);
@@ -286,10 +315,11 @@ static void print_summary(const struct record_opts *o, const struct sampler_resu
     double achieved = secs > 0 ? (double)res->samples / secs : 0;
     uint64_t attempts = res->thread_samples + res->errors;
     fprintf(stderr,
-            "pyrometer: %llu samples in %.2f s (%.1f Hz, asked %.0f) from Python %s pid %d; "
+            "pyrometer: %llu samples in %.2f s (%.1f Hz, asked %.0f) from %s%s%spid %d; "
             "%llu errors (%.2f%%)\n",
-            (unsigned long long)res->samples, secs, achieved, o->rate,
-            py ? py_get_version(py)->text : "?", (int)pid, (unsigned long long)res->errors,
+            (unsigned long long)res->samples, secs, achieved, o->rate, py ? "Python " : "",
+            py ? py_get_version(py)->text : "", py ? " " : "", (int)pid,
+            (unsigned long long)res->errors,
             attempts ? 100.0 * (double)res->errors / (double)attempts : 0.0);
     if (res->ticks && res->late * 100 > res->ticks)
         fprintf(stderr, "pyrometer: warning: %llu of %llu samples were taken late (a busy "
@@ -333,6 +363,7 @@ int cmd_record(int argc, char **argv)
     struct profile *profile = profile_new();
     struct py_process *py = NULL;
     struct sampler *sampler = NULL;
+    struct sampler_group *group = NULL;
     struct sampler_result res = {0};
     struct record_state *rs = NULL;
     int exit_code = 0;
@@ -340,16 +371,26 @@ int cmd_record(int argc, char **argv)
         pm_fail(&err, PM_ENOMEM, "out of memory");
         goto fail;
     }
-    if (cmd_attach(pid, child, 10.0, &py, &err) != 0) {
+    /* With -s the root need not be Python (a shell, a supervisor): its
+     * Python descendants are what we sample, so don't wait long for it. */
+    int root_attached = cmd_attach(pid, child, o.subprocesses ? 1.0 : 10.0, &py, &err) == 0;
+    if (!root_attached && o.subprocesses && err.code == PM_ENOTPYTHON) {
+        pm_clear(&err);
+    } else if (!root_attached) {
         /* a launched program that finished before Python started still
          * gets an (empty) profile */
         if (!(child && err.code == PM_EGONE))
             goto fail;
         fprintf(stderr, "pyrometer: warning: %s\n", err.msg);
         res.target_exited = 1;
-    } else {
-        sampler = sampler_new(py);
-        if (sampler == NULL) {
+    }
+    if (root_attached || (o.subprocesses && !res.target_exited)) {
+        if (root_attached && (sampler = sampler_new(py)) == NULL) {
+            pm_fail(&err, PM_ENOMEM, "out of memory");
+            goto fail;
+        }
+        group = sampler_group_new(pid, sampler, o.subprocesses);
+        if (group == NULL) {
             pm_fail(&err, PM_ENOMEM, "out of memory");
             goto fail;
         }
@@ -368,7 +409,7 @@ int cmd_record(int argc, char **argv)
         rs->profile = profile;
         rs->opts = &o;
         rs->pid = pid;
-        if (sampler_run(sampler, &cfg, add_sample, rs, &res, &err) != 0)
+        if (sampler_group_run(group, &cfg, add_sample, rs, &res, &err) != 0)
             goto fail;
         if (rs->failed) {
             pm_fail(&err, PM_ENOMEM, "out of memory while aggregating samples");
@@ -407,6 +448,9 @@ int cmd_record(int argc, char **argv)
     out = NULL;
 
     print_summary(&o, &res, py, pid);
+    if (o.subprocesses && rs)
+        fprintf(stderr, "pyrometer: sampled %zu process%s\n", rs->nprocs,
+                rs->nprocs == 1 ? "" : "es");
     if (rs)
         gil_print(&rs->gil);
     if (profile_total(profile) > 0) {
@@ -431,6 +475,7 @@ int cmd_record(int argc, char **argv)
     fprintf(stderr, "pyrometer: wrote %s to %s\n",
             render_format_name((enum render_format)o.format), path);
     free(rs);
+    sampler_group_free(group);
     sampler_free(sampler);
     py_detach(py);
     profile_free(profile);
@@ -443,6 +488,7 @@ fail_written:
     if (child && !res.child_status_valid)
         cmd_stop_child(child, SIGTERM);
     free(rs);
+    sampler_group_free(group);
     sampler_free(sampler);
     py_detach(py);
     profile_free(profile);

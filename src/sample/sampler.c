@@ -23,6 +23,7 @@
 
 #include "../target/launch.h"
 #include "../target/proc.h"
+#include "children.h"
 #include "filenames.h"
 
 #define STACK_RETRIES 2
@@ -129,6 +130,7 @@ int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *
     }
     if (count > SAMPLE_MAX_THREADS)
         count = SAMPLE_MAX_THREADS;
+    s->sample.py = s->py;
     s->sample.t_ns = now_ns() - s->start_ns;
     s->sample.threads = s->out_threads;
     s->sample.nthreads = 0;
@@ -219,8 +221,192 @@ static int child_exited(const struct sampler_config *cfg, struct sampler_result 
     return 0;
 }
 
+/* ---- groups: the root process and, with -s, its Python descendants ------ */
+
+#define GROUP_SCAN_NS 100000000ull   /* look for new children every 100 ms */
+
+struct group_member {
+    pid_t pid;
+    struct py_process *py;      /* NULL: not (yet) Python */
+    struct sampler *sampler;
+    int owned;                  /* py and sampler are ours to free */
+    int gone;
+    char failed_exe[256];       /* exe when attaching failed: retry on exec */
+};
+
+struct sampler_group {
+    pid_t root;
+    int follow;
+    struct group_member *members;
+    size_t count, cap;
+    uint64_t next_scan;
+};
+
+static struct group_member *group_add(struct sampler_group *g, pid_t pid)
+{
+    if (g->count == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 8;
+        struct group_member *grown = realloc(g->members, cap * sizeof *grown);
+        if (grown == NULL)
+            return NULL;
+        g->members = grown;
+        g->cap = cap;
+    }
+    struct group_member *m = &g->members[g->count++];
+    memset(m, 0, sizeof *m);
+    m->pid = pid;
+    return m;
+}
+
+struct sampler_group *sampler_group_new(pid_t root, struct sampler *root_sampler, int follow)
+{
+    struct sampler_group *g = calloc(1, sizeof *g);
+    if (g == NULL)
+        return NULL;
+    g->root = root;
+    g->follow = follow;
+    if (root_sampler) {
+        struct group_member *m = group_add(g, root);
+        if (m == NULL) {
+            free(g);
+            return NULL;
+        }
+        m->py = root_sampler->py;
+        m->sampler = root_sampler;
+    }
+    return g;
+}
+
+void sampler_group_free(struct sampler_group *g)
+{
+    if (g == NULL)
+        return;
+    for (size_t i = 0; i < g->count; i++)
+        if (g->members[i].owned) {
+            sampler_free(g->members[i].sampler);
+            py_detach(g->members[i].py);
+        }
+    free(g->members);
+    free(g);
+}
+
+static struct group_member *group_find(struct sampler_group *g, pid_t pid)
+{
+    for (size_t i = 0; i < g->count; i++)
+        if (g->members[i].pid == pid)
+            return &g->members[i];
+    return NULL;
+}
+
+/* Try to attach to member m (a descendant); quietly stays non-Python when
+ * it is not (yet) Python, and retries only after it execs something else. */
+static void group_try_attach(struct group_member *m)
+{
+    char exe[256] = "";
+    proc_exe(m->pid, exe, sizeof exe);
+    if (m->failed_exe[0] && strcmp(exe, m->failed_exe) == 0)
+        return;
+    struct pm_error err;
+    if (py_attach(m->pid, &m->py, &err) != 0) {
+        snprintf(m->failed_exe, sizeof m->failed_exe, "%s", exe[0] ? exe : "?");
+        m->py = NULL;
+        return;
+    }
+    m->sampler = sampler_new(m->py);
+    if (m->sampler == NULL) {
+        py_detach(m->py);
+        m->py = NULL;
+        return;
+    }
+    m->owned = 1;
+}
+
+/* Find new descendants and forget dead ones. */
+static void group_scan(struct sampler_group *g)
+{
+    pid_t kids[CHILDREN_MAX];
+    size_t n = children_of(g->root, kids, CHILDREN_MAX);
+    for (size_t i = 0; i < n; i++) {
+        struct group_member *m = group_find(g, kids[i]);
+        if (m == NULL && (m = group_add(g, kids[i])) == NULL)
+            return;
+        if (m->gone) {            /* a reused pid: a new process */
+            if (m->owned) {
+                sampler_free(m->sampler);
+                py_detach(m->py);
+            }
+            memset(m, 0, sizeof *m);
+            m->pid = kids[i];
+        }
+        if (m->py == NULL)
+            group_try_attach(m);
+    }
+}
+
+size_t sampler_group_size(const struct sampler_group *g)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < g->count; i++)
+        n += g->members[i].py != NULL && !g->members[i].gone;
+    return n;
+}
+
+/* One sample of every live Python member, each handed to fn. Returns -1
+ * with *err when the root is gone (PM_EGONE) or reading failed for good. */
+static int group_take(struct sampler_group *g, sample_fn fn, void *ctx,
+                      struct sampler_result *res, int *stop, struct pm_error *err)
+{
+    int sampled = 0;
+    for (size_t i = 0; i < g->count; i++) {
+        struct group_member *m = &g->members[i];
+        if (m->gone || m->sampler == NULL)
+            continue;
+        const struct sample *smp;
+        struct pm_error take_err;
+        if (sampler_take(m->sampler, &smp, &take_err) != 0) {
+            if (take_err.code == PM_EGONE || !proc_is_alive(m->pid)) {
+                m->gone = 1;
+                if (m->pid == g->root) {
+                    *err = take_err;
+                    return -1;
+                }
+                continue;
+            }
+            if (take_err.code == PM_EPERM) {
+                *err = take_err;
+                return -1;
+            }
+            res->errors++;
+            if (m->sampler->debug)
+                fprintf(stderr, "pyrometer: debug: sample lost: %s\n", take_err.msg);
+            continue;
+        }
+        sampled = 1;
+        res->errors += smp->torn_threads;
+        res->thread_samples += smp->nthreads;
+        if (fn(smp, ctx) != 0) {
+            *stop = 1;
+            break;
+        }
+    }
+    if (sampled)
+        res->samples++;
+    return 0;
+}
+
 int sampler_run(struct sampler *s, const struct sampler_config *cfg, sample_fn fn, void *ctx,
                 struct sampler_result *res, struct pm_error *err)
+{
+    struct sampler_group *g = sampler_group_new(py_pid(s->py), s, 0);
+    if (g == NULL)
+        return pm_fail(err, PM_ENOMEM, "out of memory");
+    int rc = sampler_group_run(g, cfg, fn, ctx, res, err);
+    sampler_group_free(g);
+    return rc;
+}
+
+int sampler_group_run(struct sampler_group *g, const struct sampler_config *cfg, sample_fn fn,
+                      void *ctx, struct sampler_result *res, struct pm_error *err)
 {
     memset(res, 0, sizeof *res);
     /* a small timer slack keeps wake-ups close to the deadline */
@@ -245,30 +431,29 @@ int sampler_run(struct sampler *s, const struct sampler_config *cfg, sample_fn f
             res->target_exited = 1;
             break;
         }
-        res->ticks++;
-        const struct sample *smp;
-        struct pm_error take_err;
-        if (sampler_take(s, &smp, &take_err) != 0) {
-            if (take_err.code == PM_EGONE || !proc_is_alive(py_pid(s->py))) {
+        if (g->follow && now >= g->next_scan) {
+            if (!proc_is_alive(g->root)) {
                 res->target_exited = 1;
-                child_exited(cfg, res);
                 break;
             }
+            group_scan(g);
+            g->next_scan = now + GROUP_SCAN_NS;
+        }
+        res->ticks++;
+        int stop = 0;
+        struct pm_error take_err;
+        if (group_take(g, fn, ctx, res, &stop, &take_err) != 0) {
             if (take_err.code == PM_EPERM) {
                 *err = take_err;
                 rc = -1;
-                break;
+            } else {
+                res->target_exited = 1;
+                child_exited(cfg, res);
             }
-            res->errors++;
-            if (s->debug)
-                fprintf(stderr, "pyrometer: debug: sample lost: %s\n", take_err.msg);
-        } else {
-            res->samples++;
-            res->errors += smp->torn_threads;
-            res->thread_samples += smp->nthreads;
-            if (fn(smp, ctx) != 0)
-                break;
+            break;
         }
+        if (stop)
+            break;
         if (cfg->progress && now >= next_progress) {
             progress_line(res, (double)(now - start) / 1e9);
             next_progress = now + 250000000ull;
@@ -297,4 +482,14 @@ int sampler_run(struct sampler *s, const struct sampler_config *cfg, sample_fn f
         fflush(stderr);
     }
     return rc;
+}
+
+int sampler_group_snapshot(struct sampler_group *g, sample_fn fn, void *ctx,
+                           struct pm_error *err)
+{
+    if (g->follow)
+        group_scan(g);
+    struct sampler_result res = {0};
+    int stop = 0;
+    return group_take(g, fn, ctx, &res, &stop, err);
 }

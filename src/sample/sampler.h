@@ -46,6 +46,7 @@ struct sampled_thread {
 };
 
 struct sample {
+    struct py_process *py; /* the process sampled */
     uint64_t t_ns;         /* since the loop started */
     size_t nthreads;
     struct sampled_thread *threads;
@@ -90,5 +91,21 @@ typedef int (*sample_fn)(const struct sample *smp, void *ctx);
  * Returns 0 when stopped normally (duration, signal, target exit). */
 int sampler_run(struct sampler *s, const struct sampler_config *cfg, sample_fn fn, void *ctx,
                 struct sampler_result *res, struct pm_error *err);
+
+/* A group: the root process (its sampler borrowed, or NULL when the root is
+ * not Python) and, with follow, every descendant running Python, attached
+ * as it appears (checked every 100 ms) and dropped when it exits.  Each
+ * member's samples go to the callback separately (sampled_thread.pid says
+ * whose).  The loop ends when the root exits. */
+struct sampler_group;
+struct sampler_group *sampler_group_new(pid_t root, struct sampler *root_sampler, int follow);
+void sampler_group_free(struct sampler_group *g);
+int sampler_group_run(struct sampler_group *g, const struct sampler_config *cfg, sample_fn fn,
+                      void *ctx, struct sampler_result *res, struct pm_error *err);
+/* One sample of every member now (dump -s); finds descendants first. */
+int sampler_group_snapshot(struct sampler_group *g, sample_fn fn, void *ctx,
+                           struct pm_error *err);
+/* Python processes currently sampled. */
+size_t sampler_group_size(const struct sampler_group *g);
 
 #endif
