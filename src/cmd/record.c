@@ -29,7 +29,7 @@ struct record_opts {
     double duration;
     pid_t pid;
     char **command;
-    int idle, gil_only, threads, by_function, nolineno, full_filenames, subprocesses;
+    int idle, gil_only, threads, by_function, nolineno, full_filenames, subprocesses, blocking;
 };
 
 static void record_usage(FILE *out)
@@ -47,6 +47,8 @@ static void record_usage(FILE *out)
             "  -g, --gil              keep only the thread holding the GIL\n"
             "  -t, --threads          add a root frame per thread\n"
             "  -s, --subprocesses     also sample child processes (a root frame per process)\n"
+            "      --blocking         pause the target for each sample (consistent stacks;\n"
+            "                         slows it down); by default it is never paused\n"
             "  -F, --function         aggregate by function (its first line), not by line\n"
             "      --nolineno         no line numbers in labels\n"
             "      --full-filenames   full paths instead of package-relative ones\n"
@@ -100,7 +102,8 @@ static int parse_record_args(int argc, char **argv, struct record_opts *o)
         case 'A': o->full_filenames = 1; break;
         case 'h': record_usage(stdout); return -2;
         case 's': o->subprocesses = 1; break;
-        case 'n': case 'B':
+        case 'B': o->blocking = 1; break;
+        case 'n':
             return cmd_usage_error("record", "%s is not available in this version yet",
                                    argv[optind - 1]);
         default:
@@ -394,6 +397,7 @@ int cmd_record(int argc, char **argv)
             pm_fail(&err, PM_ENOMEM, "out of memory");
             goto fail;
         }
+        sampler_group_set_blocking(group, o.blocking);
         struct sampler_config cfg = {
             .rate_hz = o.rate,
             .duration_s = o.duration,

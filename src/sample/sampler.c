@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../target/launch.h"
+#include "../target/pause.h"
 #include "../target/proc.h"
 #include "children.h"
 #include "filenames.h"
@@ -112,6 +113,19 @@ static int read_stack(struct sampler *s, struct py_thread *t, size_t *depth, int
         if (py_thread_refresh(s->py, t, err) != 0)
             return -1;
     }
+}
+
+int sampler_take_paused(struct sampler *s, struct pause_set *ps, const struct sample **out,
+                        struct pm_error *err)
+{
+    thread_states_prefetch(s->states);
+    if (pause_all(ps, err) != 0) {
+        thread_states_sweep(s->states);
+        return -1;
+    }
+    int rc = sampler_take(s, out, err);
+    pause_resume(ps);
+    return rc;
 }
 
 int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *err)
@@ -229,6 +243,7 @@ struct group_member {
     pid_t pid;
     struct py_process *py;      /* NULL: not (yet) Python */
     struct sampler *sampler;
+    struct pause_set *pause;    /* --blocking */
     int owned;                  /* py and sampler are ours to free */
     int gone;
     char failed_exe[256];       /* exe when attaching failed: retry on exec */
@@ -237,6 +252,7 @@ struct group_member {
 struct sampler_group {
     pid_t root;
     int follow;
+    int blocking;
     struct group_member *members;
     size_t count, cap;
     uint64_t next_scan;
@@ -277,10 +293,17 @@ struct sampler_group *sampler_group_new(pid_t root, struct sampler *root_sampler
     return g;
 }
 
+void sampler_group_set_blocking(struct sampler_group *g, int blocking)
+{
+    g->blocking = blocking;
+}
+
 void sampler_group_free(struct sampler_group *g)
 {
     if (g == NULL)
         return;
+    for (size_t i = 0; i < g->count; i++)
+        pause_free(g->members[i].pause);
     for (size_t i = 0; i < g->count; i++)
         if (g->members[i].owned) {
             sampler_free(g->members[i].sampler);
@@ -335,6 +358,7 @@ static void group_scan(struct sampler_group *g)
                 sampler_free(m->sampler);
                 py_detach(m->py);
             }
+            pause_free(m->pause);
             memset(m, 0, sizeof *m);
             m->pid = kids[i];
         }
@@ -363,7 +387,13 @@ static int group_take(struct sampler_group *g, sample_fn fn, void *ctx,
             continue;
         const struct sample *smp;
         struct pm_error take_err;
-        if (sampler_take(m->sampler, &smp, &take_err) != 0) {
+        if (g->blocking && m->pause == NULL && (m->pause = pause_new(m->pid)) == NULL) {
+            *err = (struct pm_error){PM_ENOMEM, "out of memory"};
+            return -1;
+        }
+        int rc = g->blocking ? sampler_take_paused(m->sampler, m->pause, &smp, &take_err)
+                             : sampler_take(m->sampler, &smp, &take_err);
+        if (rc != 0) {
             if (take_err.code == PM_EGONE || !proc_is_alive(m->pid)) {
                 m->gone = 1;
                 if (m->pid == g->root) {

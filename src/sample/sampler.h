@@ -64,6 +64,13 @@ void sampler_free(struct sampler *s);
  * (PM_EGONE). */
 int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *err);
 
+/* Like sampler_take, with every thread of the process stopped (ptrace) for
+ * the duration of the sample, and resumed before returning, whatever
+ * happened.  Thread states are read before the pause. */
+struct pause_set;
+int sampler_take_paused(struct sampler *s, struct pause_set *ps, const struct sample **out,
+                        struct pm_error *err);
+
 struct sampler_config {
     double rate_hz;              /* > 0 */
     double duration_s;           /* 0 = until stop / exit */
@@ -102,6 +109,8 @@ struct sampler_group *sampler_group_new(pid_t root, struct sampler *root_sampler
 void sampler_group_free(struct sampler_group *g);
 int sampler_group_run(struct sampler_group *g, const struct sampler_config *cfg, sample_fn fn,
                       void *ctx, struct sampler_result *res, struct pm_error *err);
+/* --blocking: pause each process for every sample. */
+void sampler_group_set_blocking(struct sampler_group *g, int blocking);
 /* One sample of every member now (dump -s); finds descendants first. */
 int sampler_group_snapshot(struct sampler_group *g, sample_fn fn, void *ctx,
                            struct pm_error *err);

@@ -9,6 +9,7 @@
  */
 #include "proc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -106,6 +107,7 @@ struct thread_state_file {
     pid_t tid;
     int fd;
     int used;
+    char prefetched;   /* state read by thread_states_prefetch, 0 if none */
 };
 
 struct thread_states {
@@ -156,7 +158,32 @@ static struct thread_state_file *thread_file(struct thread_states *ts, pid_t tid
     f->tid = tid;
     f->fd = fd;
     f->used = 0;
+    f->prefetched = 0;
     return f;
+}
+
+static char read_state(struct thread_state_file *f)
+{
+    char buf[512];
+    return stat_state_letter(buf, pread(f->fd, buf, sizeof buf - 1, 0));
+}
+
+void thread_states_prefetch(struct thread_states *ts)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)ts->pid);
+    DIR *dir = opendir(path);
+    if (dir == NULL)
+        return;
+    struct dirent *d;
+    while ((d = readdir(dir)) != NULL) {
+        if (d->d_name[0] < '0' || d->d_name[0] > '9')
+            continue;
+        struct thread_state_file *f = thread_file(ts, (pid_t)atoi(d->d_name));
+        if (f)
+            f->prefetched = read_state(f);
+    }
+    closedir(dir);
 }
 
 char thread_states_get(struct thread_states *ts, pid_t tid)
@@ -167,6 +194,8 @@ char thread_states_get(struct thread_states *ts, pid_t tid)
     if (f == NULL)
         return 0;
     f->used = 1;
+    if (f->prefetched)
+        return f->prefetched;
     char buf[512];
     return stat_state_letter(buf, pread(f->fd, buf, sizeof buf - 1, 0));
 }
@@ -179,6 +208,7 @@ void thread_states_sweep(struct thread_states *ts)
     for (size_t i = 0; i < ts->count; i++) {
         if (ts->files[i].used) {
             ts->files[i].used = 0;
+            ts->files[i].prefetched = 0;
             ts->files[kept++] = ts->files[i];
         } else {
             close(ts->files[i].fd);

@@ -34,7 +34,12 @@ void thread_states_free(struct thread_states *ts);
 /* The single-letter state of thread tid ('R', 'S', 'D', ...) or 0 if
  * unknown (thread gone). */
 char thread_states_get(struct thread_states *ts, pid_t tid);
-/* Forget threads not asked about since the last call (closes their files). */
+/* Read and keep the state of every thread of the process now, before a
+ * pause: until the next sweep, thread_states_get answers from these (a
+ * paused thread would only say 't'). */
+void thread_states_prefetch(struct thread_states *ts);
+/* Forget threads not asked about since the last call (closes their files),
+ * and the prefetched states. */
 void thread_states_sweep(struct thread_states *ts);
 
 /* Kernel thread id of the glibc thread whose pthread_t is `pthread`, read
