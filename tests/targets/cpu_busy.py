@@ -1,3 +1,4 @@
+# -*- coding: utf-8 -*-
 """
 cpu_busy.py — a CPU-bound main thread with a fixed 80/20 split of work.
 
@@ -9,6 +10,7 @@ the first round.
     cpu_busy.py [--seconds S] [--exit-code N]
 --seconds: stop after the round that crosses S seconds (default: run forever).
 --exit-code: exit status when stopping (default 0).
+Runs on CPython 2.7 and 3.6+.
 """
 
 import argparse
@@ -16,6 +18,12 @@ import json
 import os
 import sys
 import time
+
+monotonic = getattr(time, "monotonic", time.time)
+try:
+    range = xrange  # Python 2: no list of 400,000 ints per call
+except NameError:
+    pass
 
 
 def busy():
@@ -31,9 +39,10 @@ def other():
 
 
 def main(seconds, exit_code):
-    print("ready " + json.dumps({"pid": os.getpid()}), flush=True)
-    deadline = time.monotonic() + seconds if seconds is not None else None
-    while deadline is None or time.monotonic() < deadline:
+    sys.stdout.write("ready " + json.dumps({"pid": os.getpid()}) + "\n")
+    sys.stdout.flush()
+    deadline = monotonic() + seconds if seconds is not None else None
+    while deadline is None or monotonic() < deadline:
         busy()  # LINE:main_calls_busy
         other()  # LINE:main_calls_other
     sys.exit(exit_code)

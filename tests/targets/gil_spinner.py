@@ -1,3 +1,4 @@
+# -*- coding: utf-8 -*-
 """
 gil_spinner.py — one thread holds the GIL, three others wait without it.
 

@@ -1,3 +1,4 @@
+# -*- coding: utf-8 -*-
 """
 mp_pool.py — a multiprocessing pool of 3 workers kept busy forever.
 

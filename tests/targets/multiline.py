@@ -1,3 +1,4 @@
+# -*- coding: utf-8 -*-
 """
 multiline.py — three threads parked in calls that sit inside multi-line
 expressions, each reporting the interpreter's own idea of every frame's line.
@@ -9,14 +10,14 @@ park() captures, before sleeping at LINE:park_sleep, the stack above it:
 [[qualname, basename(co_filename), f_lineno], ...] innermost first (qualname is
 co_qualname where the interpreter has it, else co_name). Prints `ready
 {"pid", "threads": {tag: {"native_id", "stack"}}}` once all three sleep.
+Runs on CPython 2.7 and 3.6+.
 """
 
 import os
 import sys
-import threading
 import time
 
-from _parked import announce_when_parked, in_function
+from _parked import announce_when_parked, current_native_id, get_ident, in_function, start_daemon
 
 REPORT = {}
 
@@ -29,7 +30,7 @@ def park(tag):
         stack.append([getattr(code, "co_qualname", code.co_name),
                       os.path.basename(code.co_filename), frame.f_lineno])
         frame = frame.f_back
-    REPORT[tag] = {"native_id": threading.get_native_id(), "stack": stack}
+    REPORT[tag] = {"native_id": current_native_id(), "stack": stack}
     time.sleep(3600)  # LINE:park_sleep
     return 0
 
@@ -55,7 +56,7 @@ def binop():
     return value
 
 
-class Chain:
+class Chain(object):
     def step(self):
         return self
 
@@ -72,12 +73,9 @@ def chain():
 
 
 def main():
-    threads = [threading.Thread(target=call_args, name="args", daemon=True),
-               threading.Thread(target=binop, name="binop", daemon=True)]
-    for t in threads:
-        t.start()
-    checks = {t.ident: in_function("park") for t in threads}
-    checks[threading.get_ident()] = in_function("park")
+    threads = [start_daemon(call_args, "args"), start_daemon(binop, "binop")]
+    checks = dict((t.ident, in_function("park")) for t in threads)
+    checks[get_ident()] = in_function("park")
     announce_when_parked(checks, lambda: {"pid": os.getpid(), "threads": REPORT})
     chain()
 

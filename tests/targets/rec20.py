@@ -1,13 +1,16 @@
+# -*- coding: utf-8 -*-
 """
 rec20.py — recursion exactly 20 frames deep, forever.
 
 main() calls rec(20) in a loop; rec(n) calls rec(n - 1) at LINE:rec_call until
 n == 1, which does a little work at LINE:rec_work. So the deepest stack is
 <module>, main, and 20 rec frames: 22 frames. Prints `ready {"pid","depth"}`.
+Runs on CPython 2.7 and 3.6+.
 """
 
 import json
 import os
+import sys
 
 DEPTH = 20
 
@@ -21,7 +24,8 @@ def rec(n):
 
 
 def main():
-    print("ready " + json.dumps({"pid": os.getpid(), "depth": DEPTH}), flush=True)
+    sys.stdout.write("ready " + json.dumps({"pid": os.getpid(), "depth": DEPTH}) + "\n")
+    sys.stdout.flush()
     while True:
         rec(DEPTH)  # LINE:main_calls_rec
 

@@ -1,3 +1,4 @@
+# -*- coding: utf-8 -*-
 """
 sleeper.py — parks its main thread four Python frames deep, for `dump` tests.
 
@@ -8,6 +9,7 @@ Stack while parked, innermost first (qualified names, as 3.11+ reports them):
     <module>                     at LINE:module_calls_main
 Prints `ready {"pid", "main": {"ident","native_id","name"}, "version", "executable"}`
 once the main thread is asleep; the only thread left after that is the main one.
+Runs on CPython 2.7 and 3.6+.
 """
 
 import os
@@ -19,7 +21,7 @@ import time
 from _parked import announce_when_parked, in_function, thread_info
 
 
-class Parker:
+class Parker(object):
     def park(self):
         def inner():
             time.sleep(3600)  # LINE:inner_sleep
