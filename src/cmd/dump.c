@@ -8,8 +8,12 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../python/locals.h"
+#include "../python/pyobj.h"
+#include "../python/pyrepr.h"
 #include "../sample/sampler.h"
 #include "../target/proc.h"
 #include "cmd.h"
@@ -21,7 +25,10 @@ struct dump_opts {
     int json;
     int full_filenames;
     int subprocesses;
+    int locals;
 };
+
+#define LOCALS_MAX 64
 
 static void dump_usage(FILE *out)
 {
@@ -32,6 +39,7 @@ static void dump_usage(FILE *out)
             "  -p, --pid PID          the Python process\n"
             "  -j, --json             JSON: an array of threads\n"
             "  -s, --subprocesses     also every Python child process\n"
+            "  -l, --locals           show each frame's arguments and locals (short reprs)\n"
             "      --full-filenames   full paths in text output\n"
             "  -h, --help             this text\n");
 }
@@ -59,7 +67,8 @@ static int parse_dump_args(int argc, char **argv, struct dump_opts *o)
         case 'A': o->full_filenames = 1; break;
         case 'h': dump_usage(stdout); return -2;
         case 's': o->subprocesses = 1; break;
-        case 'l': case 'c': case 'n':
+        case 'l': o->locals = 1; break;
+        case 'c': case 'n':
             return cmd_usage_error("dump", "%s is not available in this version yet",
                                    argv[optind - 1]);
         default:
@@ -73,7 +82,47 @@ static int parse_dump_args(int argc, char **argv, struct dump_opts *o)
     return 0;
 }
 
-static void print_text(const struct dump_opts *o, const struct sample *smp)
+/* The arguments and locals of one sampled frame, with reprs; count 0 when
+ * they cannot be read (the frame is shown without them). */
+struct frame_locals {
+    size_t count;
+    struct py_local vars[LOCALS_MAX];
+    char reprs[LOCALS_MAX][PY_REPR_MAX + 1];
+};
+
+static void read_locals(struct py_objctx *ctx, const struct sampled_frame *fr,
+                        struct frame_locals *out)
+{
+    out->count = 0;
+    if (ctx == NULL || fr->kind != SAMPLED_PYTHON || fr->code == NULL)
+        return;
+    struct py_frame frame = {.code = fr->code, .line = fr->line, .addr = fr->frame_addr};
+    if (py_frame_locals(ctx, &frame, out->vars, LOCALS_MAX, &out->count, NULL) != 0) {
+        out->count = 0;
+        return;
+    }
+    if (out->count > LOCALS_MAX)
+        out->count = LOCALS_MAX;
+    for (size_t i = 0; i < out->count; i++)
+        py_repr(ctx, out->vars[i].value, out->reprs[i], sizeof out->reprs[i], NULL);
+}
+
+static void print_text_locals(const struct frame_locals *fl)
+{
+    for (int args = 1; args >= 0; args--) {
+        int header = 0;
+        for (size_t i = 0; i < fl->count; i++) {
+            if (fl->vars[i].is_arg != args)
+                continue;
+            if (!header++)
+                printf("        %s:\n", args ? "Arguments" : "Locals");
+            printf("            %s = %s\n", fl->vars[i].name, fl->reprs[i]);
+        }
+    }
+}
+
+static void print_text(const struct dump_opts *o, const struct sample *smp,
+                       struct py_objctx *ctx, struct frame_locals *fl)
 {
     char cmdline[1024];
     pid_t pid = py_pid(smp->py);
@@ -82,8 +131,11 @@ static void print_text(const struct dump_opts *o, const struct sample *smp)
     printf("Python v%s (%s)\n", py_get_version(smp->py)->text, py_binary(smp->py));
     for (size_t i = 0; i < smp->nthreads; i++) {
         const struct sampled_thread *t = &smp->threads[i];
-        printf("\nThread %d (%s)%s\n", (int)t->os_tid, t->active ? "active" : "idle",
+        printf("\nThread %d (%s)%s", (int)t->os_tid, t->active ? "active" : "idle",
                t->owns_gil ? " +GIL" : "");
+        if (t->name)
+            printf(": \"%s\"", t->name);
+        printf("\n");
         for (size_t f = 0; f < t->depth; f++) {
             const struct sampled_frame *fr = &t->frames[f];
             const char *file = o->full_filenames ? fr->filename : fr->short_filename;
@@ -91,6 +143,10 @@ static void print_text(const struct dump_opts *o, const struct sample *smp)
                 printf("    %s (%s:%d)\n", fr->name, file, fr->line);
             else
                 printf("    %s (%s)\n", fr->name, file);
+            if (o->locals) {
+                read_locals(ctx, fr, fl);
+                print_text_locals(fl);
+            }
         }
         if (t->truncated)
             printf("    (deeper frames not shown)\n");
@@ -100,17 +156,27 @@ static void print_text(const struct dump_opts *o, const struct sample *smp)
 }
 
 /* Append the threads of one process's sample to a JSON array. */
-static void add_json_threads(json_t *threads, const struct sample *smp)
+static void add_json_threads(json_t *threads, const struct sample *smp, struct py_objctx *ctx,
+                             struct frame_locals *fl)
 {
     for (size_t i = 0; i < smp->nthreads; i++) {
         const struct sampled_thread *t = &smp->threads[i];
         json_t *frames = json_array();
         for (size_t f = 0; f < t->depth; f++) {
             const struct sampled_frame *fr = &t->frames[f];
-            json_array_append_new(
-                frames, json_pack("{s:s, s:s, s:s, s:i}", "name", fr->name, "filename",
-                                  fr->filename, "short_filename", fr->short_filename, "line",
-                                  fr->line));
+            json_t *frame = json_pack("{s:s, s:s, s:s, s:i}", "name", fr->name, "filename",
+                                      fr->filename, "short_filename", fr->short_filename,
+                                      "line", fr->line);
+            if (ctx) {
+                read_locals(ctx, fr, fl);
+                json_t *vars = json_array();
+                for (size_t i = 0; i < fl->count; i++)
+                    json_array_append_new(vars, json_pack("{s:s, s:s, s:b}", "name",
+                                                          fl->vars[i].name, "repr", fl->reprs[i],
+                                                          "arg", fl->vars[i].is_arg));
+                json_object_set_new(frame, "locals", vars);
+            }
+            json_array_append_new(frames, frame);
         }
         json_t *thread = json_pack("{s:i, s:I, s:I, s:n, s:b, s:b, s:o}", "pid", (int)t->pid,
                                    "thread_id", (json_int_t)t->thread_id, "os_thread_id",
@@ -148,18 +214,28 @@ struct dump_state {
     const struct dump_opts *opts;
     json_t *threads;      /* --json: every process's threads */
     size_t processes;
+    struct frame_locals locals;   /* scratch for one frame */
 };
 
 /* Each process of a -s dump, as the group hands it over. */
 static int dump_one(const struct sample *smp, void *ctx)
 {
     struct dump_state *ds = ctx;
+    struct py_objctx objects, *objs = NULL;
+    struct pm_error err;
+    if (ds->opts->locals) {
+        if (py_objctx_init_process(&objects, smp->py, &err) == 0)
+            objs = &objects;
+        else
+            fprintf(stderr, "pyrometer: warning: no locals for process %d: %s\n",
+                    (int)py_pid(smp->py), err.msg);
+    }
     if (ds->threads) {
-        add_json_threads(ds->threads, smp);
+        add_json_threads(ds->threads, smp, objs, &ds->locals);
     } else {
         if (ds->processes)
             printf("\n");
-        print_text(ds->opts, smp);
+        print_text(ds->opts, smp, objs, &ds->locals);
     }
     ds->processes++;
     return 0;
@@ -177,7 +253,14 @@ int cmd_dump(int argc, char **argv)
     struct py_process *py = NULL;
     struct sampler *sampler = NULL;
     struct sampler_group *group = NULL;
-    struct dump_state ds = {.opts = &o, .threads = o.json ? json_array() : NULL};
+    /* heap: the locals scratch space is large */
+    struct dump_state *ds = calloc(1, sizeof *ds);
+    if (ds == NULL) {
+        pm_fail(&err, PM_ENOMEM, "out of memory");
+        return cmd_report_error(&err);
+    }
+    ds->opts = &o;
+    ds->threads = o.json ? json_array() : NULL;
     int exit_code = 0;
     if (py_attach(o.pid, &py, &err) != 0) {
         /* with -s the root may be a shell or a supervisor */
@@ -195,9 +278,9 @@ int cmd_dump(int argc, char **argv)
             pm_fail(&err, PM_ENOMEM, "out of memory");
             goto out;
         }
-        if (sampler_group_snapshot(group, dump_one, &ds, &err) != 0)
+        if (sampler_group_snapshot(group, dump_one, ds, &err) != 0)
             goto out;
-        if (ds.processes == 0) {
+        if (ds->processes == 0) {
             pm_fail(&err, PM_ENOTPYTHON, "neither process %d nor its children run Python",
                     (int)o.pid);
             goto out;
@@ -206,16 +289,17 @@ int cmd_dump(int argc, char **argv)
         const struct sample *smp;
         if (snapshot(sampler, &smp, &err) != 0)
             goto out;
-        dump_one(smp, &ds);
+        dump_one(smp, ds);
     }
-    if (ds.threads && write_json(ds.threads, &err) != 0)
+    if (ds->threads && write_json(ds->threads, &err) != 0)
         goto out;
-    if (!ds.threads && fflush(stdout) != 0)
+    if (!ds->threads && fflush(stdout) != 0)
         pm_fail(&err, PM_EOUTPUT, "cannot write to standard output");
 out:
     if (err.code != PM_OK)
         exit_code = cmd_report_error(&err);
-    json_decref(ds.threads);
+    json_decref(ds->threads);
+    free(ds);
     sampler_group_free(group);
     sampler_free(sampler);
     py_detach(py);

@@ -238,8 +238,11 @@ static int add_sample(const struct sample *smp, void *ctx)
         if (o->subprocesses)
             rs->ids[n++] = process_frame(rs, t->pid);
         if (o->threads) {
-            char label[64];
-            snprintf(label, sizeof label, "Thread %d", (int)t->os_tid);
+            char label[200];
+            if (t->name)
+                snprintf(label, sizeof label, "Thread %d \"%s\"", (int)t->os_tid, t->name);
+            else
+                snprintf(label, sizeof label, "Thread %d", (int)t->os_tid);
             rs->ids[n++] = profile_frame(rs->profile, label, "", "", 0, PROFILE_FRAME_SYNTH);
         }
         if (t->truncated)

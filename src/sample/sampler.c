@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../python/pyobj.h"
+#include "../python/threadnames.h"
 #include "../target/launch.h"
 #include "../target/pause.h"
 #include "../target/proc.h"
@@ -43,6 +45,10 @@ struct sampler {
     struct sample sample;
     uint64_t start_ns;
     int debug;             /* PYROMETER_DEBUG set: say why samples were dropped */
+    /* threading's thread names, where the version's objects can be read */
+    struct py_objctx objects;
+    struct py_thread_names *names_cache;
+    char thread_names[SAMPLE_MAX_THREADS][PY_THREAD_NAME_MAX];
 };
 
 static uint64_t now_ns(void)
@@ -66,6 +72,9 @@ struct sampler *sampler_new(struct py_process *py)
     }
     s->start_ns = now_ns();
     s->debug = getenv("PYROMETER_DEBUG") != NULL;
+    struct pm_error err;
+    if (py_objctx_init_process(&s->objects, py, &err) == 0)
+        s->names_cache = py_thread_names_new();
     return s;
 }
 
@@ -75,6 +84,7 @@ void sampler_free(struct sampler *s)
         return;
     thread_states_free(s->states);
     filenames_free(s->names);
+    py_thread_names_free(s->names_cache);
     free(s->frame_pool);
     free(s);
 }
@@ -154,6 +164,14 @@ int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *
         struct sampled_thread *st = &s->out_threads[s->sample.nthreads];
         st->pid = py_pid(s->py);
         st->name = NULL;
+        if (s->names_cache) {
+            const char *name = py_thread_name(s->names_cache, &s->objects, t);
+            if (name) {
+                char *copy = s->thread_names[s->sample.nthreads];
+                snprintf(copy, PY_THREAD_NAME_MAX, "%s", name);
+                st->name = copy;
+            }
+        }
         st->thread_id = t->thread_id;
         st->os_tid = t->os_tid;
         st->owns_gil = t->owns_gil;
@@ -184,6 +202,8 @@ int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *
             frames[f].line = s->frames[f].line;
             frames[f].firstlineno = code->firstlineno;
             frames[f].kind = SAMPLED_PYTHON;
+            frames[f].frame_addr = s->frames[f].addr;
+            frames[f].code = code;
         }
         st->frames = frames;
         st->depth = depth;

@@ -30,6 +30,8 @@ struct sampled_frame {
     int line;              /* -1 when unknown */
     int firstlineno;       /* the function's first line */
     int kind;              /* enum sampled_frame_kind */
+    uint64_t frame_addr;   /* Python frames: the frame in the target */
+    const struct py_code *code;   /* Python frames: its code (valid for this sample) */
 };
 
 struct sampled_thread {
