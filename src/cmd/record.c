@@ -40,7 +40,10 @@ static void record_usage(FILE *out)
             "pausing it, and writes a profile.\n\n"
             "  -p, --pid PID          attach to this running Python process\n"
             "  -o, --output FILE      where to write (default pyrometer-PID-TIME.EXT)\n"
-            "  -f, --format FORMAT    flamegraph (SVG, default) | speedscope | raw (collapsed)\n"
+            "  -f, --format FORMAT    flamegraph (interactive SVG, default) | speedscope |\n"
+            "                         raw (collapsed stacks) | pprof (gzip protobuf) |\n"
+            "                         chrometrace (Trace Event JSON: Perfetto, chrome://tracing) |\n"
+            "                         pstats (pstats.Stats / SnakeViz)\n"
             "  -r, --rate HZ          samples per second (default 100)\n"
             "  -d, --duration SECS    stop after this long (default: until exit or Ctrl-C)\n"
             "  -i, --idle             keep threads that are not running on a CPU\n"
@@ -83,8 +86,8 @@ static int parse_record_args(int argc, char **argv, struct record_opts *o)
         case 'f':
             o->format = render_format_parse(optarg);
             if (o->format < 0)
-                return cmd_usage_error("record", "unknown format '%s' (flamegraph, speedscope, raw)",
-                                       optarg);
+                return cmd_usage_error("record", "unknown format '%s' (flamegraph, speedscope, "
+                                       "raw, pprof, chrometrace, pstats)", optarg);
             break;
         case 'r':
             if (cmd_parse_positive(optarg, &o->rate) != 0 || o->rate > 100000)

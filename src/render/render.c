@@ -23,6 +23,9 @@ static const struct format_entry format_table[] = {
     { RENDER_FLAMEGRAPH, "flamegraph", "svg" },
     { RENDER_SPEEDSCOPE, "speedscope", "speedscope.json" },
     { RENDER_RAW, "raw", "txt" },
+    { RENDER_PPROF, "pprof", "pb.gz" },
+    { RENDER_CHROMETRACE, "chrometrace", "trace.json" },
+    { RENDER_PSTATS, "pstats", "prof" },
 };
 
 static const struct format_entry *format_lookup(enum render_format f)
@@ -65,6 +68,9 @@ int render_profile(enum render_format f, const struct profile *p,
     case RENDER_FLAMEGRAPH: return render_flamegraph(p, o, out, err);
     case RENDER_SPEEDSCOPE: return render_speedscope(p, o, out, err);
     case RENDER_RAW:        return render_collapsed(p, o, out, err);
+    case RENDER_PPROF:      return render_pprof(p, o, out, err);
+    case RENDER_CHROMETRACE: return render_chrometrace(p, o, out, err);
+    case RENDER_PSTATS:     return render_pstats(p, o, out, err);
     }
     return pm_fail(err, PM_EINTERNAL, "unknown output format %d", (int)f);
 }

@@ -22,12 +22,17 @@ enum render_format {
     RENDER_FLAMEGRAPH = 0,  /* self-contained interactive SVG */
     RENDER_SPEEDSCOPE,      /* speedscope JSON, one profile per thread */
     RENDER_RAW,             /* collapsed stacks: "root;...;leaf COUNT" */
+    RENDER_PPROF,           /* gzipped perftools.profiles.Profile protobuf */
+    RENDER_CHROMETRACE,     /* Trace Event Format JSON: nested slices per thread */
+    RENDER_PSTATS,          /* marshalled cProfile stats for pstats / SnakeViz */
 };
 
-/* Parse "flamegraph" | "speedscope" | "raw"; -1 when unknown. */
+/* Parse "flamegraph" | "speedscope" | "raw" | "pprof" | "chrometrace" |
+ * "pstats"; -1 when unknown. */
 int render_format_parse(const char *name);
 const char *render_format_name(enum render_format f);
-/* Default file extension: "svg", "speedscope.json", "txt". */
+/* Default file extension: "svg", "speedscope.json", "txt", "pb.gz",
+ * "trace.json", "prof". */
 const char *render_format_ext(enum render_format f);
 
 int render_profile(enum render_format f, const struct profile *p,
@@ -39,6 +44,12 @@ int render_flamegraph(const struct profile *p, const struct render_opts *o, FILE
                       struct pm_error *err);
 int render_speedscope(const struct profile *p, const struct render_opts *o, FILE *out,
                       struct pm_error *err);
+int render_pprof(const struct profile *p, const struct render_opts *o, FILE *out,
+                 struct pm_error *err);
+int render_chrometrace(const struct profile *p, const struct render_opts *o, FILE *out,
+                       struct pm_error *err);
+int render_pstats(const struct profile *p, const struct render_opts *o, FILE *out,
+                  struct pm_error *err);
 
 /* Helpers shared by the renderers (render.c). */
 
