@@ -26,6 +26,7 @@ struct dump_opts {
     int full_filenames;
     int subprocesses;
     int locals;
+    int native;
 };
 
 #define LOCALS_MAX 64
@@ -40,6 +41,8 @@ static void dump_usage(FILE *out)
             "  -j, --json             JSON: an array of threads\n"
             "  -s, --subprocesses     also every Python child process\n"
             "  -l, --locals           show each frame's arguments and locals (short reprs)\n"
+            "  -n, --native           include C frames (each thread paused while its stack is\n"
+            "                         copied)\n"
             "      --full-filenames   full paths in text output\n"
             "  -h, --help             this text\n");
 }
@@ -68,7 +71,8 @@ static int parse_dump_args(int argc, char **argv, struct dump_opts *o)
         case 'h': dump_usage(stdout); return -2;
         case 's': o->subprocesses = 1; break;
         case 'l': o->locals = 1; break;
-        case 'c': case 'n':
+        case 'n': o->native = 1; break;
+        case 'c':
             return cmd_usage_error("dump", "%s is not available in this version yet",
                                    argv[optind - 1]);
         default:
@@ -141,8 +145,10 @@ static void print_text(const struct dump_opts *o, const struct sample *smp,
             const char *file = o->full_filenames ? fr->filename : fr->short_filename;
             if (fr->line > 0)
                 printf("    %s (%s:%d)\n", fr->name, file, fr->line);
-            else
+            else if (file && file[0])
                 printf("    %s (%s)\n", fr->name, file);
+            else
+                printf("    %s\n", fr->name);
             if (o->locals) {
                 read_locals(ctx, fr, fl);
                 print_text_locals(fl);
@@ -272,12 +278,15 @@ int cmd_dump(int argc, char **argv)
         pm_fail(&err, PM_ENOMEM, "out of memory");
         goto out;
     }
+    if (sampler && o.native && sampler_enable_native(sampler, 1, &err) != 0)
+        goto out;
     if (o.subprocesses) {
         group = sampler_group_new(o.pid, sampler, 1);
         if (group == NULL) {
             pm_fail(&err, PM_ENOMEM, "out of memory");
             goto out;
         }
+        sampler_group_set_native(group, o.native, 1);
         if (sampler_group_snapshot(group, dump_one, ds, &err) != 0)
             goto out;
         if (ds->processes == 0) {

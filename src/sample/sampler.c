@@ -26,8 +26,10 @@
 #include "../target/launch.h"
 #include "../target/pause.h"
 #include "../target/proc.h"
+#include "../target/unwind.h"
 #include "children.h"
 #include "filenames.h"
+#include "native.h"
 
 #define STACK_RETRIES 2
 #define LIST_RETRIES 3
@@ -49,7 +51,19 @@ struct sampler {
     struct py_objctx objects;
     struct py_thread_names *names_cache;
     char thread_names[SAMPLE_MAX_THREADS][PY_THREAD_NAME_MAX];
+    /* -n: native frames, merged with the Python ones */
+    struct native_unwinder *unwinder;
+    int native_idle;                    /* also unwind threads that are not running */
+    struct native_frame native[SAMPLE_MAX_DEPTH];
+    struct merged_frame merged[SAMPLE_MAX_DEPTH];
 };
+
+int sampler_enable_native(struct sampler *s, int include_idle, struct pm_error *err)
+{
+    s->unwinder = native_unwinder_new(py_pid(s->py), err);
+    s->native_idle = include_idle;
+    return s->unwinder ? 0 : -1;
+}
 
 static uint64_t now_ns(void)
 {
@@ -85,6 +99,7 @@ void sampler_free(struct sampler *s)
     thread_states_free(s->states);
     filenames_free(s->names);
     py_thread_names_free(s->names_cache);
+    native_unwinder_free(s->unwinder);
     free(s->frame_pool);
     free(s);
 }
@@ -125,6 +140,41 @@ static int read_stack(struct sampler *s, struct py_thread *t, size_t *depth, int
     }
 }
 
+/* While native_unwind holds the thread: its Python stack, same instant. */
+struct held_walk {
+    struct sampler *s;
+    struct py_thread *t;
+    size_t depth;
+    int truncated, rc;
+    struct pm_error err;
+};
+
+static void walk_while_stopped(void *ctx)
+{
+    struct held_walk *w = ctx;
+    w->rc = read_stack(w->s, w->t, &w->depth, &w->truncated, &w->err);
+}
+
+/* Native + Python stack of t, merged into s->merged; -1 torn/failed. */
+static int read_merged(struct sampler *s, struct py_thread *t, size_t *n_out,
+                       struct pm_error *err)
+{
+    struct held_walk w = {.s = s, .t = t, .rc = -1};
+    size_t ndepth = 0;
+    int urc = native_unwind(s->unwinder, t->os_tid, s->native, SAMPLE_MAX_DEPTH, &ndepth,
+                            walk_while_stopped, &w, err);
+    if (urc < 0)
+        return -1;
+    if (w.rc != 0) {
+        *err = w.err;
+        return -1;
+    }
+    if (w.truncated)
+        return pm_fail(err, PM_ETORN, "Python stack deeper than %u frames", SAMPLE_MAX_DEPTH);
+    return native_merge(s->native, ndepth, s->frames, w.depth, urc == 1 ? NATIVE_MERGE_PARTIAL : 0,
+                        s->merged, SAMPLE_MAX_DEPTH, n_out, err) < 0 ? -1 : 0;
+}
+
 int sampler_take_paused(struct sampler *s, struct pause_set *ps, const struct sample **out,
                         struct pm_error *err)
 {
@@ -136,6 +186,32 @@ int sampler_take_paused(struct sampler *s, struct pause_set *ps, const struct sa
     int rc = sampler_take(s, out, err);
     pause_resume(ps);
     return rc;
+}
+
+/* Sampled frames from the merged native + Python stack. */
+static void fill_merged(struct sampler *s, struct sampled_frame *frames, size_t depth)
+{
+    for (size_t f = 0; f < depth; f++) {
+        const struct merged_frame *m = &s->merged[f];
+        struct sampled_frame *out = &frames[f];
+        memset(out, 0, sizeof *out);
+        out->name = m->name;
+        out->filename = m->filename;
+        if (m->kind == MERGED_PYTHON) {
+            const struct py_frame *pf = &s->frames[m->index];
+            out->kind = SAMPLED_PYTHON;
+            out->line = m->line;
+            out->firstlineno = pf->code->firstlineno;
+            out->short_filename = filenames_short(s->names, m->filename);
+            out->frame_addr = pf->addr;
+            out->code = pf->code;
+        } else {
+            const char *base = strrchr(m->filename, '/');
+            out->kind = SAMPLED_NATIVE;
+            out->line = 0;
+            out->short_filename = base ? base + 1 : m->filename;
+        }
+    }
 }
 
 int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *err)
@@ -178,8 +254,31 @@ int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *
         st->state = t->os_tid ? thread_states_get(s->states, t->os_tid) : 0;
         st->active = st->state == 0 || st->state == 'R';
         size_t depth;
-        int truncated;
+        int truncated = 0;
         struct pm_error stack_err;
+        int native = s->unwinder && t->os_tid > 0 && (st->active || s->native_idle);
+        if (native && read_merged(s, t, &depth, &stack_err) == 0) {
+            struct sampled_frame *frames = frames_for(s, s->sample.nthreads);
+            if (frames == NULL)
+                return pm_fail(err, PM_ENOMEM, "out of memory");
+            fill_merged(s, frames, depth);
+            st->frames = frames;
+            st->depth = depth;
+            st->truncated = 0;
+            s->sample.nthreads++;
+            continue;
+        }
+        if (native) {
+            if (stack_err.code == PM_EGONE && !proc_is_alive(py_pid(s->py))) {
+                *err = stack_err;
+                return -1;
+            }
+            s->sample.torn_threads++;
+            if (s->debug)
+                fprintf(stderr, "pyrometer: debug: thread %llu dropped: %s\n",
+                        (unsigned long long)t->thread_id, stack_err.msg);
+            continue;
+        }
         if (read_stack(s, t, &depth, &truncated, &stack_err) != 0) {
             if (stack_err.code == PM_EGONE) {
                 *err = stack_err;
@@ -273,6 +372,7 @@ struct sampler_group {
     pid_t root;
     int follow;
     int blocking;
+    int native, native_idle;
     struct group_member *members;
     size_t count, cap;
     uint64_t next_scan;
@@ -318,6 +418,12 @@ void sampler_group_set_blocking(struct sampler_group *g, int blocking)
     g->blocking = blocking;
 }
 
+void sampler_group_set_native(struct sampler_group *g, int native, int include_idle)
+{
+    g->native = native;
+    g->native_idle = include_idle;
+}
+
 void sampler_group_free(struct sampler_group *g)
 {
     if (g == NULL)
@@ -343,7 +449,7 @@ static struct group_member *group_find(struct sampler_group *g, pid_t pid)
 
 /* Try to attach to member m (a descendant); quietly stays non-Python when
  * it is not (yet) Python, and retries only after it execs something else. */
-static void group_try_attach(struct group_member *m)
+static void group_try_attach(struct sampler_group *g, struct group_member *m)
 {
     char exe[256] = "";
     proc_exe(m->pid, exe, sizeof exe);
@@ -356,7 +462,10 @@ static void group_try_attach(struct group_member *m)
         return;
     }
     m->sampler = sampler_new(m->py);
-    if (m->sampler == NULL) {
+    if (m->sampler == NULL ||
+        (g->native && sampler_enable_native(m->sampler, g->native_idle, &err) != 0)) {
+        sampler_free(m->sampler);
+        m->sampler = NULL;
         py_detach(m->py);
         m->py = NULL;
         return;
@@ -383,7 +492,7 @@ static void group_scan(struct sampler_group *g)
             m->pid = kids[i];
         }
         if (m->py == NULL)
-            group_try_attach(m);
+            group_try_attach(g, m);
     }
 }
 

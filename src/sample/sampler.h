@@ -59,6 +59,10 @@ struct sampler;
 
 struct sampler *sampler_new(struct py_process *py);
 void sampler_free(struct sampler *s);
+/* -n: unwind each thread's C stack too (pausing the thread only while it is
+ * copied) and merge it with the Python frames; threads that are not running
+ * are unwound only with include_idle. */
+int sampler_enable_native(struct sampler *s, int include_idle, struct pm_error *err);
 
 /* Take one sample now (all threads, idle ones included; the caller filters).
  * The sample is valid until the next call.  Fails only when the thread list
@@ -113,6 +117,9 @@ int sampler_group_run(struct sampler_group *g, const struct sampler_config *cfg,
                       void *ctx, struct sampler_result *res, struct pm_error *err);
 /* --blocking: pause each process for every sample. */
 void sampler_group_set_blocking(struct sampler_group *g, int blocking);
+/* -n for the processes the group attaches itself (children); the caller
+ * enables the root's sampler (sampler_enable_native). */
+void sampler_group_set_native(struct sampler_group *g, int native, int include_idle);
 /* One sample of every member now (dump -s); finds descendants first. */
 int sampler_group_snapshot(struct sampler_group *g, sample_fn fn, void *ctx,
                            struct pm_error *err);
