@@ -2,7 +2,7 @@
 """gen_layouts.py — generate src/python/layouts_gen.c from CPython's own headers.
 
 Owns: the list of which CPython struct member feeds which field of
-struct py_layout (src/python/layout.h), per minor version 3.8–3.12.
+struct py_layout (src/python/layout.h), per minor version: 2.7 and 3.6–3.12.
 Never guesses an offset: for each version it writes a small C program that
 includes that version's installed headers (public and internal, with
 Py_BUILD_CORE), compiles it with the C compiler ($CC, default gcc), runs it,
@@ -30,6 +30,9 @@ REGEN_COMMAND = "python3 tools/gen_layouts.py > src/python/layouts_gen.c"
 
 # pyenv version directory for each minor version we generate.
 PYENV_VERSIONS = {
+    (2, 7): "2.7.18",
+    (3, 6): "3.6.15",
+    (3, 7): "3.7.16",
     (3, 8): "3.8.18",
     (3, 9): "3.9.18",
     (3, 10): "3.10.13",
@@ -39,8 +42,15 @@ PYENV_VERSIONS = {
 
 DEBIAN_311_DIR = "/usr/include/python3.11"
 
-# Internal headers to include, after Python.h, per minor version.
-def internal_includes(minor):
+# Internal headers to include, after Python.h, per version.
+def internal_includes(major, minor):
+    if major == 2 or minor == 6:
+        # 2.7 and 3.6 keep PyInterpreterState and PyThreadState public; they
+        # have no _PyRuntimeState (the interpreter list head is a static).
+        return ["frameobject.h"]
+    if minor == 7:
+        # 3.7 introduced _PyRuntimeState, in internal/pystate.h.
+        return ["internal/pystate.h", "frameobject.h"]
     if minor == 8:
         # 3.8 keeps _PyRuntimeState and PyInterpreterState in pycore_pystate.h.
         return ["internal/pycore_pystate.h", "frameobject.h"]
@@ -54,20 +64,24 @@ def internal_includes(minor):
 NONE = None  # this version lacks the field -> PY_OFF_NONE
 
 
-def field_exprs(minor):
-    """Ordered (field, C expression or NONE) pairs for one 3.x version.
+def field_exprs(major, minor):
+    """Ordered (field, C expression or NONE) pairs for one version.
 
     Order follows struct py_layout.  Expressions are evaluated by the probe
     program as long long.
     """
+    py2 = major == 2
+    if py2:
+        minor = 0              # 2.7 sorts before every 3.x below
     old = minor <= 10          # PyFrameObject chain
     new = minor >= 11          # _PyInterpreterFrame
-    gil_in_runtime = minor <= 11
+    has_runtime = not py2 and minor >= 7   # _PyRuntime (3.7+)
+    gil_in_runtime = has_runtime and minor <= 11
 
     def when(cond, expr):
         return expr if cond else NONE
 
-    runtime_finalizing = ("offsetof(_PyRuntimeState, finalizing)" if minor == 8
+    runtime_finalizing = ("offsetof(_PyRuntimeState, finalizing)" if minor in (7, 8)
                           else "offsetof(_PyRuntimeState, _finalizing)")
     threads_head = ("offsetof(PyInterpreterState, tstate_head)" if minor <= 10
                     else "offsetof(PyInterpreterState, threads.head)")
@@ -81,12 +95,17 @@ def field_exprs(minor):
                       else "offsetof(PyCodeObject, co_linetable)")
     code_varnames = ("offsetof(PyCodeObject, co_varnames)" if old
                      else "offsetof(PyCodeObject, co_localsplusnames)")
+    # 2.7's PyBytesObject is a macro for PyStringObject (bytesobject.h)
+    bytes_sval = ("offsetof(PyStringObject, ob_sval)" if py2
+                  else "offsetof(PyBytesObject, ob_sval)")
+    pep393 = not py2
 
     return [
         # _PyRuntimeState
-        ("runtime_size", "sizeof(_PyRuntimeState)"),
-        ("runtime_finalizing", runtime_finalizing),
-        ("runtime_interpreters_head", "offsetof(_PyRuntimeState, interpreters.head)"),
+        ("runtime_size", when(has_runtime, "sizeof(_PyRuntimeState)")),
+        ("runtime_finalizing", when(has_runtime, runtime_finalizing)),
+        ("runtime_interpreters_head",
+         when(has_runtime, "offsetof(_PyRuntimeState, interpreters.head)")),
         ("runtime_gil_locked",
          when(gil_in_runtime, "offsetof(_PyRuntimeState, ceval.gil.locked)")),
         ("runtime_gil_last_holder",
@@ -95,17 +114,17 @@ def field_exprs(minor):
         ("interp_size", "sizeof(PyInterpreterState)"),
         ("interp_next", "offsetof(PyInterpreterState, next)"),
         ("interp_threads_head", threads_head),
-        ("interp_id", "offsetof(PyInterpreterState, id)"),
+        ("interp_id", when(has_runtime, "offsetof(PyInterpreterState, id)")),
         ("interp_modules", interp_modules),
         ("interp_gil_ptr",
-         when(not gil_in_runtime, "offsetof(PyInterpreterState, ceval.gil)")),
+         when(minor >= 12, "offsetof(PyInterpreterState, ceval.gil)")),
         ("gil_locked",
-         when(not gil_in_runtime, "offsetof(struct _gil_runtime_state, locked)")),
+         when(minor >= 12, "offsetof(struct _gil_runtime_state, locked)")),
         ("gil_last_holder",
-         when(not gil_in_runtime, "offsetof(struct _gil_runtime_state, last_holder)")),
+         when(minor >= 12, "offsetof(struct _gil_runtime_state, last_holder)")),
         # PyThreadState
         ("tstate_size", "sizeof(PyThreadState)"),
-        ("tstate_prev", "offsetof(PyThreadState, prev)"),
+        ("tstate_prev", when(not py2, "offsetof(PyThreadState, prev)")),
         ("tstate_next", "offsetof(PyThreadState, next)"),
         ("tstate_interp", "offsetof(PyThreadState, interp)"),
         ("tstate_frame", tstate_frame),
@@ -143,14 +162,14 @@ def field_exprs(minor):
         ("type_name", "offsetof(PyTypeObject, tp_name)"),
         ("type_flags", "offsetof(PyTypeObject, tp_flags)"),
         # PyBytesObject
-        ("bytes_sval", "offsetof(PyBytesObject, ob_sval)"),
-        # PyUnicodeObject
-        ("unicode_length", "offsetof(PyASCIIObject, length)"),
+        ("bytes_sval", bytes_sval),
+        # PyUnicodeObject (PEP 393, 3.3+; 2.7's unicode is another struct)
+        ("unicode_length", when(pep393, "offsetof(PyASCIIObject, length)")),
         # `state` is a struct of bit-fields; its byte offset is what we need.
-        ("unicode_state", "offsetof(PyASCIIObject, state)"),
-        ("unicode_ascii_size", "sizeof(PyASCIIObject)"),
-        ("unicode_compact_size", "sizeof(PyCompactUnicodeObject)"),
-        ("unicode_legacy_data", "offsetof(PyUnicodeObject, data)"),
+        ("unicode_state", when(pep393, "offsetof(PyASCIIObject, state)")),
+        ("unicode_ascii_size", when(pep393, "sizeof(PyASCIIObject)")),
+        ("unicode_compact_size", when(pep393, "sizeof(PyCompactUnicodeObject)")),
+        ("unicode_legacy_data", when(pep393, "offsetof(PyUnicodeObject, data)")),
         # _PyStackChunk (3.11+): where a thread's _PyInterpreterFrames live
         ("tstate_datastack_chunk", when(new, "offsetof(PyThreadState, datastack_chunk)")),
         ("tstate_datastack_top", when(new, "offsetof(PyThreadState, datastack_top)")),
@@ -160,10 +179,14 @@ def field_exprs(minor):
         ("chunk_data", when(new, "offsetof(_PyStackChunk, data)")),
         # 3.11 marks the first Python frame run by a C-level eval call
         ("iframe_is_entry", when(minor == 11, "offsetof(_PyInterpreterFrame, is_entry)")),
+        # 2.7: code names and file names are PyStringObject (bytes-like)
+        ("string_sval", when(py2, "offsetof(PyStringObject, ob_sval)")),
     ]
 
 
-def lines_kind(minor):
+def lines_kind(major, minor):
+    if major == 2:
+        return "PY_LINES_LNOTAB27"
     if minor <= 9:
         return "PY_LINES_LNOTAB"
     if minor == 10:
@@ -171,8 +194,8 @@ def lines_kind(minor):
     return "PY_LINES_LOCATIONS"
 
 
-def frames_kind(minor):
-    return "PY_FRAMES_OBJECT" if minor <= 10 else "PY_FRAMES_CFRAME"
+def frames_kind(major, minor):
+    return "PY_FRAMES_OBJECT" if major == 2 or minor <= 10 else "PY_FRAMES_CFRAME"
 
 
 def fail(msg):
@@ -181,14 +204,20 @@ def fail(msg):
 
 
 def header_dir_for(pyenv_root, major, minor):
+    """The version's include dir: python3.X, or python3.Xm for the pymalloc
+    ABI tag 3.7 and older carry (3.6.15 installs include/python3.6m)."""
     version = PYENV_VERSIONS[(major, minor)]
-    return os.path.join(pyenv_root, "versions", version, "include",
-                        "python%d.%d" % (major, minor))
+    base = os.path.join(pyenv_root, "versions", version, "include")
+    plain = os.path.join(base, "python%d.%d" % (major, minor))
+    tagged = plain + "m"
+    if not os.path.isdir(plain) and os.path.isdir(tagged):
+        return tagged
+    return plain
 
 
 def check_header_dir(inc, major, minor, label):
     """Fail, naming the directory, unless inc holds a usable header set."""
-    needed = ["Python.h", "patchlevel.h"] + internal_includes(minor)
+    needed = ["Python.h", "patchlevel.h"] + internal_includes(major, minor)
     for rel in needed:
         if not os.path.isfile(os.path.join(inc, rel)):
             fail("%s: header set for CPython %d.%d is missing or incomplete: "
@@ -200,7 +229,7 @@ def probe_source(major, minor, exprs):
     out.append("/* probe for CPython %d.%d, written by tools/gen_layouts.py */" % (major, minor))
     out.append("#define Py_BUILD_CORE 1")
     out.append('#include "Python.h"')
-    for h in internal_includes(minor):
+    for h in internal_includes(major, minor):
         out.append('#include "%s"' % h)
     out.append("#include <stddef.h>")
     out.append("#include <stdio.h>")
@@ -223,7 +252,7 @@ def run_probe(cc, inc, major, minor, workdir, label):
 
     Returns (PY_VERSION string, {field: value or None}).
     """
-    exprs = field_exprs(minor)
+    exprs = field_exprs(major, minor)
     tag = "%s_%d_%d" % (label, major, minor)
     src = os.path.join(workdir, "probe_%s.c" % tag)
     exe = os.path.join(workdir, "probe_%s" % tag)
@@ -262,7 +291,7 @@ def emit(out, tables, system_note):
     w = out.write
     w("/* GENERATED FILE, do not edit: regenerate with `%s` (or -o FILE). */\n" % REGEN_COMMAND)
     w("/*\n")
-    w(" * layouts_gen.c — CPython 3.8–3.12 struct offsets for x86_64 Linux.\n")
+    w(" * layouts_gen.c — CPython 2.7 and 3.6–3.12 struct offsets for x86_64 Linux.\n")
     w(" *\n")
     w(" * Owns: one struct py_layout per minor version, each value an offsetof() or\n")
     w(" * sizeof() computed by compiling against that version's own headers\n")
@@ -280,9 +309,9 @@ def emit(out, tables, system_note):
         w("static const struct py_layout layout_%d_%d = {\n" % (major, minor))
         w("    .major = %d,\n" % major)
         w("    .minor = %d,\n" % minor)
-        w("    .lines = %s,\n" % lines_kind(minor))
-        w("    .frames = %s,\n" % frames_kind(minor))
-        for name, _ in field_exprs(minor):
+        w("    .lines = %s,\n" % lines_kind(major, minor))
+        w("    .frames = %s,\n" % frames_kind(major, minor))
+        for name, _ in field_exprs(major, minor):
             v = values[name]
             w("    .%s = %s,\n" % (name, "PY_OFF_NONE" if v is None else str(v)))
         w("};\n")
@@ -311,7 +340,7 @@ def system_check(cc, sysdir, reference, workdir):
     check_header_dir(sysdir, 3, 11, "system python3.11 (--system-311)")
     version, values = run_probe(cc, sysdir, 3, 11, workdir, "system")
     ref_inc, ref_version, ref_values = reference
-    diffs = [(k, ref_values[k], values[k]) for k, _ in field_exprs(11)
+    diffs = [(k, ref_values[k], values[k]) for k, _ in field_exprs(3, 11)
              if ref_values[k] != values[k]]
     if not diffs:
         lines = ["Cross-check: CPython %s headers in %s give the same 3.11 offsets"

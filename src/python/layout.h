@@ -2,7 +2,7 @@
  * layout.h — where CPython keeps what we read, per version.
  *
  * Owns: struct py_layout, one plain table of byte offsets and sizes per
- * CPython minor version. For 3.8–3.12 the tables are generated from each
+ * CPython minor version. For 2.7 and 3.6–3.12 the tables are generated from each
  * version's own installed headers by tools/gen_layouts.py into
  * layouts_gen.c (committed with its generator); for 3.13+ the table is filled
  * at attach time from _Py_DebugOffsets found at the start of _PyRuntime
@@ -27,7 +27,7 @@ enum py_linetable_kind {
 
 /* How a version keeps the current frame of a thread. */
 enum py_frame_kind {
-    PY_FRAMES_OBJECT = 1,  /* 3.8–3.10: tstate->frame, PyFrameObject chain */
+    PY_FRAMES_OBJECT = 1,  /* 2.7, 3.6–3.10: tstate->frame, PyFrameObject chain */
     PY_FRAMES_CFRAME,      /* 3.11–3.12: tstate->cframe->current_frame, _PyInterpreterFrame */
     PY_FRAMES_DIRECT,      /* 3.13+: tstate->current_frame, _PyInterpreterFrame */
 };
@@ -37,12 +37,13 @@ struct py_layout {
     enum py_linetable_kind lines;
     enum py_frame_kind frames;
 
-    /* _PyRuntimeState */
+    /* _PyRuntimeState (3.7+; 2.7 and 3.6 have none: the interpreter list
+     * head and the GIL are statics found in .symtab, see locate.h) */
     int64_t runtime_size;                 /* sizeof(_PyRuntimeState) */
     int64_t runtime_finalizing;           /* _PyRuntime.finalizing (pointer / tstate) */
     int64_t runtime_interpreters_head;    /* _PyRuntime.interpreters.head */
-    int64_t runtime_gil_locked;           /* 3.8–3.11: _PyRuntime.ceval.gil.locked (int) */
-    int64_t runtime_gil_last_holder;      /* 3.8–3.11: _PyRuntime.ceval.gil.last_holder */
+    int64_t runtime_gil_locked;           /* 3.7–3.11: _PyRuntime.ceval.gil.locked (int) */
+    int64_t runtime_gil_last_holder;      /* 3.7–3.11: _PyRuntime.ceval.gil.last_holder */
 
     /* PyInterpreterState */
     int64_t interp_size;
@@ -59,12 +60,12 @@ struct py_layout {
     int64_t tstate_prev;
     int64_t tstate_next;
     int64_t tstate_interp;
-    int64_t tstate_frame;                 /* frame (3.8–3.10) / cframe (3.11–3.12) / current_frame (3.13+) */
-    int64_t tstate_thread_id;             /* pthread_t as unsigned long */
+    int64_t tstate_frame;                 /* frame (2.7–3.10) / cframe (3.11–3.12) / current_frame (3.13+) */
+    int64_t tstate_thread_id;             /* pthread_t as (unsigned) long */
     int64_t tstate_native_thread_id;      /* 3.11+: OS thread id; PY_OFF_NONE before */
     int64_t cframe_current_frame;         /* 3.11–3.12: _PyCFrame.current_frame */
 
-    /* PyFrameObject (3.8–3.10) */
+    /* PyFrameObject (2.7–3.10) */
     int64_t frame_back;
     int64_t frame_code;
     int64_t frame_lasti;                  /* int */
@@ -96,10 +97,10 @@ struct py_layout {
     int64_t type_name;                    /* tp_name (const char *) */
     int64_t type_flags;
 
-    /* PyBytesObject */
+    /* PyBytesObject (2.7: PyStringObject, which bytes is an alias of) */
     int64_t bytes_sval;                   /* ob_sval */
 
-    /* PyUnicodeObject (PEP 393, 3.3+) */
+    /* PyUnicodeObject (PEP 393, 3.3+; PY_OFF_NONE on 2.7) */
     int64_t unicode_length;               /* PyASCIIObject.length */
     int64_t unicode_state;                /* PyASCIIObject.state (bitfield word) */
     int64_t unicode_ascii_size;           /* sizeof(PyASCIIObject): data of compact ASCII */
@@ -117,6 +118,11 @@ struct py_layout {
     /* 3.11: _PyInterpreterFrame.is_entry (bool); 3.12+ marks entries with a
      * shim frame (owner FRAME_OWNED_BY_CSTACK) below them instead */
     int64_t iframe_is_entry;
+
+    /* 2.7: PyStringObject.ob_sval — code names and file names are byte
+     * strings there (ob_size, ob_shash, ob_sstate, then the bytes);
+     * PY_OFF_NONE on 3.x, whose names are PEP 393 str */
+    int64_t string_sval;
 };
 
 /* The generated tables (layouts_gen.c): NULL-terminated array. */

@@ -1,6 +1,6 @@
 /* GENERATED FILE, do not edit: regenerate with `python3 tools/gen_layouts.py > src/python/layouts_gen.c` (or -o FILE). */
 /*
- * layouts_gen.c — CPython 3.8–3.12 struct offsets for x86_64 Linux.
+ * layouts_gen.c — CPython 2.7 and 3.6–3.12 struct offsets for x86_64 Linux.
  *
  * Owns: one struct py_layout per minor version, each value an offsetof() or
  * sizeof() computed by compiling against that version's own headers
@@ -8,11 +8,212 @@
  * such field.  Never reads memory, never prints.
  *
  * Cross-check: CPython 3.11.2 headers in /usr/include/python3.11 give the same 3.11 offsets
- * (all 58 fields) as 3.11.7.
+ * (all 59 fields) as 3.11.7.
  */
 #include "layout.h"
 
 #include <stddef.h>
+
+/* CPython 2.7.18, from headers in /root/.pyenv/versions/2.7.18/include/python2.7 */
+static const struct py_layout layout_2_7 = {
+    .major = 2,
+    .minor = 7,
+    .lines = PY_LINES_LNOTAB27,
+    .frames = PY_FRAMES_OBJECT,
+    .runtime_size = PY_OFF_NONE,
+    .runtime_finalizing = PY_OFF_NONE,
+    .runtime_interpreters_head = PY_OFF_NONE,
+    .runtime_gil_locked = PY_OFF_NONE,
+    .runtime_gil_last_holder = PY_OFF_NONE,
+    .interp_size = 80,
+    .interp_next = 0,
+    .interp_threads_head = 8,
+    .interp_id = PY_OFF_NONE,
+    .interp_modules = 16,
+    .interp_gil_ptr = PY_OFF_NONE,
+    .gil_locked = PY_OFF_NONE,
+    .gil_last_holder = PY_OFF_NONE,
+    .tstate_size = 168,
+    .tstate_prev = PY_OFF_NONE,
+    .tstate_next = 0,
+    .tstate_interp = 8,
+    .tstate_frame = 16,
+    .tstate_thread_id = 144,
+    .tstate_native_thread_id = PY_OFF_NONE,
+    .cframe_current_frame = PY_OFF_NONE,
+    .frame_back = 24,
+    .frame_code = 32,
+    .frame_lasti = 120,
+    .frame_lineno = 124,
+    .iframe_size = PY_OFF_NONE,
+    .iframe_previous = PY_OFF_NONE,
+    .iframe_code = PY_OFF_NONE,
+    .iframe_instr = PY_OFF_NONE,
+    .iframe_owner = PY_OFF_NONE,
+    .iframe_localsplus = PY_OFF_NONE,
+    .code_size = 128,
+    .code_filename = 80,
+    .code_name = 88,
+    .code_qualname = PY_OFF_NONE,
+    .code_firstlineno = 96,
+    .code_linetable = 104,
+    .code_code = 32,
+    .code_adaptive = PY_OFF_NONE,
+    .code_argcount = 16,
+    .code_varnames = 56,
+    .ob_type = 8,
+    .ob_size = 16,
+    .type_name = 24,
+    .type_flags = 168,
+    .bytes_sval = 36,
+    .unicode_length = PY_OFF_NONE,
+    .unicode_state = PY_OFF_NONE,
+    .unicode_ascii_size = PY_OFF_NONE,
+    .unicode_compact_size = PY_OFF_NONE,
+    .unicode_legacy_data = PY_OFF_NONE,
+    .tstate_datastack_chunk = PY_OFF_NONE,
+    .tstate_datastack_top = PY_OFF_NONE,
+    .chunk_previous = PY_OFF_NONE,
+    .chunk_size = PY_OFF_NONE,
+    .chunk_top = PY_OFF_NONE,
+    .chunk_data = PY_OFF_NONE,
+    .iframe_is_entry = PY_OFF_NONE,
+    .string_sval = 36,
+};
+
+/* CPython 3.6.15, from headers in /root/.pyenv/versions/3.6.15/include/python3.6m */
+static const struct py_layout layout_3_6 = {
+    .major = 3,
+    .minor = 6,
+    .lines = PY_LINES_LNOTAB,
+    .frames = PY_FRAMES_OBJECT,
+    .runtime_size = PY_OFF_NONE,
+    .runtime_finalizing = PY_OFF_NONE,
+    .runtime_interpreters_head = PY_OFF_NONE,
+    .runtime_gil_locked = PY_OFF_NONE,
+    .runtime_gil_last_holder = PY_OFF_NONE,
+    .interp_size = 120,
+    .interp_next = 0,
+    .interp_threads_head = 8,
+    .interp_id = PY_OFF_NONE,
+    .interp_modules = 16,
+    .interp_gil_ptr = PY_OFF_NONE,
+    .gil_locked = PY_OFF_NONE,
+    .gil_last_holder = PY_OFF_NONE,
+    .tstate_size = 2272,
+    .tstate_prev = 0,
+    .tstate_next = 8,
+    .tstate_interp = 16,
+    .tstate_frame = 24,
+    .tstate_thread_id = 152,
+    .tstate_native_thread_id = PY_OFF_NONE,
+    .cframe_current_frame = PY_OFF_NONE,
+    .frame_back = 24,
+    .frame_code = 32,
+    .frame_lasti = 120,
+    .frame_lineno = 124,
+    .iframe_size = PY_OFF_NONE,
+    .iframe_previous = PY_OFF_NONE,
+    .iframe_code = PY_OFF_NONE,
+    .iframe_instr = PY_OFF_NONE,
+    .iframe_owner = PY_OFF_NONE,
+    .iframe_localsplus = PY_OFF_NONE,
+    .code_size = 144,
+    .code_filename = 96,
+    .code_name = 104,
+    .code_qualname = PY_OFF_NONE,
+    .code_firstlineno = 36,
+    .code_linetable = 112,
+    .code_code = 40,
+    .code_adaptive = PY_OFF_NONE,
+    .code_argcount = 16,
+    .code_varnames = 64,
+    .ob_type = 8,
+    .ob_size = 16,
+    .type_name = 24,
+    .type_flags = 168,
+    .bytes_sval = 32,
+    .unicode_length = 16,
+    .unicode_state = 32,
+    .unicode_ascii_size = 48,
+    .unicode_compact_size = 72,
+    .unicode_legacy_data = 72,
+    .tstate_datastack_chunk = PY_OFF_NONE,
+    .tstate_datastack_top = PY_OFF_NONE,
+    .chunk_previous = PY_OFF_NONE,
+    .chunk_size = PY_OFF_NONE,
+    .chunk_top = PY_OFF_NONE,
+    .chunk_data = PY_OFF_NONE,
+    .iframe_is_entry = PY_OFF_NONE,
+    .string_sval = PY_OFF_NONE,
+};
+
+/* CPython 3.7.16, from headers in /root/.pyenv/versions/3.7.16/include/python3.7m */
+static const struct py_layout layout_3_7 = {
+    .major = 3,
+    .minor = 7,
+    .lines = PY_LINES_LNOTAB,
+    .frames = PY_FRAMES_OBJECT,
+    .runtime_size = 1520,
+    .runtime_finalizing = 8,
+    .runtime_interpreters_head = 24,
+    .runtime_gil_locked = 1280,
+    .runtime_gil_last_holder = 1272,
+    .interp_size = 2568,
+    .interp_next = 0,
+    .interp_threads_head = 8,
+    .interp_id = 16,
+    .interp_modules = 40,
+    .interp_gil_ptr = PY_OFF_NONE,
+    .gil_locked = PY_OFF_NONE,
+    .gil_last_holder = PY_OFF_NONE,
+    .tstate_size = 280,
+    .tstate_prev = 0,
+    .tstate_next = 8,
+    .tstate_interp = 16,
+    .tstate_frame = 24,
+    .tstate_thread_id = 176,
+    .tstate_native_thread_id = PY_OFF_NONE,
+    .cframe_current_frame = PY_OFF_NONE,
+    .frame_back = 24,
+    .frame_code = 32,
+    .frame_lasti = 104,
+    .frame_lineno = 108,
+    .iframe_size = PY_OFF_NONE,
+    .iframe_previous = PY_OFF_NONE,
+    .iframe_code = PY_OFF_NONE,
+    .iframe_instr = PY_OFF_NONE,
+    .iframe_owner = PY_OFF_NONE,
+    .iframe_localsplus = PY_OFF_NONE,
+    .code_size = 144,
+    .code_filename = 96,
+    .code_name = 104,
+    .code_qualname = PY_OFF_NONE,
+    .code_firstlineno = 36,
+    .code_linetable = 112,
+    .code_code = 40,
+    .code_adaptive = PY_OFF_NONE,
+    .code_argcount = 16,
+    .code_varnames = 64,
+    .ob_type = 8,
+    .ob_size = 16,
+    .type_name = 24,
+    .type_flags = 168,
+    .bytes_sval = 32,
+    .unicode_length = 16,
+    .unicode_state = 32,
+    .unicode_ascii_size = 48,
+    .unicode_compact_size = 72,
+    .unicode_legacy_data = 72,
+    .tstate_datastack_chunk = PY_OFF_NONE,
+    .tstate_datastack_top = PY_OFF_NONE,
+    .chunk_previous = PY_OFF_NONE,
+    .chunk_size = PY_OFF_NONE,
+    .chunk_top = PY_OFF_NONE,
+    .chunk_data = PY_OFF_NONE,
+    .iframe_is_entry = PY_OFF_NONE,
+    .string_sval = PY_OFF_NONE,
+};
 
 /* CPython 3.8.18, from headers in /root/.pyenv/versions/3.8.18/include/python3.8 */
 static const struct py_layout layout_3_8 = {
@@ -78,6 +279,7 @@ static const struct py_layout layout_3_8 = {
     .chunk_top = PY_OFF_NONE,
     .chunk_data = PY_OFF_NONE,
     .iframe_is_entry = PY_OFF_NONE,
+    .string_sval = PY_OFF_NONE,
 };
 
 /* CPython 3.9.18, from headers in /root/.pyenv/versions/3.9.18/include/python3.9 */
@@ -144,6 +346,7 @@ static const struct py_layout layout_3_9 = {
     .chunk_top = PY_OFF_NONE,
     .chunk_data = PY_OFF_NONE,
     .iframe_is_entry = PY_OFF_NONE,
+    .string_sval = PY_OFF_NONE,
 };
 
 /* CPython 3.10.13, from headers in /root/.pyenv/versions/3.10.13/include/python3.10 */
@@ -210,6 +413,7 @@ static const struct py_layout layout_3_10 = {
     .chunk_top = PY_OFF_NONE,
     .chunk_data = PY_OFF_NONE,
     .iframe_is_entry = PY_OFF_NONE,
+    .string_sval = PY_OFF_NONE,
 };
 
 /* CPython 3.11.7, from headers in /root/.pyenv/versions/3.11.7/include/python3.11 */
@@ -276,6 +480,7 @@ static const struct py_layout layout_3_11 = {
     .chunk_top = 16,
     .chunk_data = 24,
     .iframe_is_entry = 68,
+    .string_sval = PY_OFF_NONE,
 };
 
 /* CPython 3.12.1, from headers in /root/.pyenv/versions/3.12.1/include/python3.12 */
@@ -342,9 +547,13 @@ static const struct py_layout layout_3_12 = {
     .chunk_top = 16,
     .chunk_data = 24,
     .iframe_is_entry = PY_OFF_NONE,
+    .string_sval = PY_OFF_NONE,
 };
 
 const struct py_layout *const py_generated_layouts[] = {
+    &layout_2_7,
+    &layout_3_6,
+    &layout_3_7,
     &layout_3_8,
     &layout_3_9,
     &layout_3_10,

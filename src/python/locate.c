@@ -3,11 +3,13 @@
  * which exact version it is.
  *
  * Candidates are the mapped files named libpython* first, then the
- * executable.  The version comes from, in order: the exported Py_Version
- * constant (3.11+), else the PY_VERSION string literal in .rodata matching
- * the major.minor named by the file ("libpython3.9.so", "python3.9"), else
- * the major.minor whose sizeof(_PyRuntimeState) equals the symbol's size.
- * Never walks interpreter state, never prints.
+ * executable.  2.7 and 3.6 have no _PyRuntime: the statics that stand in for
+ * it are looked up in .symtab (find_old_statics).  The version comes from,
+ * in order: the exported Py_Version constant (3.11+), else the PY_VERSION
+ * string literal in .rodata matching the major.minor named by the file
+ * ("libpython3.9.so", "python3.9"), else the major.minor whose
+ * sizeof(_PyRuntimeState) equals the symbol's size.  Never walks interpreter
+ * state, never prints.
  */
 #include "locate.h"
 
@@ -148,6 +150,26 @@ static uint64_t load_bias(const struct proc_maps *maps, const char *path,
     return best ? best->start - elf_base_vaddr(img) : 0;
 }
 
+/* 2.7 and 3.6 keep the interpreter list head (`interp_head`, static in
+ * Python/pystate.c) and 3.6 its GIL (`gil_locked`, `gil_last_holder`,
+ * statics of Python/ceval_gil.h compiled into ceval.c) where only .symtab
+ * names them; `_PyThreadState_Current` is exported (in 3.7+ it is a macro
+ * over _PyRuntime, so finding it here means an older version).  What is
+ * missing stays 0. */
+static void find_old_statics(const struct elf_image *img, struct py_location *loc)
+{
+    uint64_t addr, size, section_addr;
+    loc->has_symtab = elf_section(img, ".symtab", &section_addr, &size) == 0;
+    if (elf_symbol(img, "interp_head", &addr, &size) == 0 && size == 8)
+        loc->interp_head = addr + loc->bias;
+    if (elf_symbol(img, "_PyThreadState_Current", &addr, &size) == 0 && size == 8)
+        loc->tstate_current = addr + loc->bias;
+    if (elf_symbol(img, "gil_locked", &addr, &size) == 0 && size == 4)
+        loc->gil_locked = addr + loc->bias;
+    if (elf_symbol(img, "gil_last_holder", &addr, &size) == 0 && size == 8)
+        loc->gil_last_holder = addr + loc->bias;
+}
+
 /* Try one candidate ELF; 1 = it is CPython (loc filled), 0 = not, -1 = error. */
 static int try_candidate(pid_t pid, const struct proc_maps *maps, const char *path,
                          struct py_location *loc, struct pm_error *err)
@@ -188,6 +210,14 @@ static int try_candidate(pid_t pid, const struct proc_maps *maps, const char *pa
         loc->unicode_type = addr + loc->bias;
     if (elf_symbol(img, "PyBytes_Type", &addr, &size) == 0)
         loc->bytes_type = addr + loc->bias;
+    if (elf_symbol(img, "PyString_Type", &addr, &size) == 0) {
+        /* 2.7: str is a byte string, and bytes is only another name for it */
+        loc->string_type = addr + loc->bias;
+        if (loc->bytes_type == 0)
+            loc->bytes_type = loc->string_type;
+    }
+    if (!has_runtime)
+        find_old_statics(img, loc);
 
     uint64_t version_addr, version_hex = 0;
     uint32_t hex32;

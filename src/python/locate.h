@@ -2,9 +2,9 @@
  * locate.h — finding the interpreter inside a target process.
  * Owns: choosing the ELF that holds CPython (a mapped libpython or the
  * executable itself, as in Debian's static python3.11), the load bias, the
- * address of _PyRuntime and of a few type objects, and the exact version
- * X.Y.Z.  Reads ELF files through target/elf.h; never walks interpreter
- * state, never prints.
+ * address of _PyRuntime (3.7+) or of the statics that stand in for it (2.7,
+ * 3.6), of a few type objects, and the exact version X.Y.Z.  Reads ELF files
+ * through target/elf.h; never walks interpreter state, never prints.
  */
 #ifndef PYROMETER_LOCATE_H
 #define PYROMETER_LOCATE_H
@@ -30,11 +30,24 @@ struct py_location {
     uint64_t unicode_type;  /* &PyUnicode_Type in the target, 0 if unknown */
     uint64_t bytes_type;    /* &PyBytes_Type in the target, 0 if unknown */
     struct py_version version;
+    /* 2.7 and 3.6 have no _PyRuntime: their interpreter list head and GIL
+     * are C statics, found by name in .symtab (local symbols; 0 when the
+     * binary is stripped).  _PyThreadState_Current is exported.  Looked
+     * up only when the ELF has no _PyRuntime. */
+    int has_symtab;         /* the ELF has a .symtab section */
+    uint64_t interp_head;   /* &interp_head (Python/pystate.c), 0 if unknown */
+    uint64_t tstate_current;/* &_PyThreadState_Current (2.7: PyThreadState *;
+                               3.6: _Py_atomic_address), 0 if unknown */
+    uint64_t gil_locked;    /* 3.6: &gil_locked (Python/ceval_gil.h, an int) */
+    uint64_t gil_last_holder; /* 3.6: &gil_last_holder (a PyThreadState *) */
+    uint64_t string_type;   /* 2.7: &PyString_Type, 0 if unknown */
 };
 
 /* Find CPython in process `pid` with memory map `maps`.  Errors:
  * PM_ENOTPYTHON (nothing that looks like CPython), PM_EPERM, PM_ENOTFOUND.
- * Versions are not judged here: a 2.7 target is located (runtime_addr 0). */
+ * Versions are not judged here: a 2.7 or 3.6 target is located with
+ * runtime_addr 0 and its statics (interp_head ...) filled when .symtab has
+ * them; a stripped one is left for the caller to refuse. */
 int py_locate(pid_t pid, const struct proc_maps *maps, struct py_location *loc,
               struct pm_error *err);
 

@@ -1,5 +1,6 @@
 /*
- * objects.h — reading simple CPython objects (str, bytes) out of a target.
+ * objects.h — reading simple CPython objects (str, bytes; 2.7's byte
+ * strings) out of a target.
  * Owns: copying an object's header and payload through a reader, with every
  * length bounded and the object's type checked when its type object's
  * address is known.  Decoding is left to pystr.c.  Never prints.
@@ -19,13 +20,16 @@ struct py_objects {
     const struct py_layout *layout;
     uint64_t unicode_type;   /* &PyUnicode_Type, 0 = unchecked */
     uint64_t bytes_type;     /* &PyBytes_Type, 0 = unchecked */
+    uint64_t string_type;    /* 2.7: &PyString_Type, 0 = unchecked */
 };
 
 /* Longest string we copy (characters); longer ones are truncated. */
 #define PY_STR_MAX_CHARS 4096
 
 /* Read the str object at addr as UTF-8 into out (cap bytes, NUL-terminated).
- * PM_ETORN when it is not a str or its header is implausible. */
+ * On 2.7 (layout string_sval set) a str is a PyStringObject of bytes: they
+ * are copied as UTF-8, each byte that is not part of valid UTF-8 becoming
+ * U+FFFD.  PM_ETORN when it is not a str or its header is implausible. */
 int py_read_str(const struct py_objects *o, uint64_t addr, char *out, size_t cap,
                 struct pm_error *err);
 

@@ -80,16 +80,35 @@ static size_t max_field_end(const int64_t *offsets, size_t n, size_t width)
     return end;
 }
 
+/* 2.7 and 3.6 have no _PyRuntime: without .symtab there is no way to the
+ * static interpreter list head. */
+static int check_old_statics(const struct py_process *py, struct pm_error *err)
+{
+    const struct py_location *loc = &py->loc;
+    if (py->layout.runtime_interpreters_head != PY_OFF_NONE || loc->interp_head != 0)
+        return 0;
+    if (!loc->has_symtab)
+        return pm_fail(err, PM_EUNSUPPORTED,
+                       "Python %s is not supported in %s: the binary is stripped (no .symtab), "
+                       "and Python %d.%d's interpreter list (the static interp_head) is only "
+                       "named there",
+                       loc->version.text, loc->binary, loc->version.major, loc->version.minor);
+    return pm_fail(err, PM_EUNSUPPORTED,
+                   "Python %s is not supported in %s: its .symtab has no interp_head symbol",
+                   loc->version.text, loc->binary);
+}
+
 static int choose_layout(struct py_process *py, struct pm_error *err)
 {
     const struct py_version *v = &py->loc.version;
-    if (v->major == 3 && v->minor >= 8 && v->minor <= 12) {
+    if ((v->major == 3 && v->minor >= 6 && v->minor <= 12) ||
+        (v->major == 2 && v->minor == 7)) {
         const struct py_layout *l = py_layout_for(v->major, v->minor);
         if (l == NULL)
             return pm_fail(err, PM_EUNSUPPORTED, "Python %s is not supported: no layout table",
                            v->text);
         py->layout = *l;
-        return 0;
+        return check_old_statics(py, err);
     }
     if (v->major == 3 && v->minor == 13) {
         uint8_t block[DEBUG_OFFSETS_MAX_SIZE];
@@ -102,7 +121,8 @@ static int choose_layout(struct py_process *py, struct pm_error *err)
         return 0;
     }
     return pm_fail(err, PM_EUNSUPPORTED,
-                   "Python %s is not supported (pyrometer reads CPython 3.8 to 3.13)", v->text);
+                   "Python %s is not supported (pyrometer reads CPython 2.7 and 3.6 to 3.13)",
+                   v->text);
 }
 
 static void compute_read_sizes(struct py_process *py)
@@ -139,6 +159,7 @@ static int finish_open(struct py_process *py, struct pm_error *err)
     py->objects.layout = &py->layout;
     py->objects.unicode_type = py->loc.unicode_type;
     py->objects.bytes_type = py->loc.bytes_type;
+    py->objects.string_type = py->loc.string_type;
     py->codes_cap = 1024;
     py->codes = calloc(py->codes_cap, sizeof *py->codes);
     if (py->codes == NULL)
@@ -167,9 +188,8 @@ int py_attach(pid_t pid, struct py_process **out, struct pm_error *err)
     if (py->reader == NULL)
         goto fail;
     /* Permission problems show up on the first read, whatever the version. */
-    uint64_t probe;
-    if (py->loc.runtime_addr &&
-        reader_u64(py->reader, py->loc.runtime_addr, &probe, err) != 0)
+    uint64_t probe, first = py->loc.runtime_addr ? py->loc.runtime_addr : py->loc.interp_head;
+    if (first && reader_u64(py->reader, first, &probe, err) != 0)
         goto fail;
     if (choose_layout(py, err) != 0 || finish_open(py, err) != 0)
         goto fail;
@@ -290,11 +310,34 @@ static int cycle_step(struct cycle_check *c, uint64_t addr)
 
 /* ---- threads ----------------------------------------------------------- */
 
+/* 2.7 and 3.6: the holder is the current thread state when there is one
+ * (_PyThreadState_Current is set just after the GIL is taken and cleared
+ * just before it is dropped; 2.7's GIL is a bare lock that records no
+ * holder, and before threading starts there is no GIL at all).  3.6 also
+ * says who took the GIL last: that covers the moment between taking the
+ * GIL and setting the current thread state. */
+static uint64_t gil_holder_old(struct py_process *py)
+{
+    const struct py_location *loc = &py->loc;
+    uint64_t current = 0, holder = 0;
+    int32_t locked = 0;
+    if (loc->tstate_current &&
+        reader_u64(py->reader, loc->tstate_current, &current, NULL) == 0 && current != 0)
+        return current;
+    if (loc->gil_locked && loc->gil_last_holder &&
+        reader_i32(py->reader, loc->gil_locked, &locked, NULL) == 0 && locked == 1 &&
+        reader_u64(py->reader, loc->gil_last_holder, &holder, NULL) == 0)
+        return holder;
+    return 0;
+}
+
 static uint64_t gil_holder(struct py_process *py, uint64_t interp)
 {
     const struct py_layout *l = &py->layout;
     uint64_t gil;
     int64_t locked_off, holder_off;
+    if (l->runtime_interpreters_head == PY_OFF_NONE)
+        return gil_holder_old(py);
     if (l->runtime_gil_last_holder != PY_OFF_NONE) {
         gil = py->loc.runtime_addr;
         locked_off = l->runtime_gil_locked;
@@ -341,8 +384,14 @@ int py_list_threads(struct py_process *py, struct py_thread *out, size_t cap, si
     const struct py_layout *l = &py->layout;
     *count = 0;
     uint64_t interp;
-    if (reader_u64(py->reader, py->loc.runtime_addr + (uint64_t)l->runtime_interpreters_head,
-                   &interp, err) != 0)
+    /* 3.7+: _PyRuntime.interpreters.head; 2.7, 3.6: the static interp_head */
+    uint64_t head = l->runtime_interpreters_head != PY_OFF_NONE
+                        ? py->loc.runtime_addr + (uint64_t)l->runtime_interpreters_head
+                        : py->loc.interp_head;
+    if (head == 0)
+        return pm_fail(err, PM_EUNSUPPORTED, "Python %s: the interpreter list is not known",
+                       py->loc.version.text);
+    if (reader_u64(py->reader, head, &interp, err) != 0)
         return -1;
     struct cycle_check interp_cycle;
     cycle_init(&interp_cycle);

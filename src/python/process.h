@@ -2,8 +2,9 @@
  * process.h — the CPython model of one target process: its interpreters,
  * threads and frames, read through a reader.
  *
- * Owns: attaching (locate + pick the layout: generated tables for 3.8–3.12,
- * _Py_DebugOffsets for 3.13), the thread list, the GIL holder, walking one
+ * Owns: attaching (locate + pick the layout: generated tables for 2.7 and
+ * 3.6–3.12, _Py_DebugOffsets for 3.13), the thread list (from _PyRuntime on
+ * 3.7+, from the interp_head static on 2.7 and 3.6), the GIL holder, walking one
  * thread's frames into (code, line) pairs with torn-read detection, and the
  * code-object cache.  Never prints; never decides what to keep (sample/ does).
  */

@@ -8,7 +8,7 @@ stacks, frame labels, dump text). Never sleeps and hopes: every wait is on a
 condition the target or the OS defines, and every wait has a deadline.
 
 Interpreters: each test that takes the `python` fixture runs once per
-interpreter: pyenv's CPython 3.8 .. 3.13 (newest patch of each minor) and
+interpreter: pyenv's CPython 2.7 and 3.6 .. 3.13 (newest patch of each minor) and
 Debian's /usr/bin/python3.11 (a static build, id "debian-3.11"). A missing
 one is skipped with a message saying where it was looked for. Set
 PYROMETER_TEST_PYTHONS=/path/a,/path/b to test exactly those instead.
@@ -30,7 +30,7 @@ REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TARGETS = os.path.join(REPO, "tests", "targets")
 PYROMETER = os.environ.get("PYROMETER_BIN", os.path.join(REPO, "build", "pyrometer"))
 
-PYENV_MINORS = (8, 9, 10, 11, 12, 13)
+PYENV_VERSIONS = ((2, 7), (3, 6), (3, 7), (3, 8), (3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
 DEBIAN_PYTHON = "/usr/bin/python3.11"
 ERROR_PREFIX = "pyrometer: error: "
 
@@ -50,16 +50,28 @@ class Interpreter:
         self.path = path
         self.version = version  # (major, minor, micro)
 
+    # 2.7's threading names some methods with two underscores (private,
+    # name-mangled in the class, but co_name keeps the name as written).
+    PY2_NAMES = {"Thread._bootstrap": "__bootstrap",
+                 "Thread._bootstrap_inner": "__bootstrap_inner"}
+
     @property
     def qualnames(self):
         """True when frames carry co_qualname (3.11+), e.g. `Worker.run`."""
         return self.version[:2] >= (3, 11)
+
+    @property
+    def unicode_identifiers(self):
+        """False on Python 2, where `def fünctiön_λ` is a SyntaxError (PEP 3131)."""
+        return self.version[0] >= 3
 
     def name(self, qualname):
         """The function name pyrometer must report for a code object whose
         qualified name is `qualname`: the qualname on 3.11+, else co_name."""
         if self.qualnames:
             return qualname
+        if self.version[0] == 2 and qualname in self.PY2_NAMES:
+            return self.PY2_NAMES[qualname]
         return qualname.rsplit(".", 1)[-1]
 
     def __repr__(self):
@@ -89,9 +101,10 @@ def _pyenv_root():
     return os.path.expanduser("~/.pyenv")
 
 
-def _newest_pyenv(root, minor):
-    """Path of the newest-patch pyenv CPython 3.<minor>, or None; plus the glob used."""
-    pattern = os.path.join(root, "versions", "3.%d.*" % minor, "bin", "python3.%d" % minor)
+def _newest_pyenv(root, major, minor):
+    """Path of the newest-patch pyenv CPython <major>.<minor>, or None; plus the glob used."""
+    pattern = os.path.join(root, "versions", "%d.%d.*" % (major, minor), "bin",
+                           "python%d.%d" % (major, minor))
     best = None
     for path in glob.glob(pattern):
         patch = path.split(os.sep)[-3].split(".")[2]
@@ -124,9 +137,9 @@ def discover_interpreters():
         return params
 
     root = _pyenv_root()
-    for minor in PYENV_MINORS:
-        ident = "3.%d" % minor
-        path, pattern = _newest_pyenv(root, minor)
+    for major, minor in PYENV_VERSIONS:
+        ident = "%d.%d" % (major, minor)
+        path, pattern = _newest_pyenv(root, major, minor)
         if path is None:
             params.append(pytest.param(None, id=ident, marks=pytest.mark.skip(
                 reason="CPython %s not installed: looked in %s" % (ident, pattern))))

@@ -5,15 +5,25 @@ Every expected frame comes from the target: line numbers from `# LINE:tag`
 markers in its source, or (multiline.py) from the interpreter's own f_lineno
 captured by the target before it parked; thread ids from its ready line.
 Names follow the version: co_qualname on 3.11+, co_name before.
+The unicode target cannot run on 2.7 (non-ASCII identifiers are 3.x only).
 """
 
 import os
 import unicodedata
 
+import pytest
+
 from conftest import (Frame, dump_json, json_frames, marker_lines, parse_dump_text,
                       run_pyrometer, target_path)
 
 UNICODE_TARGET = unicodedata.normalize("NFC", "ünïcödé_目标.py")
+
+
+def skip_without_unicode_identifiers(python):
+    if not python.unicode_identifiers:
+        pytest.skip("CPython %d.%d has no non-ASCII identifiers (PEP 3131 is 3.0+): "
+                    "%s's `def fünctiön_λ` is a SyntaxError there" % (python.version[0], python.version[1],
+                                                                       UNICODE_TARGET))
 
 
 def sleeper_frames(python):
@@ -176,6 +186,7 @@ def unicode_frames(python):
 
 
 def test_dump_unicode(python, spawn):
+    skip_without_unicode_identifiers(python)
     target = spawn(python, UNICODE_TARGET, "park", threads=1)
     expected = unicode_frames(python)
 

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from conftest import (LABEL_RE, Frame, leaf_shares, load_speedscope, marker_lines, read_collapsed,
                       run_pyrometer, speedscope_function, speedscope_stacks, target_path,
                       total_samples)
-from test_dump import multiline_expectations, UNICODE_TARGET
+from test_dump import multiline_expectations, skip_without_unicode_identifiers, UNICODE_TARGET
 
 CPU_BUSY = target_path("cpu_busy.py")
 
@@ -222,6 +222,7 @@ def test_record_recursion(python, spawn, tmp_path):
 
 
 def test_record_unicode(python, spawn, tmp_path):
+    skip_without_unicode_identifiers(python)
     target = spawn(python, UNICODE_TARGET, "burn")
     lines = marker_lines(target_path(UNICODE_TARGET))
     func, method = "fünctiön_λ", python.name("Klässe.méthode")

@@ -39,7 +39,7 @@ def other():
 
 
 def main(seconds, exit_code):
-    sys.stdout.write("ready " + json.dumps({"pid": os.getpid()}) + "\n")
+    sys.stdout.write(READY)  # C calls only: no Python frame above main() but busy/other
     sys.stdout.flush()
     deadline = monotonic() + seconds if seconds is not None else None
     while deadline is None or monotonic() < deadline:
@@ -52,4 +52,5 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--seconds", type=float)
 parser.add_argument("--exit-code", type=int, default=0)
 args = parser.parse_args()
+READY = "ready " + json.dumps({"pid": os.getpid()}) + "\n"
 main(args.seconds, args.exit_code)  # LINE:module_calls_main

@@ -2,14 +2,18 @@
  * test_locate.c — finding CPython in a process (python/locate.h).
  *
  * py_version_parse and py_version_from_hex on exact strings and values, then
- * py_locate against real processes: every installed interpreter (pyenv
- * 3.8–3.13, shared libpython builds, and Debian's static /usr/bin/python3.11)
- * is started sleeping, and the located binary, version, _PyRuntime and type
- * objects are checked against the truth: the version the interpreter prints
- * itself, the mappings of the child, and sizeof(_PyRuntimeState) from the
- * generated layout tables.  A missing interpreter skips its own test with a
- * message.  Non-Python processes must give PM_ENOTPYTHON.  Children are
- * killed in teardown (and by PR_SET_PDEATHSIG if this test dies).
+ * py_locate against real processes: every installed interpreter (pyenv 2.7,
+ * 3.6–3.13, shared libpython builds, and Debian's static
+ * /usr/bin/python3.11) is started sleeping, and the located binary, version,
+ * _PyRuntime (3.7+) or the statics standing in for it (2.7, 3.6:
+ * interp_head, _PyThreadState_Current, 3.6's GIL) and type objects are
+ * checked against the truth: the version the interpreter prints itself, the
+ * mappings of the child, and sizeof(_PyRuntimeState) from the generated
+ * layout tables.  A 2.7 running a stripped copy of its libpython must be
+ * refused by py_attach with PM_EUNSUPPORTED naming the version and the
+ * stripping.  A missing interpreter skips its own test with a message.
+ * Non-Python processes must give PM_ENOTPYTHON.  Children are killed in
+ * teardown (and by PR_SET_PDEATHSIG if this test dies).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +38,7 @@
 
 #include "python/layout.h"
 #include "python/locate.h"
+#include "python/process.h"
 #include "target/maps.h"
 
 /* ---- versions ----------------------------------------------------------- */
@@ -254,12 +259,12 @@ static int version_of(const char *python, char *out, size_t cap)
     return rc == 0 && out[0] ? 0 : -1;
 }
 
-/* The python3.<minor> of pyenv, or NULL. */
-static int find_pyenv(int minor, char *out, size_t cap)
+/* The python<major>.<minor> of pyenv, or NULL. */
+static int find_pyenv(int major, int minor, char *out, size_t cap)
 {
     char pattern[128];
-    snprintf(pattern, sizeof pattern, "/root/.pyenv/versions/3.%d.*/bin/python3.%d", minor,
-             minor);
+    snprintf(pattern, sizeof pattern, "/root/.pyenv/versions/%d.%d.*/bin/python%d.%d", major,
+             minor, major, minor);
     glob_t g;
     if (glob(pattern, 0, NULL, &g) != 0)
         return -1;
@@ -290,9 +295,38 @@ static const struct map_entry *expect_in_binary(const struct proc_maps *m, uint6
     return NULL;
 }
 
+/* 2.7 and 3.6: no _PyRuntime; the statics that stand in for it are found
+ * in .symtab and lie in the binary's writable data. */
+static void check_old_statics(const struct proc_maps *m, const struct py_location *loc,
+                              int expect_major, int expect_minor)
+{
+    assert_int_equal(loc->runtime_addr, 0);
+    assert_int_equal(loc->runtime_size, 0);
+    assert_int_equal(loc->has_symtab, 1);
+    const struct map_entry *e = expect_in_binary(m, loc->interp_head, loc->binary,
+                                                 "interp_head");
+    assert_int_equal(e->perms[1], 'w');
+    e = expect_in_binary(m, loc->tstate_current, loc->binary, "_PyThreadState_Current");
+    assert_int_equal(e->perms[1], 'w');
+    assert_true(loc->interp_head != loc->tstate_current);
+    if (expect_major == 3 && expect_minor == 6) {
+        expect_in_binary(m, loc->gil_locked, loc->binary, "gil_locked");
+        expect_in_binary(m, loc->gil_last_holder, loc->binary, "gil_last_holder");
+        assert_true(loc->gil_locked != loc->gil_last_holder);
+        assert_int_equal(loc->string_type, 0);
+    } else {
+        /* 2.7's GIL is a bare lock: no holder to find */
+        assert_int_equal(loc->gil_locked, 0);
+        assert_int_equal(loc->gil_last_holder, 0);
+        expect_in_binary(m, loc->string_type, loc->binary, "PyString_Type");
+        /* bytes is str in 2.7 */
+        assert_int_equal(loc->bytes_type, loc->string_type);
+    }
+}
+
 /* Locate `python` (a real file) running in a child and check everything. */
 static void check_interpreter(struct child *c, const char *python, int shared,
-                              int expect_minor)
+                              int expect_major, int expect_minor)
 {
     char truth[64];
     if (version_of(python, truth, sizeof truth) != 0)
@@ -326,8 +360,10 @@ static void check_interpreter(struct child *c, const char *python, int shared,
     if (shared) {
         char lib[PATH_MAX];
         const char *slash = strrchr(exe, '/');
-        snprintf(lib, sizeof lib, "%.*s/../lib/libpython3.%d.so.1.0", (int)(slash - exe), exe,
-                 expect_minor);
+        /* 3.6 and 3.7 carry the pymalloc ABI tag: libpython3.7m.so */
+        const char *abi = expect_major == 3 && expect_minor <= 7 ? "m" : "";
+        snprintf(lib, sizeof lib, "%.*s/../lib/libpython%d.%d%s.so.1.0", (int)(slash - exe),
+                 exe, expect_major, expect_minor, abi);
         char lib_real[PATH_MAX];
         assert_non_null(realpath(lib, lib_real));
         assert_string_equal(loc.binary, lib_real);
@@ -338,7 +374,7 @@ static void check_interpreter(struct child *c, const char *python, int shared,
 
     /* the version, exactly as the interpreter says it */
     assert_string_equal(loc.version.text, truth);
-    assert_int_equal(loc.version.major, 3);
+    assert_int_equal(loc.version.major, expect_major);
     assert_int_equal(loc.version.minor, expect_minor);
 
     /* the load bias: the first mapping of the file is where its base went */
@@ -346,12 +382,17 @@ static void check_interpreter(struct child *c, const char *python, int shared,
     assert_int_equal(loc.bias & 0xfff, 0);
     assert_true(loc.bias <= first->start);
 
-    /* _PyRuntime and the type objects live in the binary's own mappings,
-     * in writable data */
-    const struct map_entry *rt = expect_in_binary(&m, loc.runtime_addr, loc.binary,
-                                                  "_PyRuntime");
-    assert_int_equal(rt->perms[1], 'w');
-    assert_true(loc.runtime_addr + loc.runtime_size <= rt->end);
+    /* _PyRuntime (or the statics of 2.7 and 3.6) and the type objects live
+     * in the binary's own mappings, in writable data */
+    int old = expect_major == 2 || expect_minor < 7;
+    if (old) {
+        check_old_statics(&m, &loc, expect_major, expect_minor);
+    } else {
+        const struct map_entry *rt = expect_in_binary(&m, loc.runtime_addr, loc.binary,
+                                                      "_PyRuntime");
+        assert_int_equal(rt->perms[1], 'w');
+        assert_true(loc.runtime_addr + loc.runtime_size <= rt->end);
+    }
     expect_in_binary(&m, loc.code_type, loc.binary, "PyCode_Type");
     expect_in_binary(&m, loc.frame_type, loc.binary, "PyFrame_Type");
     expect_in_binary(&m, loc.unicode_type, loc.binary, "PyUnicode_Type");
@@ -360,25 +401,33 @@ static void check_interpreter(struct child *c, const char *python, int shared,
                 loc.code_type != loc.unicode_type);
 
     /* sizeof(_PyRuntimeState) agrees with the headers of that version */
-    const struct py_layout *layout = py_layout_for(3, expect_minor);
-    if (layout != NULL)
+    const struct py_layout *layout = py_layout_for(expect_major, expect_minor);
+    if (old)
+        assert_non_null(layout);
+    else if (layout != NULL)
         assert_int_equal(loc.runtime_size, (uint64_t)layout->runtime_size);
     else if (expect_minor == 13)
         assert_int_equal(loc.runtime_size, 283320);   /* 3.13.0, see test_debug_offsets.c */
     maps_free(&m);
 }
 
-static void run_pyenv(void **state, int minor)
+static void run_pyenv_version(void **state, int major, int minor)
 {
     struct child *c = *state;
     char python[PATH_MAX];
-    if (find_pyenv(minor, python, sizeof python) != 0) {
-        print_message("skipped: no /root/.pyenv/versions/3.%d.*/bin/python3.%d\n", minor,
-                      minor);
+    if (find_pyenv(major, minor, python, sizeof python) != 0) {
+        print_message("skipped: no /root/.pyenv/versions/%d.%d.*/bin/python%d.%d\n", major,
+                      minor, major, minor);
         skip();
     }
-    check_interpreter(c, python, 1, minor);
+    check_interpreter(c, python, 1, major, minor);
 }
+
+static void run_pyenv(void **state, int minor) { run_pyenv_version(state, 3, minor); }
+
+static void test_locate_pyenv_2_7(void **state) { run_pyenv_version(state, 2, 7); }
+static void test_locate_pyenv_3_6(void **state) { run_pyenv(state, 6); }
+static void test_locate_pyenv_3_7(void **state) { run_pyenv(state, 7); }
 
 static void test_locate_pyenv_3_8(void **state) { run_pyenv(state, 8); }
 static void test_locate_pyenv_3_9(void **state) { run_pyenv(state, 9); }
@@ -395,7 +444,66 @@ static void test_locate_debian_static_3_11(void **state)
         print_message("skipped: no /usr/bin/python3.11\n");
         skip();
     }
-    check_interpreter(c, "/usr/bin/python3.11", 0, 11);
+    check_interpreter(c, "/usr/bin/python3.11", 0, 3, 11);
+}
+
+/* 2.7 against a copy of its libpython without .symtab (strip, then
+ * LD_LIBRARY_PATH, which wins over the executable's RUNPATH): located, but
+ * refused by py_attach, naming the version and why. */
+static void test_attach_stripped_2_7(void **state)
+{
+    struct child *c = *state;
+    char python[PATH_MAX], exe[PATH_MAX];
+    if (find_pyenv(2, 7, python, sizeof python) != 0 || realpath(python, exe) == NULL) {
+        print_message("skipped: no /root/.pyenv/versions/2.7.*/bin/python2.7\n");
+        skip();
+    }
+    if (access("/usr/bin/strip", X_OK) != 0) {
+        print_message("skipped: no /usr/bin/strip\n");
+        skip();
+    }
+    char dir[] = "/tmp/pyrometer-stripped.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char lib[PATH_MAX + 64], cmd[3 * PATH_MAX], env[PATH_MAX + 64];
+    snprintf(lib, sizeof lib, "%s/libpython2.7.so.1.0", dir);
+    const char *slash = strrchr(exe, '/');
+    snprintf(cmd, sizeof cmd, "strip -o '%s' '%.*s/../lib/libpython2.7.so.1.0'", lib,
+             (int)(slash - exe), exe);
+    assert_int_equal(system(cmd), 0);
+    snprintf(env, sizeof env, "LD_LIBRARY_PATH=%s", dir);
+    char *argv[] = {"/usr/bin/env", env, exe, "-c",
+                    "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); "
+                    "time.sleep(30)",
+                    NULL};
+    c->pid = spawn_ready(argv);
+    int ready = c->pid > 0 && wait_mapped(c->pid, exe, 1) == 0;
+
+    struct proc_maps m;
+    struct pm_error err = {0};
+    struct py_location loc;
+    int located = ready && maps_read(c->pid, &m, &err) == 0;
+    if (located) {
+        located = py_locate(c->pid, &m, &loc, &err) == 0;
+        maps_free(&m);
+    }
+    struct py_process *py = NULL;
+    int attached = located ? py_attach(c->pid, &py, &err) : -1;
+    py_detach(py);
+    unlink(lib);
+    rmdir(dir);
+
+    if (!ready)
+        fail_msg("%s with a stripped libpython never became ready", exe);
+    if (!located)
+        fail_msg("py_locate: %s", err.msg);
+    assert_string_equal(loc.binary, lib);
+    assert_string_equal(loc.version.text, "2.7.18");
+    assert_int_equal(loc.has_symtab, 0);
+    assert_int_equal(loc.interp_head, 0);
+    assert_int_equal(attached, -1);
+    assert_int_equal(err.code, PM_EUNSUPPORTED);
+    if (strstr(err.msg, "2.7.18") == NULL || strstr(err.msg, "stripped") == NULL)
+        fail_msg("message must name the version and say the binary is stripped: %s", err.msg);
 }
 
 static void test_locate_not_python(void **state)
@@ -440,6 +548,9 @@ int main(void)
         cmocka_unit_test(test_version_parse_accepts),
         cmocka_unit_test(test_version_parse_rejects),
         cmocka_unit_test(test_version_from_hex),
+        cmocka_unit_test_setup_teardown(test_locate_pyenv_2_7, child_setup, child_teardown),
+        cmocka_unit_test_setup_teardown(test_locate_pyenv_3_6, child_setup, child_teardown),
+        cmocka_unit_test_setup_teardown(test_locate_pyenv_3_7, child_setup, child_teardown),
         cmocka_unit_test_setup_teardown(test_locate_pyenv_3_8, child_setup, child_teardown),
         cmocka_unit_test_setup_teardown(test_locate_pyenv_3_9, child_setup, child_teardown),
         cmocka_unit_test_setup_teardown(test_locate_pyenv_3_10, child_setup, child_teardown),
@@ -448,6 +559,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_locate_pyenv_3_13, child_setup, child_teardown),
         cmocka_unit_test_setup_teardown(test_locate_debian_static_3_11, child_setup,
                                         child_teardown),
+        cmocka_unit_test_setup_teardown(test_attach_stripped_2_7, child_setup, child_teardown),
         cmocka_unit_test_setup_teardown(test_locate_not_python, child_setup, child_teardown),
         cmocka_unit_test(test_locate_self_not_python),
     };

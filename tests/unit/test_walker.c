@@ -2,7 +2,9 @@
  * test_walker.c — the CPython model over synthetic memory (python/process.h).
  *
  * Each test builds a memory image in a local buffer, laid out by the real
- * generated layout tables (py_layout_for(3, 12) and (3, 10)): a _PyRuntime,
+ * generated layout tables (py_layout_for(3, 12), (3, 10), (3, 6) and
+ * (2, 7): 2.7 with PyStringObject names, interp_head and
+ * _PyThreadState_Current instead of _PyRuntime; 3.6 with its GIL statics): a _PyRuntime,
  * interpreters, thread states, 3.12 _PyCFrame / _PyInterpreterFrame chains
  * (in a _PyStackChunk, with a C-stack shim frame outside it) or 3.10
  * PyFrameObject chains, code objects, PEP 393 strings of every kind (compact
@@ -237,26 +239,44 @@ static uint64_t make_frame(struct image *im, uint64_t code, uint64_t back, int32
     return f;
 }
 
-static void image_init(struct image *im, int minor)
+static void image_init_version(struct image *im, int major, int minor)
 {
     memset(im, 0, sizeof *im);
     im->mem = malloc(IMG_SIZE);
     assert_non_null(im->mem);
-    im->l = py_layout_for(3, minor);
+    im->l = py_layout_for(major, minor);
     assert_non_null(im->l);
     im->used = 64;   /* nothing lives at the image's first bytes */
-    snprintf(im->loc.binary, sizeof im->loc.binary, "/usr/lib/libpython3.%d.so.1.0", minor);
-    im->loc.version.major = 3;
+    snprintf(im->loc.binary, sizeof im->loc.binary, "/usr/lib/libpython%d.%d.so.1.0", major,
+             minor);
+    im->loc.version.major = major;
     im->loc.version.minor = minor;
     im->loc.version.micro = 1;
-    snprintf(im->loc.version.text, sizeof im->loc.version.text, "3.%d.1", minor);
+    snprintf(im->loc.version.text, sizeof im->loc.version.text, "%d.%d.1", major, minor);
     /* fake type objects: only their addresses matter */
     im->loc.code_type = img_alloc(im, 64);
     im->loc.unicode_type = img_alloc(im, 64);
     im->loc.bytes_type = img_alloc(im, 64);
     im->loc.frame_type = img_alloc(im, 64);
-    im->loc.runtime_addr = img_alloc(im, 1024);
-    im->loc.runtime_size = 1024;
+    if (im->l->runtime_interpreters_head != PY_OFF_NONE) {
+        im->loc.runtime_addr = img_alloc(im, 1024);
+        im->loc.runtime_size = 1024;
+    } else {
+        /* 2.7 and 3.6: statics instead of _PyRuntime */
+        im->loc.has_symtab = 1;
+        im->loc.interp_head = img_alloc(im, 8);
+        im->loc.tstate_current = img_alloc(im, 8);
+    }
+    if (major == 2) {
+        /* bytes is str in 2.7 */
+        im->loc.string_type = img_alloc(im, 64);
+        im->loc.bytes_type = im->loc.string_type;
+    }
+}
+
+static void image_init(struct image *im, int minor)
+{
+    image_init_version(im, 3, minor);
 }
 
 /* ---- the 3.12 scenario -------------------------------------------------- */
@@ -1297,6 +1317,335 @@ static void test_310_freed_frame(void **state)
     assert_int_equal(walk(s->py, &t[0], frames, 8, &depth, &err), 0);
 }
 
+/* ---- 2.7: PyStringObject names, interp_head, _PyThreadState_Current ---- */
+
+/* A 2.7 str: PyStringObject with len bytes at ob_sval (NUL after them). */
+static uint64_t make_pystring(struct image *im, const char *bytes, size_t len)
+{
+    const struct py_layout *l = im->l;
+    uint64_t a = img_alloc(im, (size_t)l->string_sval + len + 1);
+    put64(im, a, 0, 1);
+    put64(im, a, l->ob_type, im->loc.string_type);
+    put64(im, a, l->ob_size, len);
+    put64(im, a, l->ob_size + 8, (uint64_t)-1);   /* ob_shash: not computed */
+    memcpy(at(im, a + (uint64_t)l->string_sval, len), bytes, len);
+    return a;
+}
+
+static uint64_t make_pystring_z(struct image *im, const char *s)
+{
+    return make_pystring(im, s, strlen(s));
+}
+
+/*
+ * interp_head → interp ── tstate_head → tstate[0] ─next→ tstate[1]
+ * tstate[0]: frame f_inner ("far_loop", a line table with jumps of more
+ *     than 127 lines, which 2.7 writes as unsigned deltas) ─f_back→ f_outer
+ *     (<module>, in a file whose name is UTF-8 bytes)
+ * tstate[1]: f2 ("caf\xe9": Latin-1 bytes, not UTF-8)
+ * _PyThreadState_Current = tstate[1]: it holds the GIL.
+ */
+struct s27 {
+    struct image im;
+    uint64_t interp, tstate[2], f_inner, f_outer, f2;
+    uint64_t code_far, code_module, code_cafe;
+    const struct linetable_case *tc_far, *tc_module, *tc_gap;
+    int32_t lasti_inner, lasti_outer, lasti2;
+    struct py_process *py;
+    struct reader *reader;
+};
+
+static const char FILE_27_UTF8[] = "/srv/app/\xc3\xbcml\xc3\xa4ut.py";
+
+static int setup_27(void **state)
+{
+    struct s27 *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return -1;
+    *state = s;
+    struct image *im = &s->im;
+    image_init_version(im, 2, 7);
+    const struct py_layout *l = im->l;
+    assert_int_equal(l->frames, PY_FRAMES_OBJECT);
+    assert_int_equal(l->lines, PY_LINES_LNOTAB27);
+    assert_int_equal(l->code_qualname, PY_OFF_NONE);
+    assert_int_equal(l->tstate_prev, PY_OFF_NONE);
+
+    s->tc_far = find_case("2.7.18", "far_loop");
+    s->tc_module = find_case("2.7.18", "<module>");
+    s->tc_gap = find_case("2.7.18", "gap300");
+    /* 2.7's f_lasti and its line table both count bytes */
+    s->lasti_inner = (int32_t)pos_run_start(s->tc_far, 1);
+    s->lasti_outer = (int32_t)pos_run_end(s->tc_module, 1);
+    s->lasti2 = (int32_t)pos_run_start(s->tc_gap, 1);
+
+    uint64_t file = make_pystring_z(im, FILE_27_UTF8);
+    struct code_spec far = {make_pystring_z(im, "far_loop"), 0, file, s->tc_far};
+    struct code_spec module = {make_pystring_z(im, "<module>"), 0, file, s->tc_module};
+    struct code_spec cafe = {make_pystring_z(im, "caf\xe9"), 0, make_pystring_z(im, FILE_MOD),
+                             s->tc_gap};
+    s->code_far = make_code(im, &far);
+    s->code_module = make_code(im, &module);
+    s->code_cafe = make_code(im, &cafe);
+
+    s->f_outer = make_frame(im, s->code_module, 0, s->lasti_outer);
+    s->f_inner = make_frame(im, s->code_far, s->f_outer, s->lasti_inner);
+    s->f2 = make_frame(im, s->code_cafe, 0, s->lasti2);
+
+    s->interp = img_alloc(im, 128);
+    for (int i = 0; i < 2; i++) {
+        s->tstate[i] = img_alloc(im, 256);
+        put64(im, s->tstate[i], l->tstate_interp, s->interp);
+        put64(im, s->tstate[i], l->tstate_thread_id, 0x7d0000000000ull + (uint64_t)i);
+    }
+    put64(im, s->tstate[0], l->tstate_frame, s->f_inner);
+    put64(im, s->tstate[1], l->tstate_frame, s->f2);
+    put64(im, s->tstate[0], l->tstate_next, s->tstate[1]);
+    put64(im, s->interp, l->interp_threads_head, s->tstate[0]);
+    put64(im, im->loc.interp_head, 0, s->interp);
+    put64(im, im->loc.tstate_current, 0, s->tstate[1]);
+    open_model(im, &s->py, &s->reader);
+    return 0;
+}
+
+static int teardown_27(void **state)
+{
+    struct s27 *s = *state;
+    py_detach(s->py);
+    free(s->im.mem);
+    free(s);
+    return 0;
+}
+
+static void test_27_threads_and_stacks(void **state)
+{
+    struct s27 *s = *state;
+    struct py_thread t[2];
+    list_threads(s->py, t, 2);
+    assert_int_equal(t[0].tstate, s->tstate[0]);
+    assert_int_equal(t[1].tstate, s->tstate[1]);
+    assert_int_equal(t[0].interp, s->interp);
+    assert_int_equal(t[0].thread_id, 0x7d0000000000ull);
+    assert_int_equal(t[1].thread_id, 0x7d0000000001ull);
+    assert_int_equal(t[0].os_tid, 0);   /* no native id in 2.7 and no pid to ask */
+    /* the current thread state holds the GIL */
+    assert_int_equal(t[0].owns_gil, 0);
+    assert_int_equal(t[1].owns_gil, 1);
+    assert_int_equal(t[0].top_frame, s->f_inner);
+    assert_int_equal(t[1].top_frame, s->f2);
+
+    struct py_frame frames[8];
+    size_t depth;
+    struct pm_error err;
+    if (walk(s->py, &t[0], frames, 8, &depth, &err) != 0)
+        fail_msg("walk: %s", err.msg);
+    assert_int_equal(depth, 2);
+    expect_frame(&frames[0], s->code_far, "far_loop", FILE_27_UTF8, 1317,
+                 line_at(s->tc_far, (size_t)s->lasti_inner));
+    expect_frame(&frames[1], s->code_module, "<module>", FILE_27_UTF8, 1,
+                 line_at(s->tc_module, (size_t)s->lasti_outer));
+    assert_int_equal(frames[0].entry, 1);
+    assert_int_equal(frames[0].addr, s->f_inner);
+    /* an off-by-one byte would give another line */
+    assert_int_not_equal(line_at(s->tc_far, (size_t)s->lasti_inner),
+                         line_at(s->tc_far, (size_t)s->lasti_inner - 1));
+    assert_int_not_equal(line_at(s->tc_module, (size_t)s->lasti_outer),
+                         line_at(s->tc_module, (size_t)s->lasti_outer + 1));
+
+    /* a byte that is not UTF-8 becomes U+FFFD */
+    assert_int_equal(walk(s->py, &t[1], frames, 8, &depth, &err), 0);
+    assert_int_equal(depth, 1);
+    expect_frame(&frames[0], s->code_cafe, "caf\xef\xbf\xbd", FILE_MOD, 666,
+                 line_at(s->tc_gap, (size_t)s->lasti2));
+
+    /* the GIL released: no current thread state, nobody holds it */
+    put64(&s->im, s->im.loc.tstate_current, 0, 0);
+    list_threads(s->py, t, 2);
+    assert_int_equal(t[0].owns_gil + t[1].owns_gil, 0);
+    put64(&s->im, s->im.loc.tstate_current, 0, s->tstate[0]);
+    list_threads(s->py, t, 2);
+    assert_int_equal(t[0].owns_gil, 1);
+    assert_int_equal(t[1].owns_gil, 0);
+}
+
+/* Every byte offset of a 2.7 table with 255-line jumps (unsigned deltas). */
+static void test_27_every_position(void **state)
+{
+    struct s27 *s = *state;
+    struct py_thread t[2];
+    list_threads(s->py, t, 2);
+    const struct linetable_case *tc = s->tc_gap;
+    int big_jump = 0;
+    for (size_t lasti = 0; lasti < tc->npos; lasti++) {
+        put32(&s->im, s->f2, s->im.l->frame_lasti, (uint32_t)lasti);
+        py_begin_sample(s->py);
+        struct py_frame frames[2];
+        size_t depth;
+        struct pm_error err;
+        assert_int_equal(walk(s->py, &t[1], frames, 2, &depth, &err), 0);
+        if (frames[0].line != tc->lines[lasti])
+            fail_msg("f_lasti %zu: line %d, the interpreter says %d", lasti, frames[0].line,
+                     tc->lines[lasti]);
+        big_jump |= frames[0].line - tc->firstlineno > 127;
+    }
+    assert_true(big_jump);
+}
+
+/* 2.7 strings are checked: type, length, and bounded copies. */
+static void test_27_strings(void **state)
+{
+    struct s27 *s = *state;
+    const struct py_layout *l = s->im.l;
+    struct py_thread t[2];
+    struct py_frame frames[4];
+    size_t depth;
+    struct pm_error err;
+
+    /* a name that is not a PyStringObject */
+    uint64_t name = make_pystring_z(&s->im, "other");
+    put64(&s->im, s->code_cafe, l->code_name, name);
+    put64(&s->im, name, l->ob_type, s->im.loc.unicode_type);
+    list_threads(s->py, t, 2);
+    expect_walk_fails(s->py, &t[1], PM_ETORN, "2.7 name of another type");
+    /* a negative ob_size */
+    put64(&s->im, name, l->ob_type, s->im.loc.string_type);
+    put64(&s->im, name, l->ob_size, (uint64_t)-5);
+    expect_walk_fails(s->py, &t[1], PM_ETORN, "2.7 str with a negative size");
+    /* a size no address space holds */
+    put64(&s->im, name, l->ob_size, 1ull << 50);
+    expect_walk_fails(s->py, &t[1], PM_ETORN, "2.7 str larger than memory");
+    /* the data pointer past the image: the name object itself is outside */
+    put64(&s->im, name, l->ob_size, 5);
+    put64(&s->im, s->code_cafe, l->code_name, IMG_BASE + IMG_SIZE - 8);
+    expect_walk_fails(s->py, &t[1], PM_EREAD, "2.7 str past the image");
+
+    /* a long name is cut to the walker's bound, on a character boundary */
+    char long_name[3000];
+    for (size_t i = 0; i + 1 < sizeof long_name; i += 2)
+        memcpy(long_name + i, "\xce\xbb", 2);   /* λ */
+    long_name[sizeof long_name - 1] = '\0';
+    put64(&s->im, s->code_cafe, l->code_name, make_pystring_z(&s->im, long_name));
+    list_threads(s->py, t, 2);
+    assert_int_equal(walk(s->py, &t[1], frames, 4, &depth, &err), 0);
+    size_t n = strlen(frames[0].code->name);
+    assert_true(n > 0 && n < 1024);
+    assert_int_equal(n % 2, 0);
+    assert_memory_equal(frames[0].code->name, long_name, n);
+
+    /* an empty name */
+    put64(&s->im, s->code_cafe, l->code_name, make_pystring(&s->im, "", 0));
+    list_threads(s->py, t, 2);
+    assert_int_equal(walk(s->py, &t[1], frames, 4, &depth, &err), 0);
+    assert_string_equal(frames[0].code->name, "");
+}
+
+/* The torn-read checks hold for 2.7 frames as for 3.8–3.10. */
+static void test_27_broken(void **state)
+{
+    struct s27 *s = *state;
+    const struct py_layout *l = s->im.l;
+    struct py_thread t[2];
+    list_threads(s->py, t, 2);
+    put64(&s->im, s->f_outer, 0, 0);   /* ob_refcnt: a freed frame */
+    expect_walk_fails(s->py, &t[0], PM_ETORN, "2.7 frame with no references");
+    put64(&s->im, s->f_outer, 0, 1);
+    put64(&s->im, s->f_outer, l->frame_back, s->f_inner);
+    expect_walk_fails(s->py, &t[0], PM_ETORN, "2.7 f_back loop");
+    put64(&s->im, s->f_outer, l->frame_back, 0);
+    put64(&s->im, s->f_outer, l->frame_code, s->f_inner);
+    expect_walk_fails(s->py, &t[0], PM_ETORN, "2.7 f_code to a frame");
+    put64(&s->im, s->f_outer, l->frame_code, s->code_module);
+    put64(&s->im, s->tstate[1], l->tstate_next, s->tstate[0]);
+    size_t count;
+    struct pm_error err = {0};
+    assert_int_equal(py_list_threads(s->py, t, 2, &count, &err), -1);
+    assert_int_equal(err.code, PM_ETORN);
+    /* an interpreter list that loops */
+    put64(&s->im, s->tstate[1], l->tstate_next, 0);
+    put64(&s->im, s->interp, l->interp_next, s->interp);
+    assert_int_equal(py_list_threads(s->py, t, 2, &count, &err), -1);
+    assert_int_equal(err.code, PM_ETORN);
+}
+
+/* Without interp_head (a stripped binary) there is no thread list. */
+static void test_27_no_interp_head(void **state)
+{
+    (void)state;
+    struct image im;
+    image_init_version(&im, 2, 7);
+    im.loc.interp_head = 0;
+    struct py_process *py;
+    struct reader *reader;
+    open_model(&im, &py, &reader);
+    struct py_thread t[1];
+    size_t count;
+    struct pm_error err = {0};
+    assert_int_equal(py_list_threads(py, t, 1, &count, &err), -1);
+    assert_int_equal(err.code, PM_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, "2.7.1"));
+    py_detach(py);
+    free(im.mem);
+}
+
+/* 3.6: the GIL statics (gil_locked, gil_last_holder) and
+ * _PyThreadState_Current, which wins when set. */
+static void test_36_gil(void **state)
+{
+    (void)state;
+    struct image im;
+    image_init_version(&im, 3, 6);
+    const struct py_layout *l = im.l;
+    assert_int_equal(l->lines, PY_LINES_LNOTAB);
+    im.loc.gil_locked = img_alloc(&im, 8);
+    im.loc.gil_last_holder = img_alloc(&im, 8);
+    const struct linetable_case *tc = find_case("3.6.15", "loops");
+    struct code_spec loops = {make_ascii(&im, "loops"), 0, make_ascii(&im, FILE_MOD), tc};
+    uint64_t code = make_code(&im, &loops);
+    int32_t lasti = (int32_t)pos_run_start(tc, 2);
+    uint64_t interp = img_alloc(&im, 256), tstate[2];
+    for (int i = 0; i < 2; i++) {
+        tstate[i] = img_alloc(&im, 256);
+        put64(&im, tstate[i], l->tstate_interp, interp);
+        put64(&im, tstate[i], l->tstate_thread_id, 0x7c0000000000ull + (uint64_t)i);
+        put64(&im, tstate[i], l->tstate_frame, make_frame(&im, code, 0, lasti));
+    }
+    put64(&im, tstate[0], l->tstate_next, tstate[1]);
+    put64(&im, tstate[1], l->tstate_prev, tstate[0]);
+    put64(&im, interp, l->interp_threads_head, tstate[0]);
+    put64(&im, im.loc.interp_head, 0, interp);
+    /* no GIL yet (3.6 creates it when a second thread starts): gil_locked -1 */
+    put32(&im, im.loc.gil_locked, 0, (uint32_t)-1);
+    put64(&im, im.loc.tstate_current, 0, tstate[0]);
+    struct py_process *py;
+    struct reader *reader;
+    open_model(&im, &py, &reader);
+
+    struct py_thread t[2];
+    list_threads(py, t, 2);
+    assert_int_equal(t[0].owns_gil, 1);
+    assert_int_equal(t[1].owns_gil, 0);
+    struct py_frame frames[2];
+    size_t depth;
+    struct pm_error err;
+    assert_int_equal(walk(py, &t[1], frames, 2, &depth, &err), 0);
+    assert_int_equal(depth, 1);
+    expect_frame(&frames[0], code, "loops", FILE_MOD, 17, line_at(tc, (size_t)lasti));
+
+    /* taken by tstate[1], which has not set the current thread state yet */
+    put64(&im, im.loc.tstate_current, 0, 0);
+    put32(&im, im.loc.gil_locked, 0, 1);
+    put64(&im, im.loc.gil_last_holder, 0, tstate[1]);
+    list_threads(py, t, 2);
+    assert_int_equal(t[0].owns_gil, 0);
+    assert_int_equal(t[1].owns_gil, 1);
+    /* released: last_holder stays, but nobody holds it */
+    put32(&im, im.loc.gil_locked, 0, 0);
+    list_threads(py, t, 2);
+    assert_int_equal(t[0].owns_gil + t[1].owns_gil, 0);
+    py_detach(py);
+    free(im.mem);
+}
+
 /* 3.11+: a frame at or above the thread's datastack_top has returned. */
 static void test_312_frame_above_stack_top(void **state)
 {
@@ -1340,6 +1689,12 @@ int main(void)
         T310(test_310_every_position),
         T310(test_310_code_cache),
         T310(test_310_broken),
+        cmocka_unit_test_setup_teardown(test_27_threads_and_stacks, setup_27, teardown_27),
+        cmocka_unit_test_setup_teardown(test_27_every_position, setup_27, teardown_27),
+        cmocka_unit_test_setup_teardown(test_27_strings, setup_27, teardown_27),
+        cmocka_unit_test_setup_teardown(test_27_broken, setup_27, teardown_27),
+        cmocka_unit_test(test_27_no_interp_head),
+        cmocka_unit_test(test_36_gil),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
