@@ -15,6 +15,7 @@
 #include "../python/pyobj.h"
 #include "../python/pyrepr.h"
 #include "../sample/sampler.h"
+#include "../target/core.h"
 #include "../target/proc.h"
 #include "cmd.h"
 
@@ -27,6 +28,8 @@ struct dump_opts {
     int subprocesses;
     int locals;
     int native;
+    const char *core;     /* --core: read an ELF core file instead of a process */
+    const char *exe;      /* --exe: its executable, when not where the core says */
 };
 
 #define LOCALS_MAX 64
@@ -34,10 +37,15 @@ struct dump_opts {
 static void dump_usage(FILE *out)
 {
     fprintf(out,
-            "usage: pyrometer dump [--json] -p PID\n\n"
+            "usage: pyrometer dump [options] (-p PID | --core CORE [--exe EXE])\n\n"
             "Prints the current Python stack of every thread, innermost frame first,\n"
             "without pausing the process.\n\n"
             "  -p, --pid PID          the Python process\n"
+            "  -c, --core CORE        an ELF core file of a crashed or hung Python (gcore,\n"
+            "                         or a core dump); the files it mapped are read from\n"
+            "                         this machine\n"
+            "  -e, --exe EXE          the executable the core was written from, when it is\n"
+            "                         no longer where the core says\n"
             "  -j, --json             JSON: an array of threads\n"
             "  -s, --subprocesses     also every Python child process\n"
             "  -l, --locals           show each frame's arguments and locals (short reprs)\n"
@@ -54,13 +62,13 @@ static int parse_dump_args(int argc, char **argv, struct dump_opts *o)
         {"full-filenames", no_argument, 0, 'A'}, {"help", no_argument, 0, 'h'},
         {"locals", no_argument, 0, 'l'}, {"core", required_argument, 0, 'c'},
         {"native", no_argument, 0, 'n'}, {"subprocesses", no_argument, 0, 's'},
-        {0, 0, 0, 0},
+        {"exe", required_argument, 0, 'e'}, {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+p:jhlns", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+p:jhlnsc:e:", longopts, NULL)) != -1) {
         switch (c) {
         case 'p':
             if (cmd_parse_pid(optarg, &o->pid) != 0)
@@ -72,17 +80,20 @@ static int parse_dump_args(int argc, char **argv, struct dump_opts *o)
         case 's': o->subprocesses = 1; break;
         case 'l': o->locals = 1; break;
         case 'n': o->native = 1; break;
-        case 'c':
-            return cmd_usage_error("dump", "%s is not available in this version yet",
-                                   argv[optind - 1]);
+        case 'c': o->core = optarg; break;
+        case 'e': o->exe = optarg; break;
         default:
             return cmd_usage_error("dump", "unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc)
         return cmd_usage_error("dump", "unexpected argument '%s'", argv[optind]);
-    if (!o->pid)
-        return cmd_usage_error("dump", "give the process with -p PID");
+    if (!o->pid == !o->core)
+        return cmd_usage_error("dump", "give either -p PID or --core CORE");
+    if (o->exe && !o->core)
+        return cmd_usage_error("dump", "--exe goes with --core");
+    if (o->core && (o->subprocesses || o->native))
+        return cmd_usage_error("dump", "--core cannot be combined with -s or -n");
     return 0;
 }
 
@@ -126,17 +137,27 @@ static void print_text_locals(const struct frame_locals *fl)
 }
 
 static void print_text(const struct dump_opts *o, const struct sample *smp,
-                       struct py_objctx *ctx, struct frame_locals *fl)
+                       struct py_objctx *ctx, struct frame_locals *fl, struct core_file *core)
 {
     char cmdline[1024];
-    pid_t pid = py_pid(smp->py);
-    proc_cmdline(pid, cmdline, sizeof cmdline);
-    printf("Process %d: %s\n", (int)pid, cmdline);
+    pid_t pid = core ? core_pid(core) : py_pid(smp->py);
+    if (core)
+        snprintf(cmdline, sizeof cmdline, "%s", core_command(core));
+    else
+        proc_cmdline(pid, cmdline, sizeof cmdline);
+    printf("Process %d: %s%s\n", (int)pid, cmdline, core ? " (from a core file)" : "");
     printf("Python v%s (%s)\n", py_get_version(smp->py)->text, py_binary(smp->py));
     for (size_t i = 0; i < smp->nthreads; i++) {
         const struct sampled_thread *t = &smp->threads[i];
-        printf("\nThread %d (%s)%s", (int)t->os_tid, t->active ? "active" : "idle",
-               t->owns_gil ? " +GIL" : "");
+        int signal = core ? core_thread_signal(core, t->os_tid) : 0;
+        if (core && signal)
+            printf("\nThread %d (stopped by signal %d: %s)%s", (int)t->os_tid, signal,
+                   strsignal(signal), t->owns_gil ? " +GIL" : "");
+        else if (core)
+            printf("\nThread %d%s", (int)t->os_tid, t->owns_gil ? " +GIL" : "");
+        else
+            printf("\nThread %d (%s)%s", (int)t->os_tid, t->active ? "active" : "idle",
+                   t->owns_gil ? " +GIL" : "");
         if (t->name)
             printf(": \"%s\"", t->name);
         printf("\n");
@@ -163,7 +184,7 @@ static void print_text(const struct dump_opts *o, const struct sample *smp,
 
 /* Append the threads of one process's sample to a JSON array. */
 static void add_json_threads(json_t *threads, const struct sample *smp, struct py_objctx *ctx,
-                             struct frame_locals *fl)
+                             struct frame_locals *fl, struct core_file *core)
 {
     for (size_t i = 0; i < smp->nthreads; i++) {
         const struct sampled_thread *t = &smp->threads[i];
@@ -184,12 +205,16 @@ static void add_json_threads(json_t *threads, const struct sample *smp, struct p
             }
             json_array_append_new(frames, frame);
         }
-        json_t *thread = json_pack("{s:i, s:I, s:I, s:n, s:b, s:b, s:o}", "pid", (int)t->pid,
+        pid_t pid = core ? core_pid(core) : t->pid;
+        json_t *thread = json_pack("{s:i, s:I, s:I, s:n, s:b, s:b, s:o}", "pid", (int)pid,
                                    "thread_id", (json_int_t)t->thread_id, "os_thread_id",
                                    (json_int_t)t->os_tid, "thread_name", "active", t->active,
                                    "owns_gil", t->owns_gil, "frames", frames);
         if (t->name)
             json_object_set_new(thread, "thread_name", json_string(t->name));
+        int signal = core ? core_thread_signal(core, t->os_tid) : 0;
+        if (signal)
+            json_object_set_new(thread, "signal", json_integer(signal));
         json_array_append_new(threads, thread);
     }
 }
@@ -216,8 +241,15 @@ static int snapshot(struct sampler *sampler, const struct sample **smp, struct p
     return rc;
 }
 
+static void warn_core_file(const char *path, const char *why, void *ctx)
+{
+    (void)ctx;
+    fprintf(stderr, "pyrometer: warning: %s: %s\n", path, why);
+}
+
 struct dump_state {
     const struct dump_opts *opts;
+    struct core_file *core;       /* --core */
     json_t *threads;      /* --json: every process's threads */
     size_t processes;
     struct frame_locals locals;   /* scratch for one frame */
@@ -237,11 +269,11 @@ static int dump_one(const struct sample *smp, void *ctx)
                     (int)py_pid(smp->py), err.msg);
     }
     if (ds->threads) {
-        add_json_threads(ds->threads, smp, objs, &ds->locals);
+        add_json_threads(ds->threads, smp, objs, &ds->locals, ds->core);
     } else {
         if (ds->processes)
             printf("\n");
-        print_text(ds->opts, smp, objs, &ds->locals);
+        print_text(ds->opts, smp, objs, &ds->locals, ds->core);
     }
     ds->processes++;
     return 0;
@@ -268,7 +300,12 @@ int cmd_dump(int argc, char **argv)
     ds->opts = &o;
     ds->threads = o.json ? json_array() : NULL;
     int exit_code = 0;
-    if (py_attach(o.pid, &py, &err) != 0) {
+    if (o.core) {
+        if (core_open(o.core, o.exe, &ds->core, &err) != 0 ||
+            py_attach_core(ds->core, &py, &err) != 0)
+            goto out;
+        core_file_problems(ds->core, warn_core_file, NULL);
+    } else if (py_attach(o.pid, &py, &err) != 0) {
         /* with -s the root may be a shell or a supervisor */
         if (!(o.subprocesses && err.code == PM_ENOTPYTHON))
             goto out;
@@ -308,9 +345,10 @@ out:
     if (err.code != PM_OK)
         exit_code = cmd_report_error(&err);
     json_decref(ds->threads);
-    free(ds);
     sampler_group_free(group);
     sampler_free(sampler);
     py_detach(py);
+    core_close(ds->core);
+    free(ds);
     return exit_code;
 }

@@ -171,11 +171,12 @@ static void find_old_statics(const struct elf_image *img, struct py_location *lo
 }
 
 /* Try one candidate ELF; 1 = it is CPython (loc filled), 0 = not, -1 = error. */
-static int try_candidate(pid_t pid, const struct proc_maps *maps, const char *path,
-                         struct py_location *loc, struct pm_error *err)
+static int try_candidate(const struct py_files *files, const struct proc_maps *maps,
+                         const char *path, struct py_location *loc, struct pm_error *err)
 {
     char host_path[4200];
-    proc_root_path(pid, path, host_path, sizeof host_path);
+    if (files->resolve(files->ctx, path, host_path, sizeof host_path) != 0)
+        return 0;
     struct elf_image *img;
     struct pm_error open_err;
     if (elf_open(host_path, &img, &open_err) != 0) {
@@ -227,9 +228,8 @@ static int try_candidate(pid_t pid, const struct proc_maps *maps, const char *pa
         py_version_from_hex(version_hex, &loc->version);
     } else if (version_from_rodata(img, path, runtime_size, &loc->version) != 0) {
         elf_close(img);
-        pm_fail(err, PM_EUNSUPPORTED,
-                "process %d runs a CPython whose version cannot be determined (%s)", (int)pid,
-                path);
+        pm_fail(err, PM_EUNSUPPORTED, "%s runs a CPython whose version cannot be determined (%s)",
+                files->what, path);
         return -1;
     }
     elf_close(img);
@@ -244,8 +244,8 @@ static int seen_before(const struct proc_maps *maps, size_t i)
     return 0;
 }
 
-int py_locate(pid_t pid, const struct proc_maps *maps, struct py_location *loc,
-              struct pm_error *err)
+int py_locate_in(const struct proc_maps *maps, const struct py_files *files,
+                 struct py_location *loc, struct pm_error *err)
 {
     /* 1. mapped libpython* (and, for odd names, any python-named file) */
     for (int pass = 0; pass < 2; pass++) {
@@ -257,25 +257,36 @@ int py_locate(pid_t pid, const struct proc_maps *maps, struct py_location *loc,
             int wanted = pass == 0 ? strncmp(base, "libpython", 9) == 0 : is_python_name(path);
             if (!wanted)
                 continue;
-            int rc = try_candidate(pid, maps, path, loc, err);
+            int rc = try_candidate(files, maps, path, loc, err);
             if (rc != 0)
                 return rc > 0 ? 0 : -1;
         }
         /* 2. the executable (static builds) */
-        if (pass == 0) {
-            char exe[4096];
-            if (proc_exe(pid, exe, sizeof exe) == 0) {
-                int rc = try_candidate(pid, maps, exe, loc, err);
-                if (rc != 0)
-                    return rc > 0 ? 0 : -1;
-            }
+        if (pass == 0 && files->exe[0]) {
+            int rc = try_candidate(files, maps, files->exe, loc, err);
+            if (rc != 0)
+                return rc > 0 ? 0 : -1;
         }
     }
-    char cmd[256], exe[4096] = "?";
-    proc_cmdline(pid, cmd, sizeof cmd);
-    proc_exe(pid, exe, sizeof exe);
     return pm_fail(err, PM_ENOTPYTHON,
-                   "process %d (%s) is not a Python process: no libpython mapped and no "
-                   "_PyRuntime in %s",
-                   (int)pid, cmd[0] ? cmd : "?", exe);
+                   "%s is not a Python process: no libpython mapped and no _PyRuntime in %s",
+                   files->what, files->exe[0] ? files->exe : "its executable");
+}
+
+static int process_resolve(void *ctx, const char *target_path, char *out, size_t cap)
+{
+    proc_root_path(*(const pid_t *)ctx, target_path, out, cap);
+    return 0;
+}
+
+int py_locate(pid_t pid, const struct proc_maps *maps, struct py_location *loc,
+              struct pm_error *err)
+{
+    struct py_files files = {.resolve = process_resolve, .ctx = &pid};
+    char cmd[256];
+    proc_cmdline(pid, cmd, sizeof cmd);
+    snprintf(files.what, sizeof files.what, "process %d (%s)", (int)pid, cmd[0] ? cmd : "?");
+    if (proc_exe(pid, files.exe, sizeof files.exe) != 0)
+        files.exe[0] = '\0';
+    return py_locate_in(maps, &files, loc, err);
 }

@@ -43,6 +43,22 @@ struct py_location {
     uint64_t string_type;   /* 2.7: &PyString_Type, 0 if unknown */
 };
 
+/* Where the ELF files a target mapped can be opened from, and how to name
+ * the target in messages: a live process (/proc/PID/root/...) or a core
+ * file (the files on this machine, or --exe). */
+struct py_files {
+    /* host path for a path as the target named it; 0, or -1 if unavailable */
+    int (*resolve)(void *ctx, const char *target_path, char *out, size_t cap);
+    void *ctx;
+    char exe[4096];     /* the target's executable as it names it; "" if unknown */
+    char what[300];     /* "process 1234 (cmd)" / "the core's process 1234 (cmd)" */
+};
+
+/* Find CPython among the files mapped in `maps`, opening them through
+ * `files`.  Errors as py_locate. */
+int py_locate_in(const struct proc_maps *maps, const struct py_files *files,
+                 struct py_location *loc, struct pm_error *err);
+
 /* Find CPython in process `pid` with memory map `maps`.  Errors:
  * PM_ENOTPYTHON (nothing that looks like CPython), PM_EPERM, PM_ENOTFOUND.
  * Versions are not judged here: a 2.7 or 3.6 target is located with

@@ -16,9 +16,11 @@
  */
 #include "process.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../target/core.h"
 #include "../target/maps.h"
 #include "../target/proc.h"
 #include "debug_offsets.h"
@@ -51,7 +53,8 @@ struct code_entry {
 };
 
 struct py_process {
-    pid_t pid;
+    pid_t pid;                     /* 0 when reading a core file */
+    struct core_file *core;        /* borrowed; NULL for a live process */
     struct py_location loc;
     struct py_layout layout;
     struct py_objects objects;
@@ -198,6 +201,37 @@ int py_attach(pid_t pid, struct py_process **out, struct pm_error *err)
 fail:
     py_detach(py);
     return -1;
+}
+
+static int core_resolve(void *ctx, const char *path, char *out, size_t cap)
+{
+    return core_host_path(ctx, path, out, cap);
+}
+
+int py_attach_core(struct core_file *core, struct py_process **out, struct pm_error *err)
+{
+    struct proc_maps maps;
+    if (core_maps(core, &maps, err) != 0)
+        return -1;
+    struct py_files files = {.resolve = core_resolve, .ctx = core};
+    snprintf(files.exe, sizeof files.exe, "%s", core_exe(core) ? core_exe(core) : "");
+    snprintf(files.what, sizeof files.what, "the core's process %d (%s)", (int)core_pid(core),
+             core_command(core));
+    struct py_process *py = calloc(1, sizeof *py);
+    if (py == NULL) {
+        maps_free(&maps);
+        return pm_fail(err, PM_ENOMEM, "out of memory");
+    }
+    py->core = core;   /* pid stays 0: no /proc lookups for a core */
+    int rc = py_locate_in(&maps, &files, &py->loc, err);
+    maps_free(&maps);
+    if (rc != 0 || (py->reader = core_reader(core, err)) == NULL ||
+        choose_layout(py, err) != 0 || finish_open(py, err) != 0) {
+        py_detach(py);
+        return -1;
+    }
+    *out = py;
+    return 0;
 }
 
 int py_open_reader(struct reader *reader, const struct py_layout *layout,
@@ -418,6 +452,7 @@ int py_list_threads(struct py_process *py, struct py_thread *out, size_t cap, si
                 t->thread_id = field_u64(ts, l->tstate_thread_id);
                 t->os_tid = l->tstate_native_thread_id != PY_OFF_NONE
                                 ? (pid_t)field_u64(ts, l->tstate_native_thread_id)
+                            : py->core ? core_tid_of_pthread(py->core, t->thread_id)
                             : py->pid ? proc_tid_of_pthread(py->reader, py->pid, t->thread_id)
                                       : 0;
                 t->owns_gil = holder != 0 && holder == tstate;

@@ -54,6 +54,12 @@ struct py_process;
 /* Attach to pid.  Errors: PM_ENOTFOUND, PM_ENOTPYTHON, PM_EUNSUPPORTED (the
  * message names the version), PM_EPERM. */
 int py_attach(pid_t pid, struct py_process **out, struct pm_error *err);
+/* Attach to the process recorded in an ELF core file (target/core.h): the
+ * same model over the core's memory and the files it mapped.  `core` is
+ * borrowed and must outlive the result (close it after py_detach). */
+struct core_file;
+int py_attach_core(struct core_file *core, struct py_process **out, struct pm_error *err);
+
 /* Build the model over any reader with a known layout and location (unit
  * tests drive the walker over synthetic memory this way).  Takes ownership
  * of reader.  pid is 0: no /proc lookups are made for thread ids. */

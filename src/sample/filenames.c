@@ -88,7 +88,9 @@ static int target_dir_is_package(const char *dir, void *ctx)
 {
     const struct package_ctx *pc = ctx;
     char probe[PATH_MAX + 64];
-    if (dir[0] == '/')
+    if (pc->pid == 0)   /* no live process (a core file): this machine's files */
+        snprintf(probe, sizeof probe, "%s/__init__.py", dir);
+    else if (dir[0] == '/')
         snprintf(probe, sizeof probe, "/proc/%d/root%s/__init__.py", (int)pc->pid, dir);
     else
         snprintf(probe, sizeof probe, "/proc/%d/cwd/%s/__init__.py", (int)pc->pid, dir);

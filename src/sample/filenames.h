@@ -5,6 +5,7 @@
  * target's mount namespace, /proc/PID/root, relative paths against
  * /proc/PID/cwd); the short name starts at the outermost package.  A module
  * outside any package is its base name.  Results are cached per file name.
+ * pid 0 (a core file) looks at this machine's files directly.
  * Never prints.
  */
 #ifndef PYROMETER_FILENAMES_H

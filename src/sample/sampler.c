@@ -251,8 +251,10 @@ int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *
         st->thread_id = t->thread_id;
         st->os_tid = t->os_tid;
         st->owns_gil = t->owns_gil;
-        st->state = t->os_tid ? thread_states_get(s->states, t->os_tid) : 0;
-        st->active = st->state == 0 || st->state == 'R';
+        st->state = t->os_tid && py_pid(s->py) ? thread_states_get(s->states, t->os_tid) : 0;
+        /* unknown (no /proc state, e.g. a core file) counts as active only
+         * for a live process, where it errs towards keeping the thread */
+        st->active = st->state == 'R' || (st->state == 0 && py_pid(s->py) != 0);
         size_t depth;
         int truncated = 0;
         struct pm_error stack_err;

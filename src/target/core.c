@@ -1004,3 +1004,13 @@ oom:
     maps_free(out);
     return pm_fail(err, PM_ENOMEM, "out of memory");
 }
+
+int core_thread_signal(const struct core_file *c, pid_t tid)
+{
+    for (size_t i = 0; i < core_thread_count(c); i++) {
+        const struct core_thread *t = core_thread_at(c, i);
+        if (t->tid == tid)
+            return t->signal;
+    }
+    return 0;
+}

@@ -69,6 +69,9 @@ const char *core_exe_host_path(const struct core_file *c);
  * took the fatal signal first). */
 size_t core_thread_count(const struct core_file *c);
 const struct core_thread *core_thread_at(const struct core_file *c, size_t i);
+/* The signal that stopped thread tid when the core was written (0: none,
+ * or no such thread). */
+int core_thread_signal(const struct core_file *c, pid_t tid);
 
 /* The kernel thread id of the thread whose glibc pthread_t is `pthread`
  * (matched against each thread's thread pointer), or 0 if none matches —
