@@ -310,7 +310,10 @@ static int parse_prstatus(struct core_file *c, const uint8_t *desc, size_t size,
     struct core_thread *t = &c->threads[c->nthreads++];
     memset(t, 0, sizeof *t);
     t->tid = st.pr_pid;
-    t->signal = st.pr_cursig;
+    /* The kernel writes the thread that took the fatal signal first (its
+     * record is the one followed by NT_SIGINFO) and copies the signal into
+     * every thread's pr_cursig: only the first record's is its own. */
+    t->signal = c->nthreads == 1 ? st.pr_cursig : 0;
     size_t n = sizeof st.pr_reg / sizeof st.pr_reg[0];
     t->nregs = n < CORE_MAX_REGS ? n : CORE_MAX_REGS;
     for (size_t i = 0; i < t->nregs; i++)
