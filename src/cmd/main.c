@@ -15,6 +15,7 @@ struct command {
 
 static const struct command commands[] = {
     {"record", cmd_record, "sample a Python program and write a profile (flame graph, ...)"},
+    {"top", cmd_top, "a live view of the functions a Python program spends its time in"},
     {"dump", cmd_dump, "print the current stack of every thread of a Python process"},
 };
 

@@ -1,8 +1,9 @@
 /*
  * launch.c — fork/exec of the program to profile.  A close-on-exec pipe
  * tells the parent when exec happened (EOF) or why it failed (errno written
- * by the child).  The child keeps our stdin/stdout/stderr and process group,
- * so the terminal's Ctrl-C reaches it as it would without us.
+ * by the child).  The child keeps our process group, so the terminal's
+ * Ctrl-C reaches it as it would without us, and our stdin/stdout/stderr
+ * unless it is started redirected (for a full-screen view that owns them).
  */
 #include "launch.h"
 
@@ -15,7 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-int launch_start(char *const argv[], pid_t *pid_out, struct pm_error *err)
+/* fork/exec argv; out_fd >= 0: the child's stdin is /dev/null and its
+ * stdout and stderr go to out_fd; -1: all three inherited. */
+static int launch_spawn(char *const argv[], int out_fd, pid_t *pid_out, struct pm_error *err)
 {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0)
@@ -31,6 +34,16 @@ int launch_start(char *const argv[], pid_t *pid_out, struct pm_error *err)
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGPIPE, SIG_DFL);
+        if (out_fd >= 0) {
+            int null_fd = open("/dev/null", O_RDONLY);
+            if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 ||
+                dup2(out_fd, STDOUT_FILENO) < 0 || dup2(out_fd, STDERR_FILENO) < 0) {
+                int e = errno;
+                ssize_t unused = write(fds[1], &e, sizeof e);
+                (void)unused;
+                _exit(127);
+            }
+        }
         execvp(argv[0], argv);
         int e = errno;
         ssize_t unused = write(fds[1], &e, sizeof e);
@@ -50,6 +63,17 @@ int launch_start(char *const argv[], pid_t *pid_out, struct pm_error *err)
     }
     *pid_out = pid;
     return 0;
+}
+
+int launch_start(char *const argv[], pid_t *pid_out, struct pm_error *err)
+{
+    return launch_spawn(argv, -1, pid_out, err);
+}
+
+int launch_start_redirected(char *const argv[], int out_fd, pid_t *pid_out,
+                            struct pm_error *err)
+{
+    return launch_spawn(argv, out_fd, pid_out, err);
 }
 
 int launch_poll(pid_t pid, int *status)

@@ -1,6 +1,7 @@
 /*
  * launch.h — starting a program to profile, and waiting for it.
- * Owns fork/exec of the command (stdin/stdout/stderr inherited), knowing when
+ * Owns fork/exec of the command (stdin/stdout/stderr inherited, or
+ * redirected for a full-screen view), knowing when
  * exec has happened, and collecting the child's exit status.  Never
  * interprets Python, never prints.
  */
@@ -14,6 +15,11 @@
 /* Start argv[0] (PATH search) with the given arguments; returns after the
  * exec succeeded (or failed: PM_ENOTFOUND with the reason). */
 int launch_start(char *const argv[], pid_t *pid_out, struct pm_error *err);
+
+/* The same, but the child's stdin is /dev/null and its stdout and stderr
+ * go to out_fd (which stays open in the caller; the child gets a copy). */
+int launch_start_redirected(char *const argv[], int out_fd, pid_t *pid_out,
+                            struct pm_error *err);
 
 /* Non-blocking: 1 and *status filled (waitpid status) if the child has
  * exited and been reaped, 0 if it is still running. */
