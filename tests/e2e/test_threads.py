@@ -134,3 +134,32 @@ def test_subprocesses_record_and_dump(python, spawn, tmp_path):
     res = run_pyrometer(["dump", "-s", "--json", "-p", target.pid]).expect(0)
     pids = {t["pid"] for t in json.loads(res.stdout)}
     assert pids == set(workers) | {target.pid}, pids
+
+
+def test_blocking_killed_pyrometer_leaves_target_running(python, spawn, background):
+    """SIGKILL of pyrometer in the middle of --blocking sampling: the kernel
+    detaches the seized threads, so the target is never left stopped."""
+    import signal
+    import time
+    target = spawn(python, "rec20.py")
+    for attempt in range(5):
+        run = background(["record", "--blocking", "-r", 2000, "-d", 30, "-f", "raw",
+                          "-o", "/dev/null", "-p", target.pid])
+        time.sleep(0.2 + 0.05 * attempt)   # let it pause and resume many times
+        os.kill(run.pid, signal.SIGKILL)
+        run.proc.wait(timeout=10)   # killed on purpose: not a crash to report
+        # every thread of the target must run on, untraced
+        for tid in os.listdir("/proc/%d/task" % target.pid):
+            with open("/proc/%d/task/%s/status" % (target.pid, tid)) as f:
+                status = f.read()
+            assert "TracerPid:\t0" in status, status
+        with open("/proc/%d/stat" % target.pid) as f:
+            before = int(f.read().rsplit(")", 1)[1].split()[11])   # utime
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with open("/proc/%d/stat" % target.pid) as f:
+                if int(f.read().rsplit(")", 1)[1].split()[11]) > before:
+                    break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("target stopped running after pyrometer was killed")
