@@ -278,33 +278,6 @@ static void put_slice(FILE *out, const struct frame_event *events, uint32_t pid,
     fputs(events[s->frame].tail, out);
 }
 
-/* Runs grouped by thread, each group in timeline order: the runs of thread t
- * are run_ids[first[t] .. first[t + 1]).  Returns 0 or -1 (out of memory). */
-static int group_runs_by_thread(const struct profile *p, size_t **run_ids_out,
-                                size_t **first_out)
-{
-    size_t *first = calloc((size_t)p->nthreads + 1, sizeof *first);
-    size_t *run_ids = malloc((p->nruns ? p->nruns : 1) * sizeof *run_ids);
-    size_t *fill = calloc((size_t)p->nthreads + 1, sizeof *fill);
-    if (first == NULL || run_ids == NULL || fill == NULL) {
-        free(first);
-        free(run_ids);
-        free(fill);
-        return -1;
-    }
-    for (size_t i = 0; i < p->nruns; i++)
-        first[p->runs[i].thread + 1]++;
-    for (uint32_t t = 0; t < p->nthreads; t++)
-        first[t + 1] += first[t];
-    memcpy(fill, first, ((size_t)p->nthreads + 1) * sizeof *fill);
-    for (size_t i = 0; i < p->nruns; i++)
-        run_ids[fill[p->runs[i].thread]++] = i;
-    free(fill);
-    *run_ids_out = run_ids;
-    *first_out = first;
-    return 0;
-}
-
 /* Name every process (once) and every thread that has samples. */
 static void put_tracks(struct json_writer *w, const struct profile *p, const size_t *first)
 {
@@ -363,7 +336,7 @@ int render_chrometrace(const struct profile *p, const struct render_opts *o, FIL
     size_t *run_ids = NULL, *first = NULL;
     struct frame_event *events = calloc(p->nframes ? p->nframes : 1, sizeof *events);
     int rc = -1;
-    if (events == NULL || group_runs_by_thread(p, &run_ids, &first) != 0)
+    if (events == NULL || render_runs_by_thread(p, &run_ids, &first) != 0)
         goto oom;
     for (uint32_t i = 0; i < p->nframes; i++)
         if (encode_frame_event(p, i, full_filenames, &events[i]) != 0)

@@ -183,3 +183,29 @@ char **render_frame_labels(const struct profile *p, int full_filenames)
     }
     return labels;
 }
+
+/* Runs grouped by thread, each group in timeline order: the runs of thread t
+ * are run_ids[first[t] .. first[t + 1]).  Returns 0 or -1 (out of memory). */
+int render_runs_by_thread(const struct profile *p, size_t **run_ids_out, size_t **first_out)
+{
+    size_t *first = calloc((size_t)p->nthreads + 1, sizeof *first);
+    size_t *run_ids = malloc((p->nruns ? p->nruns : 1) * sizeof *run_ids);
+    size_t *fill = calloc((size_t)p->nthreads + 1, sizeof *fill);
+    if (first == NULL || run_ids == NULL || fill == NULL) {
+        free(first);
+        free(run_ids);
+        free(fill);
+        return -1;
+    }
+    for (size_t i = 0; i < p->nruns; i++)
+        first[p->runs[i].thread + 1]++;
+    for (uint32_t t = 0; t < p->nthreads; t++)
+        first[t + 1] += first[t];
+    memcpy(fill, first, ((size_t)p->nthreads + 1) * sizeof *fill);
+    for (size_t i = 0; i < p->nruns; i++)
+        run_ids[fill[p->runs[i].thread]++] = i;
+    free(fill);
+    *run_ids_out = run_ids;
+    *first_out = first;
+    return 0;
+}

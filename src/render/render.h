@@ -74,4 +74,9 @@ int render_top_table(const struct profile *p, size_t limit, const struct render_
 char **render_frame_labels(const struct profile *p, int full_filenames);
 void render_free_labels(char **labels, uint32_t n);
 
+/* The profile's timeline runs grouped by thread, each group in timeline
+ * order: thread t's runs are run_ids[first[t] .. first[t + 1]).  Both arrays
+ * are malloc'd (caller frees).  0, or -1 when out of memory. */
+int render_runs_by_thread(const struct profile *p, size_t **run_ids, size_t **first);
+
 #endif
