@@ -188,6 +188,23 @@ int sampler_take_paused(struct sampler *s, struct pause_set *ps, const struct sa
     return rc;
 }
 
+/* Sampled frames from the Python stack in s->frames. */
+static void fill_python(struct sampler *s, struct sampled_frame *frames, size_t depth)
+{
+    for (size_t f = 0; f < depth; f++) {
+        const struct py_code *code = s->frames[f].code;
+        memset(&frames[f], 0, sizeof frames[f]);
+        frames[f].name = code->name;
+        frames[f].filename = code->filename;
+        frames[f].short_filename = filenames_short(s->names, code->filename);
+        frames[f].line = s->frames[f].line;
+        frames[f].firstlineno = code->firstlineno;
+        frames[f].kind = SAMPLED_PYTHON;
+        frames[f].frame_addr = s->frames[f].addr;
+        frames[f].code = code;
+    }
+}
+
 /* Sampled frames from the merged native + Python stack. */
 static void fill_merged(struct sampler *s, struct sampled_frame *frames, size_t depth)
 {
@@ -259,30 +276,12 @@ int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *
         int truncated = 0;
         struct pm_error stack_err;
         int native = s->unwinder && t->os_tid > 0 && (st->active || s->native_idle);
-        if (native && read_merged(s, t, &depth, &stack_err) == 0) {
-            struct sampled_frame *frames = frames_for(s, s->sample.nthreads);
-            if (frames == NULL)
-                return pm_fail(err, PM_ENOMEM, "out of memory");
-            fill_merged(s, frames, depth);
-            st->frames = frames;
-            st->depth = depth;
-            st->truncated = 0;
-            s->sample.nthreads++;
-            continue;
-        }
-        if (native) {
+        int rc = native ? read_merged(s, t, &depth, &stack_err)
+                        : read_stack(s, t, &depth, &truncated, &stack_err);
+        if (rc != 0) {
+            /* a thread that went away is a torn sample; a process that went
+             * away ends sampling */
             if (stack_err.code == PM_EGONE && !proc_is_alive(py_pid(s->py))) {
-                *err = stack_err;
-                return -1;
-            }
-            s->sample.torn_threads++;
-            if (s->debug)
-                fprintf(stderr, "pyrometer: debug: thread %llu dropped: %s\n",
-                        (unsigned long long)t->thread_id, stack_err.msg);
-            continue;
-        }
-        if (read_stack(s, t, &depth, &truncated, &stack_err) != 0) {
-            if (stack_err.code == PM_EGONE) {
                 *err = stack_err;
                 return -1;
             }
@@ -295,17 +294,10 @@ int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *
         struct sampled_frame *frames = frames_for(s, s->sample.nthreads);
         if (frames == NULL)
             return pm_fail(err, PM_ENOMEM, "out of memory");
-        for (size_t f = 0; f < depth; f++) {
-            const struct py_code *code = s->frames[f].code;
-            frames[f].name = code->name;
-            frames[f].filename = code->filename;
-            frames[f].short_filename = filenames_short(s->names, code->filename);
-            frames[f].line = s->frames[f].line;
-            frames[f].firstlineno = code->firstlineno;
-            frames[f].kind = SAMPLED_PYTHON;
-            frames[f].frame_addr = s->frames[f].addr;
-            frames[f].code = code;
-        }
+        if (native)
+            fill_merged(s, frames, depth);
+        else
+            fill_python(s, frames, depth);
         st->frames = frames;
         st->depth = depth;
         st->truncated = truncated;
