@@ -174,8 +174,11 @@ static void gil_count(struct gil_tally *g, const struct sample *smp)
             g->threads[k].pid = t->pid;
             g->threads[k].tid = t->os_tid;
             g->threads[k].held = 0;
-            snprintf(g->threads[k].name, sizeof g->threads[k].name, "%s", t->name ? t->name : "");
+            g->threads[k].name[0] = '\0';
         }
+        /* names appear once the program has imported threading */
+        if (t->name && !g->threads[k].name[0])
+            snprintf(g->threads[k].name, sizeof g->threads[k].name, "%s", t->name);
         g->threads[k].held++;
         return;   /* one holder per interpreter; count the sample once */
     }
