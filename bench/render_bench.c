@@ -5,9 +5,10 @@
  * speedscope JSON).  Prints the seconds taken and the file sizes.  Not part
  * of the build; never fails a build.
  *
- * Build: gcc -std=gnu11 -O2 -D_GNU_SOURCE -Isrc -o build/render_bench bench/render_bench.c
- *          src/profile/profile.c src/render/render.c src/render/flamegraph.c
- *          src/render/collapsed.c src/render/speedscope.c src/common/error.c -ljansson
+ * Build (after make; bench/run.py does this):
+ *        gcc -std=gnu11 -O2 -D_GNU_SOURCE -Isrc -o build/render_bench bench/render_bench.c
+ *          build/libpyrometer.a $(pkg-config --libs libelf jansson zlib ncursesw
+ *          libunwind-ptrace libunwind-generic) -lm
  * Run:   build/render_bench [OUTPUT.svg]   (default /tmp/render_bench.svg; the other
  *        formats go to /tmp/render_bench.txt and /tmp/render_bench.speedscope.json)
  */
