@@ -36,6 +36,7 @@
 #define FILE_MAX_BYTES 4096u
 #define BLOCK_MAX 512u             /* largest header we copy at once */
 #define CHUNK_COPY_MAX (1u << 20)  /* largest frame chunk copied in one read */
+#define LIST_FAST_MAX 24u          /* threads the list's batched re-read covers */
 
 /* FRAME_OWNED_BY_CSTACK (3.12+): a shim frame of the C stack, not Python's */
 #define FRAME_OWNED_BY_CSTACK 3
@@ -70,6 +71,25 @@ struct py_process {
     uint64_t chunk_base;
     uint64_t stack_top;            /* datastack_top read with the chunk's thread */
     size_t chunk_len, chunk_cap;
+    /* one walk: each frame's code address and position, and the distinct
+     * code objects with their headers (read together after the walk) */
+    uint64_t *walk_code;
+    int64_t *walk_pos;
+    size_t walk_cap;
+    uint64_t *uniq_code;
+    uint8_t *uniq_header;
+    size_t uniq_cap;
+    /* the thread list as last read (one interpreter only), to re-read it
+     * in one batched read that checks every link it relies on */
+    int list_valid;
+    uint64_t list_interp, list_gil;
+    size_t list_n;
+    uint64_t list_tstate[LIST_FAST_MAX], list_cframe[LIST_FAST_MAX];
+    uint64_t list_chunk0, list_top0;   /* the first thread's chunk and stack top */
+    /* the first thread's state and chunk were read fresh by the list just
+     * now: its walk needs no second read before it starts */
+    int pre_valid;
+    uint64_t pre_tstate;
 };
 
 /* ---- attach ------------------------------------------------------------ */
@@ -282,6 +302,10 @@ void py_detach(struct py_process *py)
     }
     reader_close(py->reader);
     free(py->chunk_copy);
+    free(py->walk_code);
+    free(py->walk_pos);
+    free(py->uniq_code);
+    free(py->uniq_header);
     free(py);
 }
 
@@ -291,8 +315,14 @@ const char *py_binary(const struct py_process *py) { return py->loc.binary; }
 struct reader *py_reader(struct py_process *py) { return py->reader; }
 struct py_stats py_get_stats(const struct py_process *py) { return py->stats; }
 
+void py_drop_prefetch(struct py_process *py)
+{
+    py->pre_valid = 0;
+}
+
 void py_begin_sample(struct py_process *py)
 {
+    py->pre_valid = 0;
     reader_new_epoch(py->reader);
     if (py->codes_used >= CODE_CACHE_MAX)
         code_cache_flush(py);
@@ -406,17 +436,240 @@ static int read_top_frame(struct py_process *py, const uint8_t *ts, uint64_t *fr
     return 0;
 }
 
+/* Read the thread state at tstate fresh, and with it (3.11, 3.12) the
+ * current frame of its _PyCFrame, then the `nx` extra items, all in one
+ * batched read when the cframe is where cframe_guess says (the usual case);
+ * otherwise the cframe is read on its own just after.  Fills ts, *top and
+ * *cframe. */
+static int tstate_batch(struct py_process *py, uint64_t tstate, uint64_t cframe_guess,
+                        uint8_t *ts, uint64_t *top, uint64_t *cframe,
+                        const struct reader_iov *extra, size_t nx, struct pm_error *err)
+{
+    const struct py_layout *l = &py->layout;
+    struct reader_iov iov[READER_MAX_IOV];
+    uint64_t current = 0;
+    size_t n = 0;
+    if (nx + 2 > READER_MAX_IOV)
+        return pm_fail(err, PM_EINTERNAL, "batched read too large");
+    iov[n++] = (struct reader_iov){tstate, ts, py->tstate_read};
+    int cf = l->frames == PY_FRAMES_CFRAME;
+    if (cf && cframe_guess != 0)
+        iov[n++] = (struct reader_iov){cframe_guess + (uint64_t)l->cframe_current_frame,
+                                       &current, sizeof current};
+    for (size_t i = 0; i < nx; i++)
+        iov[n++] = extra[i];
+    if (reader_readv(py->reader, iov, n, err) != 0)
+        return -1;
+    uint64_t ptr = field_u64(ts, l->tstate_frame);
+    *cframe = 0;
+    if (cf && ptr != 0) {
+        *cframe = ptr;
+        if (ptr != cframe_guess &&
+            reader_read_fresh(py->reader, ptr + (uint64_t)l->cframe_current_frame, &current,
+                              sizeof current, err) != 0)
+            return -1;
+        ptr = current;
+    }
+    *top = ptr;
+    return 0;
+}
+
 static void read_thread_fields(struct py_process *py, const uint8_t *ts, struct py_thread *t)
 {
     t->chunk = field_u64(ts, py->layout.tstate_datastack_chunk);
     t->stack_top = field_u64(ts, py->layout.tstate_datastack_top);
 }
 
+/* Where the interpreter list starts (0: not known). */
+static uint64_t interp_head_addr(const struct py_process *py)
+{
+    const struct py_layout *l = &py->layout;
+    /* 3.7+: _PyRuntime.interpreters.head; 2.7, 3.6: the static interp_head */
+    return l->runtime_interpreters_head != PY_OFF_NONE
+               ? py->loc.runtime_addr + (uint64_t)l->runtime_interpreters_head
+               : py->loc.interp_head;
+}
+
+/* The thread list read the way the last one was found: one batched fresh
+ * read of the interpreter list head, the interpreter's thread list head and
+ * next pointer, the GIL's state, every thread state and (3.11, 3.12) every
+ * cframe's current frame, at the addresses the last list had.  Every
+ * pointer the read relied on is then compared with what was just read, so
+ * the result is exactly what walking the list would have read; returns 1
+ * when the speculation did not hold (the caller walks the list), 0 when the
+ * threads are in out, -1 on an error. */
+static int list_threads_fast(struct py_process *py, struct py_thread *out, size_t cap,
+                             size_t *count)
+{
+    const struct py_layout *l = &py->layout;
+    const struct py_location *loc = &py->loc;
+    if (!py->list_valid || py->list_n > cap || py->pid == 0)
+        return 1;
+    size_t n = py->list_n;
+    struct reader_iov iov[READER_MAX_IOV];
+    size_t k = 0;
+    uint64_t interp = 0, head_ts = 0, next_interp = 0, gil_ptr = 0, holder = 0, current = 0;
+    int32_t locked = 0;
+    uint8_t ts[LIST_FAST_MAX][BLOCK_MAX];
+    uint64_t top[LIST_FAST_MAX];
+    uint64_t in = py->list_interp;
+    iov[k++] = (struct reader_iov){interp_head_addr(py), &interp, 8};
+    iov[k++] = (struct reader_iov){in + (uint64_t)l->interp_threads_head, &head_ts, 8};
+    iov[k++] = (struct reader_iov){in + (uint64_t)l->interp_next, &next_interp, 8};
+    int old_gil = l->runtime_interpreters_head == PY_OFF_NONE;
+    uint64_t gil = 0;
+    int64_t locked_off = PY_OFF_NONE, holder_off = PY_OFF_NONE;
+    if (old_gil) {
+        if (loc->tstate_current)
+            iov[k++] = (struct reader_iov){loc->tstate_current, &current, 8};
+        if (loc->gil_locked && loc->gil_last_holder) {
+            iov[k++] = (struct reader_iov){loc->gil_locked, &locked, 4};
+            iov[k++] = (struct reader_iov){loc->gil_last_holder, &holder, 8};
+        }
+    } else {
+        if (l->runtime_gil_last_holder != PY_OFF_NONE) {
+            gil = loc->runtime_addr;
+            locked_off = l->runtime_gil_locked;
+            holder_off = l->runtime_gil_last_holder;
+        } else if (l->interp_gil_ptr != PY_OFF_NONE) {
+            iov[k++] = (struct reader_iov){in + (uint64_t)l->interp_gil_ptr, &gil_ptr, 8};
+            gil = py->list_gil;
+            locked_off = l->gil_locked;
+            holder_off = l->gil_last_holder;
+        }
+        if (gil != 0 && locked_off != PY_OFF_NONE && holder_off != PY_OFF_NONE) {
+            iov[k++] = (struct reader_iov){gil + (uint64_t)locked_off, &locked, 4};
+            iov[k++] = (struct reader_iov){gil + (uint64_t)holder_off, &holder, 8};
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        iov[k++] = (struct reader_iov){py->list_tstate[i], ts[i], py->tstate_read};
+        top[i] = 0;
+        if (l->frames == PY_FRAMES_CFRAME && py->list_cframe[i] != 0)
+            iov[k++] = (struct reader_iov){py->list_cframe[i] + (uint64_t)l->cframe_current_frame,
+                                           &top[i], 8};
+    }
+    /* the first thread's frame chunk as far as its stack reached last time,
+     * last, so that it is no older than that thread's state */
+    size_t copy_len = 0;
+    uint64_t chunk0 = py->list_chunk0;
+    if (chunk0 != 0 && l->chunk_data != PY_OFF_NONE &&
+        py->list_top0 > chunk0 + (uint64_t)l->chunk_data && py->list_top0 - chunk0 <= CHUNK_COPY_MAX) {
+        size_t want = (size_t)(py->list_top0 - chunk0);
+        if (want > py->chunk_cap) {
+            uint8_t *copy = realloc(py->chunk_copy, want);
+            if (copy != NULL) {
+                py->chunk_copy = copy;
+                py->chunk_cap = want;
+            }
+        }
+        if (want <= py->chunk_cap) {
+            copy_len = want;
+            iov[k++] = (struct reader_iov){chunk0, py->chunk_copy, want};
+        }
+    }
+    py->chunk_base = 0;
+    py->chunk_len = 0;
+    if (reader_readv(py->reader, iov, k, NULL) != 0)
+        return 1;
+    /* every link as predicted */
+    if (interp != in || next_interp != 0 || head_ts != (n ? py->list_tstate[0] : 0))
+        return 1;
+    if (!old_gil && l->runtime_gil_last_holder == PY_OFF_NONE &&
+        l->interp_gil_ptr != PY_OFF_NONE && gil_ptr != py->list_gil)
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t next = field_u64(ts[i], l->tstate_next);
+        if (next != (i + 1 < n ? py->list_tstate[i + 1] : 0))
+            return 1;
+        if (l->frames == PY_FRAMES_CFRAME && field_u64(ts[i], l->tstate_frame) != py->list_cframe[i])
+            return 1;
+    }
+    uint64_t gil_holder_ts = 0;
+    if (old_gil)
+        gil_holder_ts = current != 0 ? current : locked == 1 ? holder : 0;
+    else if (gil != 0 && locked_off != PY_OFF_NONE && holder_off != PY_OFF_NONE && locked)
+        gil_holder_ts = holder;
+    for (size_t i = 0; i < n; i++) {
+        struct py_thread *t = &out[i];
+        t->tstate = py->list_tstate[i];
+        t->interp = in;
+        t->thread_id = field_u64(ts[i], l->tstate_thread_id);
+        t->os_tid = l->tstate_native_thread_id != PY_OFF_NONE
+                        ? (pid_t)field_u64(ts[i], l->tstate_native_thread_id)
+                        : proc_tid_of_pthread(py->reader, py->pid, t->thread_id);
+        t->owns_gil = gil_holder_ts != 0 && gil_holder_ts == t->tstate;
+        read_thread_fields(py, ts[i], t);
+        t->cframe = py->list_cframe[i];
+        t->top_frame = l->frames == PY_FRAMES_CFRAME && t->cframe != 0
+                           ? top[i] : field_u64(ts[i], l->tstate_frame);
+    }
+    /* the walk of the first thread starts from what was just read */
+    py->pre_valid = 1;
+    py->pre_tstate = out[0].tstate;
+    py->stack_top = out[0].stack_top;
+    if (copy_len != 0 && out[0].chunk == chunk0) {
+        py->chunk_base = chunk0;
+        py->chunk_len = copy_len;
+    }
+    py->list_chunk0 = out[0].chunk;
+    py->list_top0 = out[0].stack_top;
+    *count = n;
+    return 0;
+}
+
+/* Remember a list just walked for list_threads_fast. */
+static void list_remember(struct py_process *py, const struct py_thread *out, size_t count,
+                          size_t cap, int one_interp)
+{
+    const struct py_layout *l = &py->layout;
+    py->list_valid = 0;
+    if (!one_interp || count == 0 || count > cap || count > LIST_FAST_MAX || py->pid == 0)
+        return;
+    size_t words = 3 + 3 + count * 2;   /* fits READER_MAX_IOV */
+    if (words > READER_MAX_IOV)
+        return;
+    py->list_interp = out[0].interp;
+    py->list_gil = 0;
+    if (l->runtime_interpreters_head != PY_OFF_NONE && l->runtime_gil_last_holder == PY_OFF_NONE &&
+        l->interp_gil_ptr != PY_OFF_NONE &&
+        reader_u64(py->reader, py->list_interp + (uint64_t)l->interp_gil_ptr, &py->list_gil,
+                   NULL) != 0)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        py->list_tstate[i] = out[i].tstate;
+        py->list_cframe[i] = out[i].cframe;
+    }
+    py->list_chunk0 = out[0].chunk;
+    py->list_top0 = out[0].stack_top;
+    py->list_n = count;
+    py->list_valid = 1;
+}
+
+static int list_threads_slow(struct py_process *py, struct py_thread *out, size_t cap,
+                             size_t *count, int *one_interp, struct pm_error *err);
+
 int py_list_threads(struct py_process *py, struct py_thread *out, size_t cap, size_t *count,
                     struct pm_error *err)
 {
+    *count = 0;
+    py->pre_valid = 0;
+    if (list_threads_fast(py, out, cap, count) == 0)
+        return 0;
+    int one_interp = 0;
+    py->list_valid = 0;
+    if (list_threads_slow(py, out, cap, count, &one_interp, err) != 0)
+        return -1;
+    list_remember(py, out, *count, cap, one_interp);
+    return 0;
+}
+
+static int list_threads_slow(struct py_process *py, struct py_thread *out, size_t cap,
+                             size_t *count, int *one_interp, struct pm_error *err)
+{
     const struct py_layout *l = &py->layout;
     *count = 0;
+    *one_interp = 0;
     uint64_t interp;
     /* 3.7+: _PyRuntime.interpreters.head; 2.7, 3.6: the static interp_head */
     uint64_t head = l->runtime_interpreters_head != PY_OFF_NONE
@@ -459,10 +712,12 @@ int py_list_threads(struct py_process *py, struct py_thread *out, size_t cap, si
                 read_thread_fields(py, ts, t);
                 if (read_top_frame(py, ts, &t->top_frame, err) != 0)
                     return -1;
+                t->cframe = l->frames == PY_FRAMES_CFRAME ? field_u64(ts, l->tstate_frame) : 0;
             }
             (*count)++;
             tstate = field_u64(ts, l->tstate_next);
         }
+        *one_interp = ni == 0 && next_interp == 0;
         interp = next_interp;
     }
     return 0;
@@ -539,14 +794,12 @@ static int code_decode(struct py_process *py, uint64_t addr, const uint8_t *head
     return 0;
 }
 
-/* The cache entry for the code object at addr (read or re-validated now). */
-static struct code_entry *code_lookup(struct py_process *py, uint64_t addr,
-                                      struct pm_error *err)
+/* The cache entry for the code object at addr, whose header was just read
+ * (re-validated against the header, or decoded afresh). */
+static struct code_entry *code_from_header(struct py_process *py, uint64_t addr,
+                                           const uint8_t *header, struct pm_error *err)
 {
     const struct py_layout *l = &py->layout;
-    uint8_t header[BLOCK_MAX];
-    if (reader_read(py->reader, addr, header, py->code_read, err) != 0)
-        return NULL;
     if (py->loc.code_type && field_u64(header, l->ob_type) != py->loc.code_type) {
         pm_fail(err, PM_ETORN, "frame points to a non-code object at 0x%llx",
                 (unsigned long long)addr);
@@ -677,40 +930,33 @@ static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int6
     return 0;
 }
 
-/* Is t's current frame (and stack top) still what the walk started from?
- * Read fresh: the page cache would only repeat what we saw before. */
-static int thread_unchanged(struct py_process *py, const struct py_thread *t,
-                            struct pm_error *err)
+/* Re-read t's state from the target itself (not the page cache), with the
+ * extra items in the same batched read. */
+static int read_thread_fresh_with(struct py_process *py, struct py_thread *t,
+                                  const struct reader_iov *extra, size_t nx,
+                                  struct pm_error *err)
 {
     uint8_t ts[BLOCK_MAX];
-    if (reader_read_fresh(py->reader, t->tstate, ts, py->tstate_read, err) != 0)
-        return -1;
-    uint64_t top;
-    struct py_thread now = *t;
-    read_thread_fields(py, ts, &now);
-    if (read_top_frame(py, ts, &top, err) != 0)
-        return -1;
-    if (top != t->top_frame || now.stack_top != t->stack_top)
-        return pm_fail(err, PM_ETORN, "the stack of thread %llu changed while being read",
-                       (unsigned long long)t->thread_id);
-    return 0;
-}
-
-/* Re-read t's state from the target itself (not the page cache). */
-static int read_thread_fresh(struct py_process *py, struct py_thread *t, struct pm_error *err)
-{
-    uint8_t ts[BLOCK_MAX];
-    if (reader_read_fresh(py->reader, t->tstate, ts, py->tstate_read, err) != 0)
+    uint64_t top, cframe;
+    if (tstate_batch(py, t->tstate, t->cframe, ts, &top, &cframe, extra, nx, err) != 0)
         return -1;
     if (field_u64(ts, py->layout.tstate_thread_id) != t->thread_id)
         return pm_fail(err, PM_ETORN, "thread %llu has gone", (unsigned long long)t->thread_id);
     read_thread_fields(py, ts, t);
-    return read_top_frame(py, ts, &t->top_frame, err);
+    t->top_frame = top;
+    t->cframe = cframe;
+    return 0;
+}
+
+static int read_thread_fresh(struct py_process *py, struct py_thread *t, struct pm_error *err)
+{
+    return read_thread_fresh_with(py, t, NULL, 0, err);
 }
 
 int py_thread_refresh(struct py_process *py, struct py_thread *t, struct pm_error *err)
 {
     /* the retried walk must not see pages cached by the torn one */
+    py->pre_valid = 0;
     reader_new_epoch(py->reader);
     return read_thread_fresh(py, t, err);
 }
@@ -750,19 +996,169 @@ static void snapshot_chunk(struct py_process *py, const struct py_thread *t)
     py->chunk_len = want;
 }
 
+static int grow_walk(struct py_process *py, size_t need)
+{
+    if (need <= py->walk_cap)
+        return 0;
+    size_t cap = py->walk_cap ? py->walk_cap * 2 : 64;
+    while (cap < need)
+        cap *= 2;
+    uint64_t *code = realloc(py->walk_code, cap * sizeof *code);
+    if (code == NULL)
+        return -1;
+    py->walk_code = code;
+    int64_t *pos = realloc(py->walk_pos, cap * sizeof *pos);
+    if (pos == NULL)
+        return -1;
+    py->walk_pos = pos;
+    py->walk_cap = cap;
+    return 0;
+}
+
+static int grow_uniq(struct py_process *py, size_t need)
+{
+    if (need <= py->uniq_cap)
+        return 0;
+    size_t cap = py->uniq_cap ? py->uniq_cap * 2 : 64;
+    while (cap < need)
+        cap *= 2;
+    uint64_t *code = realloc(py->uniq_code, cap * sizeof *code);
+    if (code == NULL)
+        return -1;
+    py->uniq_code = code;
+    uint8_t *header = realloc(py->uniq_header, cap * py->code_read);
+    if (header == NULL)
+        return -1;
+    py->uniq_header = header;
+    py->uniq_cap = cap;
+    return 0;
+}
+
+/* Before a live walk: the thread's state fresh and, 3.11+, the used part of
+ * its current frame chunk (from the chunk to the top of the data stack, as
+ * listed) in the same batched read, so that the walk starts from the live
+ * top of the stack and sees one snapshot of the frames in the chunk.  A
+ * chunk that cannot be copied is not an error: frames are then read one by
+ * one. */
+static int start_walk(struct py_process *py, struct py_thread *t, struct pm_error *err)
+{
+    const struct py_layout *l = &py->layout;
+    uint64_t chunk = t->chunk, top = t->stack_top;
+    py->chunk_len = 0;
+    py->chunk_base = 0;
+    if (chunk != 0 && l->chunk_data != PY_OFF_NONE && top > chunk + (uint64_t)l->chunk_data &&
+        top - chunk <= CHUNK_COPY_MAX) {
+        size_t want = (size_t)(top - chunk);
+        if (want > py->chunk_cap) {
+            uint8_t *copy = realloc(py->chunk_copy, want);
+            if (copy != NULL) {
+                py->chunk_copy = copy;
+                py->chunk_cap = want;
+            }
+        }
+        if (want <= py->chunk_cap) {
+            struct reader_iov copy = {chunk, py->chunk_copy, want};
+            struct py_thread fresh = *t;
+            if (read_thread_fresh_with(py, &fresh, &copy, 1, NULL) == 0) {
+                *t = fresh;
+                py->stack_top = t->stack_top;
+                /* the copy is of the chunk the thread still uses */
+                if (t->chunk == chunk) {
+                    py->chunk_base = chunk;
+                    py->chunk_len = want;
+                }
+                return 0;
+            }
+        }
+    }
+    if (read_thread_fresh(py, t, err) != 0)
+        return -1;
+    py->stack_top = t->stack_top;
+    return 0;
+}
+
+/* After the walk: the headers of the distinct code objects of the walk's
+ * frames (type-checked and compared with the cache's fingerprints) and, for
+ * a live process, the thread's state once more, in one batched read per
+ * READER_MAX_IOV - 2 code objects; fails PM_ETORN when the thread's current
+ * frame or stack top changed while we read. */
+static int finish_walk(struct py_process *py, const struct py_thread *t, size_t n,
+                       struct py_frame *frames, struct pm_error *err)
+{
+    size_t nu = 0;
+    if (grow_uniq(py, n ? n : 1) != 0)
+        return pm_fail(err, PM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        size_t u = 0;
+        /* stacks repeat a few functions: look back a little, then at all */
+        while (u < nu && py->uniq_code[u] != py->walk_code[i])
+            u++;
+        if (u == nu)
+            py->uniq_code[nu++] = py->walk_code[i];
+    }
+    int check = t->top_frame != 0 && py->pid != 0;
+    const size_t group = READER_MAX_IOV - 2;
+    size_t done = 0;
+    do {
+        struct reader_iov iov[READER_MAX_IOV];
+        size_t k = 0;
+        for (; k < group && done + k < nu; k++)
+            iov[k] = (struct reader_iov){py->uniq_code[done + k],
+                                         py->uniq_header + (done + k) * py->code_read,
+                                         py->code_read};
+        int last = done + k >= nu;
+        if (last && check) {
+            uint8_t ts[BLOCK_MAX];
+            uint64_t top, cframe;
+            struct py_thread now = *t;
+            if (tstate_batch(py, t->tstate, t->cframe, ts, &top, &cframe, iov, k, err) != 0)
+                return -1;
+            read_thread_fields(py, ts, &now);
+            if (top != t->top_frame || now.stack_top != t->stack_top)
+                return pm_fail(err, PM_ETORN, "the stack of thread %llu changed while being read",
+                               (unsigned long long)t->thread_id);
+        } else if (k > 0 && reader_readv(py->reader, iov, k, err) != 0) {
+            return -1;
+        }
+        done += k;
+    } while (done < nu);
+    for (size_t i = 0; i < n; i++) {
+        size_t u = 0;
+        while (py->uniq_code[u] != py->walk_code[i])
+            u++;
+        struct code_entry *e = code_from_header(py, py->uniq_code[u],
+                                                py->uniq_header + u * py->code_read, err);
+        if (e == NULL)
+            return -1;
+        frames[i].code = &e->code;
+        frames[i].line = py->walk_pos[i] != INT64_MIN ? code_line(py, e, py->walk_pos[i])
+                                                      : e->firstlineno;
+    }
+    return 0;
+}
+
 int py_thread_stack(struct py_process *py, const struct py_thread *listed, struct py_frame *frames,
                     size_t cap, size_t *depth, struct pm_error *err)
 {
     *depth = 0;
+    int prefetched = py->pre_valid;
+    py->pre_valid = 0;
     /* The thread list was read a while ago: take the current frame again
      * just before copying the frames, and check it once more after the walk
-     * (thread_unchanged), so the walk starts from the live top of the stack
-     * and not from a frame that has returned since. */
+     * (finish_walk), so the walk starts from the live top of the stack and
+     * not from a frame that has returned since. */
     struct py_thread current = *listed;
     const struct py_thread *t = &current;
-    if (py->pid != 0 && read_thread_fresh(py, &current, err) != 0)
-        return -1;
-    snapshot_chunk(py, t);
+    if (py->pid != 0 && prefetched && py->pre_tstate == listed->tstate) {
+        /* the list read this thread's state (and chunk) fresh just now */
+    } else if (py->pid != 0) {
+        if (start_walk(py, &current, err) != 0)
+            return -1;
+    } else {
+        snapshot_chunk(py, t);
+    }
+    if (grow_walk(py, cap ? cap : 1) != 0)
+        return pm_fail(err, PM_ENOMEM, "out of memory");
     struct cycle_check cycle;
     cycle_init(&cycle);
     int truncated = 0;
@@ -787,16 +1183,18 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
             truncated = 1;
             continue;
         }
-        struct code_entry *e = code_lookup(py, code_addr, err);
-        if (e == NULL)
-            return -1;
-        frames[*depth].code = &e->code;
-        frames[*depth].line = has_pos ? code_line(py, e, pos) : e->firstlineno;
+        if (code_addr == 0)
+            return pm_fail(err, PM_EREAD, "frame at 0x%llx has no code object",
+                           (unsigned long long)frame_addr);
+        py->walk_code[*depth] = code_addr;
+        py->walk_pos[*depth] = has_pos ? pos : INT64_MIN;
+        frames[*depth].code = NULL;
+        frames[*depth].line = 0;
         frames[*depth].addr = frame_addr;
         frames[*depth].entry = entry;
         (*depth)++;
     }
-    if (t->top_frame != 0 && py->pid != 0 && thread_unchanged(py, t, err) != 0)
+    if (finish_walk(py, t, *depth, frames, err) != 0)
         return -1;
     return truncated;
 }

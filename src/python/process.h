@@ -47,6 +47,7 @@ struct py_thread {
     uint64_t top_frame;     /* innermost frame address, 0 if none */
     uint64_t chunk;         /* 3.11+: current _PyStackChunk, 0 if unknown */
     uint64_t stack_top;     /* 3.11+: datastack_top when top_frame was read */
+    uint64_t cframe;        /* 3.11, 3.12: the _PyCFrame top_frame was read from */
 };
 
 struct py_process;
@@ -75,6 +76,10 @@ struct reader *py_reader(struct py_process *py);
 
 /* Start a new sample: invalidates the reader's page cache and may flush the
  * code cache (bounded size). */
+/* Make the next py_thread_stack read its thread's state afresh even if the
+ * thread list has just read it (e.g. when the thread is then stopped, to
+ * read its stack at that instant). */
+void py_drop_prefetch(struct py_process *py);
 void py_begin_sample(struct py_process *py);
 
 /* Every thread of every interpreter, at most cap.  *count is the number

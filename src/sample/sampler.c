@@ -161,6 +161,8 @@ static int read_merged(struct sampler *s, struct py_thread *t, size_t *n_out,
 {
     struct held_walk w = {.s = s, .t = t, .rc = -1};
     size_t ndepth = 0;
+    /* the Python stack must be read while the thread is held, not before */
+    py_drop_prefetch(s->py);
     int urc = native_unwind(s->unwinder, t->os_tid, s->native, SAMPLE_MAX_DEPTH, &ndepth,
                             walk_while_stopped, &w, err);
     if (urc < 0)

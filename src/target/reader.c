@@ -118,6 +118,32 @@ static int remote_read_fresh(struct reader *r, uint64_t addr, void *buf, size_t 
     return remote_read_exact((struct remote_reader *)r, addr, buf, len, err);
 }
 
+static int remote_readv(struct reader *r, const struct reader_iov *iov, size_t n,
+                        struct pm_error *err)
+{
+    struct remote_reader *rr = (struct remote_reader *)r;
+    struct iovec local[READER_MAX_IOV], remote[READER_MAX_IOV];
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        local[i].iov_base = iov[i].buf;
+        local[i].iov_len = iov[i].len;
+        remote[i].iov_base = (void *)(uintptr_t)iov[i].addr;
+        remote[i].iov_len = iov[i].len;
+        total += iov[i].len;
+    }
+    rr->base.stats.syscalls++;
+    ssize_t got = process_vm_readv(rr->pid, local, n, remote, n, 0);
+    if (got == (ssize_t)total)
+        return 0;
+    if (got < 0)
+        return remote_errno_fail(rr, errno, iov[0].addr, iov[0].len, err);
+    /* a short read stops at the first item that could not be read whole */
+    size_t i = 0, done = 0;
+    while (i + 1 < n && done + iov[i].len <= (size_t)got)
+        done += iov[i++].len;
+    return remote_errno_fail(rr, EFAULT, iov[i].addr, iov[i].len, err);
+}
+
 static void remote_close(struct reader *r)
 {
     struct remote_reader *rr = (struct remote_reader *)r;
@@ -125,7 +151,8 @@ static void remote_close(struct reader *r)
     free(rr);
 }
 
-static const struct reader_ops remote_ops = {remote_read, remote_read_fresh, remote_close};
+static const struct reader_ops remote_ops = {remote_read, remote_read_fresh, remote_close,
+                                             remote_readv};
 
 struct reader *reader_remote_new(pid_t pid, struct pm_error *err)
 {
@@ -199,6 +226,32 @@ int reader_read_fresh(struct reader *r, uint64_t addr, void *buf, size_t len,
                        (unsigned long long)addr);
     r->stats.reads++;
     return r->ops->read_fresh(r, addr, buf, len, err);
+}
+
+int reader_readv(struct reader *r, const struct reader_iov *iov, size_t n, struct pm_error *err)
+{
+    if (n > READER_MAX_IOV)
+        return pm_fail(err, PM_EINTERNAL, "too many items (%zu) in one batched read", n);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (iov[i].len == 0 || iov[i].len > READER_MAX_READ || iov[i].addr == 0 ||
+            iov[i].addr + iov[i].len < iov[i].addr)
+            return pm_fail(err, PM_EREAD, "bad read of %zu bytes at 0x%llx", iov[i].len,
+                           (unsigned long long)iov[i].addr);
+        total += iov[i].len;
+    }
+    if (n == 0)
+        return 0;
+    if (total > READER_MAX_READ)
+        return pm_fail(err, PM_EREAD, "refusing a batched read of %zu bytes", total);
+    if (r->ops->readv == NULL) {
+        for (size_t i = 0; i < n; i++)
+            if (reader_read_fresh(r, iov[i].addr, iov[i].buf, iov[i].len, err) != 0)
+                return -1;
+        return 0;
+    }
+    r->stats.reads += n;
+    return r->ops->readv(r, iov, n, err);
 }
 
 int reader_u64(struct reader *r, uint64_t addr, uint64_t *out, struct pm_error *err)

@@ -18,6 +18,16 @@
 
 struct reader;
 
+/* One item of a batched read: len bytes at addr into buf. */
+struct reader_iov {
+    uint64_t addr;
+    void *buf;
+    size_t len;
+};
+
+/* Most items a single reader_readv accepts. */
+#define READER_MAX_IOV 64u
+
 struct reader_ops {
     /* Read exactly len bytes at addr into buf, or fail (PM_EREAD for an
      * unmapped address, PM_EGONE if the process is gone, PM_EPERM). */
@@ -27,6 +37,10 @@ struct reader_ops {
     int (*read_fresh)(struct reader *r, uint64_t addr, void *buf, size_t len,
                       struct pm_error *err);
     void (*close)(struct reader *r);
+    /* Several fresh reads in one go (NULL: done item by item with
+     * read_fresh, or read). */
+    int (*readv)(struct reader *r, const struct reader_iov *iov, size_t n,
+                 struct pm_error *err);
 };
 
 struct reader_stats {
@@ -56,6 +70,13 @@ int reader_read(struct reader *r, uint64_t addr, void *buf, size_t len,
  * for re-reading a value to check it has not changed within a sample. */
 int reader_read_fresh(struct reader *r, uint64_t addr, void *buf, size_t len,
                       struct pm_error *err);
+/* Several reads, each as by reader_read_fresh (never from the page cache),
+ * done in order in as few system calls as possible (one process_vm_readv for
+ * a remote reader).  All or nothing: fails if any item cannot be read whole
+ * (the error names the first such item); buffers may then be partly filled.
+ * At most READER_MAX_IOV items. */
+int reader_readv(struct reader *r, const struct reader_iov *iov, size_t n,
+                 struct pm_error *err);
 /* Typed helpers. */
 int reader_u64(struct reader *r, uint64_t addr, uint64_t *out, struct pm_error *err);
 int reader_u32(struct reader *r, uint64_t addr, uint32_t *out, struct pm_error *err);

@@ -418,6 +418,75 @@ static void test_remote_unmapped(void **state)
     reader_close(r);
 }
 
+/* reader_readv: one syscall for many items, all fresh, all or nothing; the
+ * buffer reader does it item by item with the same answers. */
+static void test_readv(void **state)
+{
+    (void)state;
+    size_t ps = (size_t)page_size();
+    uint8_t *mem = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(mem != MAP_FAILED);
+    for (size_t i = 0; i < 2 * ps; i++)
+        mem[i] = (uint8_t)(i * 7);
+    assert_int_equal(munmap(mem + ps, ps), 0);   /* a hole after the first page */
+    uint64_t base = (uint64_t)(uintptr_t)mem;
+    struct pm_error err = {0};
+    struct reader *r = reader_remote_new(getpid(), &err);
+    assert_non_null(r);
+    uint8_t a[8], b[100], c[1];
+    struct reader_iov iov[3] = {{base + 8, a, sizeof a}, {base + 200, b, sizeof b},
+                                {base + ps - 1, c, 1}};
+    assert_int_equal(reader_u64(r, base + 8, (uint64_t *)a, &err), 0);   /* caches the page */
+    mem[8] = 0xAB;
+    uint64_t before = r->stats.syscalls;
+    assert_int_equal(reader_readv(r, iov, 3, &err), 0);
+    assert_int_equal(r->stats.syscalls, before + 1);
+    assert_int_equal(a[0], 0xAB);                     /* fresh, not the cached page */
+    assert_memory_equal(a + 1, mem + 9, 7);
+    assert_memory_equal(b, mem + 200, sizeof b);
+    assert_int_equal(c[0], mem[ps - 1]);
+    /* an item in the hole (or straddling into it) fails the whole read */
+    struct reader_iov bad[3] = {{base, a, 8}, {base + ps - 4, b, 8}, {base + 16, c, 1}};
+    assert_int_equal(reader_readv(r, bad, 3, &err), -1);
+    assert_int_equal(err.code, PM_EREAD);
+    assert_non_null(strstr(err.msg, "8 bytes"));
+    struct reader_iov hole[2] = {{base, a, 8}, {base + ps, b, 8}};
+    assert_int_equal(reader_readv(r, hole, 2, &err), -1);
+    assert_int_equal(err.code, PM_EREAD);
+    /* bad items never reach the kernel */
+    before = r->stats.syscalls;
+    struct reader_iov zero[2] = {{base, a, 8}, {0, b, 8}};
+    assert_int_equal(reader_readv(r, zero, 2, &err), -1);
+    assert_int_equal(err.code, PM_EREAD);
+    struct reader_iov wrap = {UINT64_MAX - 3, a, 8};
+    assert_int_equal(reader_readv(r, &wrap, 1, &err), -1);
+    struct reader_iov empty = {base, a, 0};
+    assert_int_equal(reader_readv(r, &empty, 1, &err), -1);
+    struct reader_iov many[READER_MAX_IOV + 1];
+    for (size_t i = 0; i < READER_MAX_IOV + 1; i++)
+        many[i] = (struct reader_iov){base, a, 1};
+    assert_int_equal(reader_readv(r, many, READER_MAX_IOV + 1, &err), -1);
+    assert_int_equal(r->stats.syscalls, before);
+    assert_int_equal(reader_readv(r, many, READER_MAX_IOV, &err), 0);
+    assert_int_equal(reader_readv(r, many, 0, &err), 0);
+    reader_close(r);
+
+    /* the buffer reader: item by item, the same bounds */
+    uint8_t buf[32];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (uint8_t)i;
+    struct reader *br = reader_buffer_new(buf, sizeof buf, BASE);
+    struct reader_iov in[2] = {{BASE + 24, a, 8}, {BASE, b, 4}};
+    assert_int_equal(reader_readv(br, in, 2, &err), 0);
+    assert_memory_equal(a, buf + 24, 8);
+    assert_memory_equal(b, buf, 4);
+    struct reader_iov out[2] = {{BASE, a, 8}, {BASE + 25, b, 8}};
+    assert_int_equal(reader_readv(br, out, 2, &err), -1);
+    assert_int_equal(err.code, PM_EREAD);
+    reader_close(br);
+    munmap(mem, ps);
+}
+
 /* ---- a child ------------------------------------------------------------ */
 
 static volatile uint64_t shared_word = 0x1122334455667788ull;
@@ -501,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_remote_page_cache_epochs),
         cmocka_unit_test(test_remote_read_fresh),
         cmocka_unit_test(test_remote_unmapped),
+        cmocka_unit_test(test_readv),
         cmocka_unit_test(test_remote_child_then_dead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
