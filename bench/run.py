@@ -120,14 +120,29 @@ class Target:
         self.close()
 
 
-def record(pid, rate, seconds, output="/dev/null", extra=()):
-    """Run pyrometer record against pid; return summary figures and rusage."""
-    proc = subprocess.Popen([BINARY, "record", "-r", str(rate), "-d", str(seconds), "-f", "raw",
-                             "-o", output, "-p", str(pid)] + list(extra),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, _, usage = os.wait4(proc.pid, 0)
-    stderr = proc.stderr.read()
-    proc.stderr.close()
+def record(pid, rate, seconds, output="/dev/null", extra=(), fmt="raw"):
+    """Run pyrometer record against pid; return summary figures, rusage, and
+    pyrometer's own cost figures (PYROMETER_STATS: CPU per sample's work,
+    median and p99 over every sample, system calls per sample, its own peak
+    RSS)."""
+    fd, stats_path = tempfile.mkstemp(prefix="pyrometer-stats-", suffix=".json")
+    os.close(fd)
+    env = dict(os.environ, PYROMETER_STATS=stats_path)
+    try:
+        proc = subprocess.Popen([BINARY, "record", "-r", str(rate), "-d", str(seconds), "-f", fmt,
+                                 "-o", output, "-p", str(pid)] + list(extra),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env=env)
+        _, _, usage = os.wait4(proc.pid, 0)
+        stderr = proc.stderr.read()
+        proc.stderr.close()
+        try:
+            with open(stats_path) as f:
+                stats = json.load(f)
+        except (OSError, ValueError):
+            stats = None
+    finally:
+        os.unlink(stats_path)
     m = SUMMARY.search(stderr)
     if not m:
         raise RuntimeError("no summary: " + stderr.strip()[:200])
@@ -137,9 +152,58 @@ def record(pid, rate, seconds, output="/dev/null", extra=()):
     cpu = usage.ru_utime + usage.ru_stime
     # errors / thread stacks: P% = 100*errors/stacks, so stacks = errors*100/P.
     stacks = errors * 100.0 / err_pct if err_pct > 0 else None
-    return {"samples": samples, "seconds": secs, "hz": hz, "asked": asked, "errors": errors,
-            "error_pct": err_pct, "stacks": stacks, "cpu_s": cpu, "max_rss_kb": usage.ru_maxrss,
-            "us_per_sample": 1e6 * cpu / samples if samples else None}
+    out = {"samples": samples, "seconds": secs, "hz": hz, "asked": asked, "errors": errors,
+           "error_pct": err_pct, "stacks": stacks, "cpu_s": cpu,
+           "us_per_sample": 1e6 * cpu / samples if samples else None,
+           "work_us_median": None, "work_us_p99": None, "syscalls_per_sample": None,
+           "max_rss_kb": usage.ru_maxrss}
+    if stats:
+        out["work_us_median"] = stats["cost_us"]["median"]
+        out["work_us_p99"] = stats["cost_us"]["p99"]
+        out["syscalls_per_sample"] = stats["syscalls_per_sample"]
+        out["max_rss_kb"] = stats["max_rss_kb"]   # pyrometer's own, not a child's
+    return out
+
+
+def wake_floor(seconds):
+    """What the machine charges per wake-up, and for one sample-shaped
+    process_vm_readv right after it (bench/wake_floor.c), at 1 kHz and 10 kHz."""
+    exe = os.path.join(ROOT, "build", "wake_floor")
+    b = subprocess.run(["gcc", "-O2", "-o", exe, "bench/wake_floor.c"], cwd=ROOT,
+                       capture_output=True, text=True)
+    if b.returncode:
+        return {"error": "build failed: " + b.stderr.strip()[-200:]}
+    out = {}
+    for rate in (1000, 10000):
+        p = subprocess.run([exe, str(rate), str(seconds)], capture_output=True, text=True)
+        try:
+            _, cpu, n, us, read_med, read_p99 = p.stdout.split()
+            out[str(rate)] = {"us_per_wake": float(us), "core_pct": 100.0 * float(cpu) / seconds,
+                              "read_us_median": float(read_med), "read_us_p99": float(read_p99)}
+        except ValueError:
+            out[str(rate)] = {"error": (p.stdout + p.stderr).strip()[:100]}
+    return out
+
+
+def long_run_rss(python, seconds, rate):
+    """The memory figure: an hour at 100 Hz is 360 000 samples; the same
+    number of samples of 10 000 distinct stacks (stacks_target.py), taken
+    faster, into a flame graph.  Returns pyrometer's own peak RSS."""
+    out_svg = os.path.join(tempfile.gettempdir(), "pyrometer-rss-bench.svg")
+    raw = os.path.join(tempfile.gettempdir(), "pyrometer-rss-bench.txt")
+    try:
+        with Target(python, os.path.join(HERE, "stacks_target.py")) as t:
+            x = record(t.pid, rate, seconds, output=out_svg, fmt="flamegraph")
+        with Target(python, os.path.join(HERE, "stacks_target.py")) as t:
+            y = record(t.pid, 1000, min(seconds, 20.0), output=raw)
+        with open(raw) as f:
+            distinct_short = sum(1 for line in f if line.strip())
+        x["distinct_stacks_in_20s_at_1kHz"] = distinct_short
+        return x
+    finally:
+        for path in (out_svg, raw):
+            if os.path.exists(path):
+                os.unlink(path)
 
 
 def austin_run(pid, interval_us, seconds):
@@ -243,12 +307,20 @@ def bench_python(name, python, cfg, log):
     # Warm-up: the first start of an interpreter pays for cold caches.
     subprocess.run([python, "-c", "pass"], capture_output=True)
 
-    # Per-sample cost: repeated short runs at 1 kHz on the busy target.
+    # Per-sample cost at 1 kHz on the busy target: pyrometer's CPU for each
+    # sample's work (reads, walk, aggregation; measured inside it with the
+    # thread's CPU clock), median and p99 over every sample of every run;
+    # and all-in (its whole CPU time / samples, sleeping and waking included).
     with Target(python, BUSY) as t:
         runs = [record(t.pid, 1000, cfg["cost_s"]) for _ in range(cfg["cost_runs"])]
     per = [x["us_per_sample"] for x in runs if x["us_per_sample"]]
-    r["cost_us_median"] = statistics.median(per)
-    r["cost_us_p99"] = pct(per, 99)
+    r["allin_us_median"] = statistics.median(per)
+    r["cost_us_median"] = statistics.median(x["work_us_median"] for x in runs
+                                            if x["work_us_median"] is not None)
+    r["cost_us_p99"] = statistics.median(x["work_us_p99"] for x in runs
+                                         if x["work_us_p99"] is not None)
+    r["syscalls_per_sample"] = statistics.median(x["syscalls_per_sample"] for x in runs
+                                                 if x["syscalls_per_sample"] is not None)
     r["cost_runs"] = len(per)
     r["max_rss_kb"] = max(x["max_rss_kb"] for x in runs)
 
@@ -405,16 +477,21 @@ def fmt(v, spec, width):
     return (spec % v).rjust(width)
 
 
-def print_tables(results, cfg):
+def print_tables(results, cfg, floor=None, longrss=None):
     print()
     print("pyrometer — per CPython (%s run: cost %d x %gs at 1 kHz, rates %gs each, "
           "accuracy %gs at 100 Hz, slowdown %d interleaved pairs)" % (
               "quick" if cfg["quick"] else "full", cfg["cost_runs"], cfg["cost_s"], cfg["rate_s"],
               cfg["accuracy_s"], cfg["pairs"]))
-    hdr = ("python", "us/smp med", "us/smp p99", "100Hz", "1kHz", "10kHz", "CPU/10s@1k",
-           "CPU/10s@100", "err busy", "err 8thr", "err deep", "us/smp 8thr", "us/smp deep",
+    print("  work us: CPU per sample's work (reads, walk, aggregation), thread CPU clock, "
+          "median / p99 over all samples;")
+    print("  calls: system calls per sample; all-in us: all of pyrometer's CPU / samples "
+          "(sleeping and waking included);")
+    print("  CPU%: of one core while sampling the busy target; err: errors / thread stacks.")
+    hdr = ("python", "work med", "work p99", "calls", "all-in", "100Hz", "1kHz", "10kHz",
+           "CPU%@1k", "CPU%@10k", "err busy", "err 8thr", "err deep", "work 8thr", "work deep",
            "slowdown", "acc max pp", "RSS MB")
-    widths = (9, 10, 10, 7, 7, 7, 10, 11, 8, 8, 8, 11, 11, 8, 10, 6)
+    widths = (9, 8, 8, 5, 6, 7, 7, 7, 8, 8, 8, 8, 8, 9, 9, 8, 10, 6)
     print(" ".join(h.rjust(w) for h, w in zip(hdr, widths)))
     for name, r in results.items():
         if r.get("missing"):
@@ -428,21 +505,48 @@ def print_tables(results, cfg):
             name.rjust(widths[0]),
             fmt(r["cost_us_median"], "%.1f", widths[1]),
             fmt(r["cost_us_p99"], "%.1f", widths[2]),
-            fmt(rt["100"]["achieved_pct"], "%.1f%%", widths[3]),
-            fmt(rt["1000"]["achieved_pct"], "%.1f%%", widths[4]),
-            fmt(rt["10000"]["achieved_pct"], "%.1f%%", widths[5]),
-            fmt(rt["1000"]["cpu_per_10s"], "%.3fs", widths[6]),
-            fmt(rt["100"]["cpu_per_10s"], "%.3fs", widths[7]),
-            fmt(r["err_busy_pct"], "%.2f%%", widths[8]),
-            fmt(r["threads"]["error_pct"], "%.2f%%", widths[9]),
-            fmt(r["deep"]["error_pct"], "%.2f%%", widths[10]),
-            fmt(r["threads"]["us_per_sample"], "%.1f", widths[11]),
-            fmt(r["deep"]["us_per_sample"], "%.1f", widths[12]),
-            fmt(r["slowdown"]["ratio"], "%.3fx", widths[13]),
-            fmt(r.get("accuracy_max_pp"), "%.2f", widths[14]),
-            fmt(r["max_rss_kb"] / 1024.0, "%.1f", widths[15]),
+            fmt(r.get("syscalls_per_sample"), "%.2f", widths[3]),
+            fmt(r.get("allin_us_median"), "%.1f", widths[4]),
+            fmt(rt["100"]["achieved_pct"], "%.1f%%", widths[5]),
+            fmt(rt["1000"]["achieved_pct"], "%.1f%%", widths[6]),
+            fmt(rt["10000"]["achieved_pct"], "%.1f%%", widths[7]),
+            fmt(rt["1000"]["cpu_per_10s"] * 10, "%.2f%%", widths[8]),
+            fmt(rt["10000"]["cpu_per_10s"] * 10, "%.2f%%", widths[9]),
+            fmt(r["err_busy_pct"], "%.2f%%", widths[10]),
+            fmt(r["threads"]["error_pct"], "%.2f%%", widths[11]),
+            fmt(r["deep"]["error_pct"], "%.2f%%", widths[12]),
+            fmt(r["threads"]["work_us_median"], "%.1f", widths[13]),
+            fmt(r["deep"]["work_us_median"], "%.1f", widths[14]),
+            fmt(r["slowdown"]["ratio"], "%.3fx", widths[15]),
+            fmt(r.get("accuracy_max_pp"), "%.2f", widths[16]),
+            fmt(r["max_rss_kb"] / 1024.0, "%.1f", widths[17]),
         ]
         print(" ".join(cells))
+    if floor:
+        print()
+        if "error" in floor:
+            print("wake-up floor: error: %s" % floor["error"])
+        else:
+            print("machine floor (bench/wake_floor.c: sleep to the next deadline, then one "
+                  "process_vm_readv shaped like a 3.11+ sample, 4 ranges, nothing else):")
+            for rate in ("1000", "10000"):
+                f = floor.get(rate, {})
+                if "us_per_wake" in f:
+                    print("  %5s Hz: the read alone %.1f us median, %.1f us p99; everything per "
+                          "wake-up %.1f us = %.2f%% of a core" % (
+                              rate, f["read_us_median"], f["read_us_p99"], f["us_per_wake"],
+                              f["core_pct"]))
+            print("  (no sampler that wakes and reads once per sample can go below these here)")
+    if longrss:
+        print()
+        if "error" in longrss:
+            print("long run memory: error: %s" % longrss["error"])
+        else:
+            print("long run memory: %d samples (an hour at 100 Hz is 360 000) of "
+                  "stacks_target.py (10 000 distinct stacks; %d seen in 20 s at 1 kHz) into a "
+                  "flame graph: peak RSS %.1f MB, %d errors (%s)" % (
+                      longrss["samples"], longrss.get("distinct_stacks_in_20s_at_1kHz", 0),
+                      longrss["max_rss_kb"] / 1024.0, longrss["errors"], longrss["python"]))
     print()
     print("accuracy detail (calibrated target, leaf shares %, true 60/30/10):")
     for name, r in results.items():
@@ -451,7 +555,8 @@ def print_tables(results, cfg):
             print("  %-9s f60 %5.2f  f30 %5.2f  f10 %5.2f  other %4.2f  (%d samples)" % (
                 name, s["f60"], s["f30"], s["f10"], r["accuracy_other_pct"], r["accuracy_samples"]))
     print()
-    print("peers (same machine, same run):")
+    print("peers (same machine, same run; us/smp = all of the profiler's CPU / samples, "
+          "median over runs, p99 for pyrometer over samples of its work):")
     hdr = ("python", "profiler", "us/smp med", "us/smp p99", "1kHz", "CPU/10s@1k", "slowdown",
            "RSS MB")
     widths = (9, 10, 10, 10, 7, 10, 9, 6)
@@ -460,7 +565,7 @@ def print_tables(results, cfg):
         if "rates" not in r:
             continue
         print(" ".join([name.rjust(9), "pyrometer".rjust(10),
-                        fmt(r["cost_us_median"], "%.1f", 10), fmt(r["cost_us_p99"], "%.1f", 10),
+                        fmt(r.get("allin_us_median"), "%.1f", 10), fmt(r["cost_us_p99"], "%.1f", 10),
                         fmt(r["rates"]["1000"]["achieved_pct"], "%.1f%%", 7),
                         fmt(r["rates"]["1000"]["cpu_per_10s"], "%.3fs", 10),
                         fmt(r["slowdown"]["ratio"], "%.3fx", 9),
@@ -508,13 +613,16 @@ def main():
     ap.add_argument("--json", help="also write the figures as JSON to this file")
     ap.add_argument("--only", help="comma-separated interpreter names (3.8,...,deb-3.11)")
     ap.add_argument("--no-render", action="store_true", help="skip the flame graph render bench")
+    ap.add_argument("--no-rss", action="store_true", help="skip the long-run memory figure")
     args = ap.parse_args()
     if args.quick:
-        cfg = {"cost_runs": 4, "cost_s": 0.3, "rate_s": 0.6, "workload_s": 0.6,
-               "accuracy_s": 10.0, "work_rounds": 800, "pairs": 2, "austin_runs": 2}
+        cfg = {"cost_runs": 2, "cost_s": 2.0, "rate_s": 0.6, "workload_s": 0.6,
+               "accuracy_s": 10.0, "work_rounds": 800, "pairs": 2, "austin_runs": 2,
+               "rss_s": 12.0}
     else:
-        cfg = {"cost_runs": 15, "cost_s": 1.0, "rate_s": 3.0, "workload_s": 3.0,
-               "accuracy_s": 20.0, "work_rounds": 2000, "pairs": 5, "austin_runs": 5}
+        cfg = {"cost_runs": 5, "cost_s": 4.0, "rate_s": 3.0, "workload_s": 3.0,
+               "accuracy_s": 20.0, "work_rounds": 2000, "pairs": 5, "austin_runs": 5,
+               "rss_s": 72.0}
     cfg["quick"] = args.quick
     if not os.path.exists(BINARY):
         print("build/pyrometer is missing: run make first")
@@ -546,7 +654,20 @@ def main():
             traceback.print_exc()
         print("accuracy  done in %.0f s (calibrated target at 100 Hz)" % (time.monotonic() - t0),
               flush=True)
-    print_tables(results, cfg)
+    floor = longrss = None
+    try:
+        floor = wake_floor(2.0 if cfg["quick"] else 5.0)
+    except Exception as e:  # noqa: BLE001
+        floor = {"error": str(e)}
+    rss_python = next((results[n]["python"] for n in ("3.11", "deb-3.11", "3.12")
+                       if n in results and "rates" in results[n]), None)
+    if rss_python and not args.no_rss:
+        try:
+            longrss = long_run_rss(rss_python, cfg["rss_s"], 5000)
+            longrss["python"] = rss_python
+        except Exception as e:  # noqa: BLE001
+            longrss = {"error": str(e)}
+    print_tables(results, cfg, floor, longrss)
     render = None
     if not args.no_render:
         try:
@@ -562,6 +683,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"config": cfg, "results": results, "render": render,
+                       "wake_floor": floor, "long_run_rss": longrss,
                        "seconds": total}, f, indent=2)
 
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -142,6 +143,8 @@ struct gil_tally {
 };
 
 #define PROCESS_LABELS_MAX 1024
+#define FRAME_MEMO_SIZE 4096u   /* power of two */
+
 struct record_state {
     struct profile *profile;
     const struct record_opts *opts;
@@ -154,7 +157,35 @@ struct record_state {
     uint32_t ids[SAMPLE_MAX_DEPTH + 2];
     int failed;
     struct gil_tally gil;
+    /* profile frame ids of Python frames by (pid, code serial, line): a
+     * steady stack then costs no string hashing per sample */
+    struct frame_memo {
+        uint64_t serial;       /* 0 = empty */
+        int32_t line;
+        pid_t pid;
+        uint32_t id;
+    } memo[FRAME_MEMO_SIZE];
 };
+
+/* The profile frame of a Python frame, through the memo. */
+static uint32_t python_frame_id(struct record_state *rs, const struct sampled_frame *fr,
+                                pid_t pid, int line)
+{
+    uint64_t serial = fr->code ? fr->code->serial : 0;
+    struct frame_memo *m = NULL;
+    if (serial != 0) {
+        uint64_t h = (serial * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(uint32_t)line << 17) ^
+                     (uint64_t)pid;
+        m = &rs->memo[(h >> 20) & (FRAME_MEMO_SIZE - 1)];
+        if (m->serial == serial && m->line == line && m->pid == pid)
+            return m->id;
+    }
+    uint32_t id = profile_frame(rs->profile, fr->name, fr->filename, fr->short_filename, line,
+                                PROFILE_FRAME_PYTHON);
+    if (m != NULL && id != UINT32_MAX)
+        *m = (struct frame_memo){serial, line, pid, id};
+    return id;
+}
 
 static void gil_count(struct gil_tally *g, const struct sample *smp)
 {
@@ -264,8 +295,9 @@ static int add_sample(const struct sample *smp, void *ctx)
             int line = o->by_function ? fr->firstlineno : fr->line;
             if (o->nolineno || line < 0 || native)
                 line = 0;
-            rs->ids[n++] = profile_frame(rs->profile, fr->name, fr->filename, fr->short_filename,
-                                         line, native ? PROFILE_FRAME_NATIVE : PROFILE_FRAME_PYTHON);
+            rs->ids[n++] = native ? profile_frame(rs->profile, fr->name, fr->filename,
+                                                  fr->short_filename, line, PROFILE_FRAME_NATIVE)
+                                  : python_frame_id(rs, fr, t->pid, line);
         }
         for (uint32_t k = 0; k < n; k++)
             if (rs->ids[k] == UINT32_MAX)
@@ -325,6 +357,35 @@ static void default_output(const struct record_opts *o, pid_t pid, char *out, si
              render_format_ext((enum render_format)o->format));
 }
 
+/* PYROMETER_STATS=FILE: what sampling cost, as JSON, for bench/run.py (a
+ * figure, so a file that cannot be written is only warned about). */
+static void write_costs(const char *path, const struct sampler_costs *c,
+                        const struct sampler_result *res)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "pyrometer: warning: cannot write %s: %s\n", path, strerror(errno));
+        return;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                 (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    double ticks = c->ticks ? (double)c->ticks : 1;
+    fprintf(f,
+            "{\"ticks\": %llu, \"samples\": %llu, \"errors\": %llu, \"elapsed_s\": %.6f,\n"
+            " \"cost_us\": {\"median\": %.2f, \"p90\": %.2f, \"p99\": %.2f, \"mean\": %.3f, "
+            "\"max\": %.2f},\n"
+            " \"syscalls_per_sample\": %.3f, \"cpu_s\": %.6f, \"max_rss_kb\": %ld}\n",
+            (unsigned long long)c->ticks, (unsigned long long)res->samples,
+            (unsigned long long)res->errors, (double)res->elapsed_ns / 1e9,
+            sampler_costs_percentile(c, 50), sampler_costs_percentile(c, 90),
+            sampler_costs_percentile(c, 99), (double)c->total_ns / ticks / 1000.0,
+            (double)c->max_ns / 1000.0, (double)c->syscalls / ticks, cpu, ru.ru_maxrss);
+    if (fclose(f) != 0)
+        fprintf(stderr, "pyrometer: warning: cannot write %s: %s\n", path, strerror(errno));
+}
+
 static void print_summary(const struct record_opts *o, const struct sampler_result *res,
                           const struct py_process *py, pid_t pid)
 {
@@ -356,6 +417,8 @@ int cmd_record(int argc, char **argv)
     static volatile sig_atomic_t stop;
     cmd_install_stop_handlers(&stop);
     struct pm_error err = {0};
+    const char *stats_path = getenv("PYROMETER_STATS");
+    struct sampler_costs *costs = NULL;
 
     char path_buf[512];
     const char *path = o.output;
@@ -384,6 +447,8 @@ int cmd_record(int argc, char **argv)
     struct sampler_result res = {0};
     struct record_state *rs = NULL;
     int exit_code = 0;
+    if (profile)
+        profile->no_timeline = !render_needs_timeline((enum render_format)o.format);
     if (profile == NULL) {
         pm_fail(&err, PM_ENOMEM, "out of memory");
         goto fail;
@@ -422,6 +487,11 @@ int cmd_record(int argc, char **argv)
             .child = child,
             .progress = isatty(STDERR_FILENO),
         };
+        if (stats_path && (costs = calloc(1, sizeof *costs)) == NULL) {
+            pm_fail(&err, PM_ENOMEM, "out of memory");
+            goto fail;
+        }
+        cfg.costs = costs;
         rs = calloc(1, sizeof *rs);
         if (rs == NULL) {
             pm_fail(&err, PM_ENOMEM, "out of memory");
@@ -469,6 +539,8 @@ int cmd_record(int argc, char **argv)
     out = NULL;
 
     print_summary(&o, &res, py, pid);
+    if (costs)
+        write_costs(stats_path, costs, &res);
     if (o.subprocesses && rs)
         fprintf(stderr, "pyrometer: sampled %zu process%s\n", rs->nprocs,
                 rs->nprocs == 1 ? "" : "es");
@@ -496,6 +568,7 @@ int cmd_record(int argc, char **argv)
     fprintf(stderr, "pyrometer: wrote %s to %s\n",
             render_format_name((enum render_format)o.format), path);
     free(rs);
+    free(costs);
     sampler_group_free(group);
     sampler_free(sampler);
     py_detach(py);
@@ -509,6 +582,7 @@ fail_written:
     if (child && !res.child_status_valid)
         cmd_stop_child(child, SIGTERM);
     free(rs);
+    free(costs);
     sampler_group_free(group);
     sampler_free(sampler);
     py_detach(py);

@@ -455,7 +455,7 @@ uint32_t profile_add(struct profile *p, uint32_t thread, const uint32_t *frames,
     uint32_t id = hash_find(p, p->stack_index, hash, stack_has_key, &key);
     size_t last = p->thread_last_run[thread];
     int extends_run = last != 0 && id != NO_ID && p->runs[last - 1].stack == id;
-    if (count > 0 && !extends_run) {
+    if (count > 0 && !extends_run && !p->no_timeline) {
         struct profile_run *runs = grow_array(p->runs, sizeof *runs, &p->runs_cap,
                                               p->nruns + 1, SIZE_MAX);
         if (runs == NULL)
@@ -470,7 +470,7 @@ uint32_t profile_add(struct profile *p, uint32_t thread, const uint32_t *frames,
 
     p->stacks[id].count += count;
     p->threads[thread].samples += count;
-    if (count == 0)
+    if (count == 0 || p->no_timeline)
         return id;
     if (extends_run) {
         struct profile_run *run = &p->runs[last - 1];

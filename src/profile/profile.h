@@ -90,6 +90,10 @@ struct profile {
 
     struct profile_run *runs;
     size_t nruns, runs_cap;
+    /* set before adding samples when no output will read the timeline
+     * (flame graph, collapsed, pprof, pstats): runs then stay empty, and a
+     * long profile costs memory per distinct stack only */
+    int no_timeline;
 
     /* private hash tables */
     struct profile_hash *string_index, *frame_index, *stack_index;

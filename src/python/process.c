@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../target/core.h"
 #include "../target/maps.h"
@@ -37,12 +38,23 @@
 #define BLOCK_MAX 512u             /* largest header we copy at once */
 #define CHUNK_COPY_MAX (1u << 20)  /* largest frame chunk copied in one read */
 #define LIST_FAST_MAX 24u          /* threads the list's batched re-read covers */
+#define SNAP_FRAMES_MAX 128u       /* <=3.10: frame objects predicted per thread */
+#define SNAP_BYTES_MAX (512u << 10) /* bytes one sample copies on speculation */
+#define CHUNK_SLACK 1024u          /* copied past the last top: room to grow */
+#define FULL_CHECK_EVERY 64u       /* samples between full re-reads of the list */
+#define CODE_RECHECK_NS 100000000ull /* a cached code object's header is re-read
+                                        when it was last checked this long ago */
+#define CODE_YOUNG_NS 1000000000ull  /* ... and on every use in its first second */
 
 /* FRAME_OWNED_BY_CSTACK (3.12+): a shim frame of the C stack, not Python's */
 #define FRAME_OWNED_BY_CSTACK 3
 
 struct code_entry {
     uint64_t addr;                 /* 0 = empty slot */
+    uint64_t checked_ns;           /* when its header last matched (py->now_ns) */
+    uint64_t decoded_ns;           /* when it was decoded */
+    uint64_t pos_limit;            /* positions a frame of it can have (3.11+ code
+                                      units, <=3.10 bytes of co_code); 0 unknown */
     uint64_t fingerprint[4];       /* name, qualname, filename, linetable pointers */
     int firstlineno;
     struct py_code code;
@@ -85,12 +97,35 @@ struct py_process {
     uint64_t list_interp, list_gil;
     size_t list_n;
     uint64_t list_tstate[LIST_FAST_MAX], list_cframe[LIST_FAST_MAX];
-    uint64_t list_chunk0, list_top0;   /* the first thread's chunk and stack top */
-    /* the first thread's state and chunk were read fresh by the list just
-     * now: its walk needs no second read before it starts */
-    int pre_valid;
-    uint64_t pre_tstate;
+    pid_t list_tid[LIST_FAST_MAX];       /* <=3.10: OS tid of list_tid_of[i] */
+    uint64_t list_tid_of[LIST_FAST_MAX];
+    /* one per listed thread: what its last walk touched, read again on
+     * speculation in the list's batched read (see list_threads_fast) */
+    struct thread_snap {
+        uint64_t pred_tstate;            /* whose prediction (0: none) */
+        uint64_t pred_chunk, pred_end;   /* 3.11+: copy [pred_chunk, pred_end) */
+        uint64_t pred_frames[SNAP_FRAMES_MAX];   /* <=3.10: walk order */
+        size_t pred_n;
+        /* this sample */
+        int valid;                       /* read in this sample's batch */
+        uint8_t *copy;                   /* 3.11+: chunk bytes from copy_base */
+        size_t copy_cap, copy_len;
+        uint64_t copy_base;
+        uint8_t *blocks;                 /* <=3.10: pred_n frame blocks */
+        size_t blocks_cap, blocks_n;
+    } snaps[LIST_FAST_MAX];
+    size_t since_full;                   /* samples since the list was walked in full */
+    const struct thread_snap *walk_snap; /* the walk in progress reads from it */
+    size_t walk_cursor;                  /* next predicted frame (<=3.10) */
+    const uint8_t *chunk_view;           /* the copy frame_step reads 3.11+ frames from */
+    int walk_missed;                     /* the walk read frames outside the batch */
+    uint64_t outside[SNAP_FRAMES_MAX];   /* frames the walk found outside a chunk copy */
+    size_t outside_n;
+    uint64_t now_ns;                     /* CLOCK_MONOTONIC_COARSE at py_begin_sample */
+    uint64_t next_code_serial;
 };
+
+static void snaps_invalidate(struct py_process *py);
 
 /* ---- attach ------------------------------------------------------------ */
 
@@ -151,7 +186,7 @@ static int choose_layout(struct py_process *py, struct pm_error *err)
 static void compute_read_sizes(struct py_process *py)
 {
     const struct py_layout *l = &py->layout;
-    int64_t ts[] = {l->tstate_next, l->tstate_interp, l->tstate_frame, l->tstate_thread_id,
+    int64_t ts[] = {l->tstate_prev, l->tstate_next, l->tstate_interp, l->tstate_frame, l->tstate_thread_id,
                     l->tstate_native_thread_id, l->tstate_datastack_chunk,
                     l->tstate_datastack_top};
     py->tstate_read = max_field_end(ts, sizeof ts / sizeof ts[0], 8);
@@ -160,7 +195,7 @@ static void compute_read_sizes(struct py_process *py)
     int64_t ifr[] = {l->iframe_previous, l->iframe_code, l->iframe_instr, l->iframe_owner,
                      l->iframe_is_entry};
     py->iframe_read = max_field_end(ifr, sizeof ifr / sizeof ifr[0], 1);
-    int64_t co[] = {l->ob_type, l->code_filename, l->code_name, l->code_qualname,
+    int64_t co[] = {l->ob_type, l->ob_size, l->code_filename, l->code_name, l->code_qualname,
                     l->code_linetable, l->code_firstlineno};
     py->code_read = max_field_end(co, sizeof co / sizeof co[0], 8);
 }
@@ -306,6 +341,10 @@ void py_detach(struct py_process *py)
     free(py->walk_pos);
     free(py->uniq_code);
     free(py->uniq_header);
+    for (size_t i = 0; i < LIST_FAST_MAX; i++) {
+        free(py->snaps[i].copy);
+        free(py->snaps[i].blocks);
+    }
     free(py);
 }
 
@@ -317,12 +356,15 @@ struct py_stats py_get_stats(const struct py_process *py) { return py->stats; }
 
 void py_drop_prefetch(struct py_process *py)
 {
-    py->pre_valid = 0;
+    snaps_invalidate(py);
 }
 
 void py_begin_sample(struct py_process *py)
 {
-    py->pre_valid = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    py->now_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    snaps_invalidate(py);
     reader_new_epoch(py->reader);
     if (py->codes_used >= CODE_CACHE_MAX)
         code_cache_flush(py);
@@ -490,14 +532,107 @@ static uint64_t interp_head_addr(const struct py_process *py)
                : py->loc.interp_head;
 }
 
-/* The thread list read the way the last one was found: one batched fresh
- * read of the interpreter list head, the interpreter's thread list head and
- * next pointer, the GIL's state, every thread state and (3.11, 3.12) every
- * cframe's current frame, at the addresses the last list had.  Every
- * pointer the read relied on is then compared with what was just read, so
- * the result is exactly what walking the list would have read; returns 1
- * when the speculation did not hold (the caller walks the list), 0 when the
- * threads are in out, -1 on an error. */
+/* ---- speculation: the thread list and each thread's stack, read as last time */
+
+static void snaps_invalidate(struct py_process *py)
+{
+    for (size_t i = 0; i < LIST_FAST_MAX; i++)
+        py->snaps[i].valid = 0;
+}
+
+/* Make room for len bytes in *buf; 0 ok. */
+static int ensure_cap(uint8_t **buf, size_t *cap, size_t len)
+{
+    if (len <= *cap)
+        return 0;
+    uint8_t *grown = realloc(*buf, len);
+    if (grown == NULL)
+        return -1;
+    *buf = grown;
+    *cap = len;
+    return 0;
+}
+
+static int cmp_u64_pair(const void *a, const void *b)
+{
+    const uint64_t *x = a, *y = b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+/* Add thread i's predicted stack memory to a batch: 3.11+ the chunk range
+ * its last walk used (plus slack), <=3.10 the frame objects its last walk
+ * visited, sorted by address so that neighbours merge into one remote read.
+ * *budget counts the bytes still allowed. */
+static void snap_items(struct py_process *py, size_t i, struct reader_iov *iov, size_t *k,
+                       size_t *budget, const struct reader_iov *extra)
+{
+    const struct py_layout *l = &py->layout;
+    struct thread_snap *sn = &py->snaps[i];
+    sn->copy_len = 0;
+    sn->copy_base = 0;
+    sn->blocks_n = 0;
+    int predicted = sn->pred_tstate == py->list_tstate[i];
+    if (predicted && l->frames != PY_FRAMES_OBJECT && sn->pred_chunk != 0 &&
+        sn->pred_end > sn->pred_chunk && *k < READER_MAX_IOV) {
+        size_t want = (size_t)(sn->pred_end - sn->pred_chunk);
+        if (want <= CHUNK_COPY_MAX && want <= *budget &&
+            ensure_cap(&sn->copy, &sn->copy_cap, want) == 0) {
+            iov[(*k)++] = (struct reader_iov){sn->pred_chunk, sn->copy, want};
+            sn->copy_base = sn->pred_chunk;
+            sn->copy_len = want;
+            *budget -= want;
+        }
+    }
+    size_t size = l->frames == PY_FRAMES_OBJECT ? py->frame_read : py->iframe_read;
+    size_t n = predicted ? sn->pred_n : 0;
+    size_t room = READER_MAX_IOV - *k - (extra != NULL);
+    if (n > room)
+        n = room;
+    if (n * size > *budget || (n && ensure_cap(&sn->blocks, &sn->blocks_cap, n * size) != 0))
+        n = 0;
+    /* (address, index) pairs; the extra item is index SNAP_FRAMES_MAX */
+    uint64_t order[SNAP_FRAMES_MAX + 1][2];
+    size_t m = 0;
+    for (size_t f = 0; f < n; f++) {
+        order[m][0] = sn->pred_frames[f];
+        order[m++][1] = f;
+    }
+    if (extra) {
+        order[m][0] = extra->addr;
+        order[m++][1] = SNAP_FRAMES_MAX;
+    }
+    qsort(order, m, sizeof order[0], cmp_u64_pair);
+    for (size_t f = 0; f < m; f++)
+        iov[(*k)++] = order[f][1] == SNAP_FRAMES_MAX
+                          ? *extra
+                          : (struct reader_iov){order[f][0], sn->blocks + order[f][1] * size, size};
+    sn->blocks_n = n;
+    *budget -= n * size;
+}
+
+/* Whether thread t's snapshot covers its stack: the chunk copied is the one
+ * it uses now and reaches its live top. */
+static int snap_covers(const struct py_process *py, const struct thread_snap *sn,
+                       const struct py_thread *t)
+{
+    if (py->layout.frames == PY_FRAMES_OBJECT)
+        return 1;   /* frames not predicted are read during the walk */
+    return t->chunk != 0 && sn->copy_len != 0 && sn->copy_base == t->chunk &&
+           t->stack_top <= sn->copy_base + sn->copy_len;
+}
+
+/* The thread list read the way the last one was found, with every thread's
+ * stack memory, in one batched read: the GIL's state, every thread state
+ * and (3.11, 3.12) every cframe's current frame at the addresses the last
+ * list had, and what each thread's last walk touched (snap_items).  The
+ * links the list relies on are then checked against what was just read:
+ * the first thread's `prev` is NULL (CPython inserts new threads at the
+ * head, so a new thread shows there), each `next` and `prev` is as before,
+ * and every FULL_CHECK_EVERY samples (always without `prev`, 2.7) the
+ * interpreter list head, the interpreter's thread list head and its `next`
+ * too.  A thread whose cframe or chunk moved is read again in a second
+ * batched read.  Returns 1 when the list itself changed (the caller walks
+ * it), 0 when the threads are in out, -1 on an error. */
 static int list_threads_fast(struct py_process *py, struct py_thread *out, size_t cap,
                              size_t *count)
 {
@@ -506,6 +641,7 @@ static int list_threads_fast(struct py_process *py, struct py_thread *out, size_
     if (!py->list_valid || py->list_n > cap || py->pid == 0)
         return 1;
     size_t n = py->list_n;
+    int full = l->tstate_prev == PY_OFF_NONE || ++py->since_full >= FULL_CHECK_EVERY;
     struct reader_iov iov[READER_MAX_IOV];
     size_t k = 0;
     uint64_t interp = 0, head_ts = 0, next_interp = 0, gil_ptr = 0, holder = 0, current = 0;
@@ -513,9 +649,11 @@ static int list_threads_fast(struct py_process *py, struct py_thread *out, size_
     uint8_t ts[LIST_FAST_MAX][BLOCK_MAX];
     uint64_t top[LIST_FAST_MAX];
     uint64_t in = py->list_interp;
-    iov[k++] = (struct reader_iov){interp_head_addr(py), &interp, 8};
-    iov[k++] = (struct reader_iov){in + (uint64_t)l->interp_threads_head, &head_ts, 8};
-    iov[k++] = (struct reader_iov){in + (uint64_t)l->interp_next, &next_interp, 8};
+    if (full) {
+        iov[k++] = (struct reader_iov){interp_head_addr(py), &interp, 8};
+        iov[k++] = (struct reader_iov){in + (uint64_t)l->interp_threads_head, &head_ts, 8};
+        iov[k++] = (struct reader_iov){in + (uint64_t)l->interp_next, &next_interp, 8};
+    }
     int old_gil = l->runtime_interpreters_head == PY_OFF_NONE;
     uint64_t gil = 0;
     int64_t locked_off = PY_OFF_NONE, holder_off = PY_OFF_NONE;
@@ -532,57 +670,64 @@ static int list_threads_fast(struct py_process *py, struct py_thread *out, size_
             locked_off = l->runtime_gil_locked;
             holder_off = l->runtime_gil_last_holder;
         } else if (l->interp_gil_ptr != PY_OFF_NONE) {
-            iov[k++] = (struct reader_iov){in + (uint64_t)l->interp_gil_ptr, &gil_ptr, 8};
+            if (full)
+                iov[k++] = (struct reader_iov){in + (uint64_t)l->interp_gil_ptr, &gil_ptr, 8};
             gil = py->list_gil;
             locked_off = l->gil_locked;
             holder_off = l->gil_last_holder;
         }
         if (gil != 0 && locked_off != PY_OFF_NONE && holder_off != PY_OFF_NONE) {
+            /* in field order, so that the two merge into one remote read */
+            if (holder_off < locked_off)
+                iov[k++] = (struct reader_iov){gil + (uint64_t)holder_off, &holder, 8};
             iov[k++] = (struct reader_iov){gil + (uint64_t)locked_off, &locked, 4};
-            iov[k++] = (struct reader_iov){gil + (uint64_t)holder_off, &holder, 8};
+            if (holder_off >= locked_off)
+                iov[k++] = (struct reader_iov){gil + (uint64_t)holder_off, &holder, 8};
         }
     }
+    /* each thread's state, then its stack memory, so that the copy is no
+     * older than the state; the cframe (3.11, 3.12: on the C stack, like
+     * the shim frames) goes with the predicted frames, sorted by address */
+    size_t budget = SNAP_BYTES_MAX;
+    uint64_t top_again[LIST_FAST_MAX];
     for (size_t i = 0; i < n; i++) {
         iov[k++] = (struct reader_iov){py->list_tstate[i], ts[i], py->tstate_read};
         top[i] = 0;
+        top_again[i] = 0;
+        struct reader_iov cframe = {0};
         if (l->frames == PY_FRAMES_CFRAME && py->list_cframe[i] != 0)
-            iov[k++] = (struct reader_iov){py->list_cframe[i] + (uint64_t)l->cframe_current_frame,
-                                           &top[i], 8};
+            cframe = (struct reader_iov){py->list_cframe[i] + (uint64_t)l->cframe_current_frame,
+                                         &top[i], 8};
+        snap_items(py, i, iov, &k, &budget, cframe.addr ? &cframe : NULL);
+        /* the top frame once more, after the copy: a thread that called or
+         * returned meanwhile is walked afresh (py_thread_stack) */
+        if (k < READER_MAX_IOV)
+            iov[k++] = (struct reader_iov){cframe.addr ? cframe.addr
+                                                       : py->list_tstate[i] + (uint64_t)l->tstate_frame,
+                                           &top_again[i], 8, READER_IOV_LATER};
+        else
+            py->snaps[i].pred_tstate = 0;   /* no room to check: not speculated */
     }
-    /* the first thread's frame chunk as far as its stack reached last time,
-     * last, so that it is no older than that thread's state */
-    size_t copy_len = 0;
-    uint64_t chunk0 = py->list_chunk0;
-    if (chunk0 != 0 && l->chunk_data != PY_OFF_NONE &&
-        py->list_top0 > chunk0 + (uint64_t)l->chunk_data && py->list_top0 - chunk0 <= CHUNK_COPY_MAX) {
-        size_t want = (size_t)(py->list_top0 - chunk0);
-        if (want > py->chunk_cap) {
-            uint8_t *copy = realloc(py->chunk_copy, want);
-            if (copy != NULL) {
-                py->chunk_copy = copy;
-                py->chunk_cap = want;
-            }
-        }
-        if (want <= py->chunk_cap) {
-            copy_len = want;
-            iov[k++] = (struct reader_iov){chunk0, py->chunk_copy, want};
-        }
-    }
-    py->chunk_base = 0;
-    py->chunk_len = 0;
+    snaps_invalidate(py);
     if (reader_readv(py->reader, iov, k, NULL) != 0)
         return 1;
     /* every link as predicted */
-    if (interp != in || next_interp != 0 || head_ts != (n ? py->list_tstate[0] : 0))
-        return 1;
-    if (!old_gil && l->runtime_gil_last_holder == PY_OFF_NONE &&
-        l->interp_gil_ptr != PY_OFF_NONE && gil_ptr != py->list_gil)
-        return 1;
+    if (full) {
+        if (interp != in || next_interp != 0 || head_ts != (n ? py->list_tstate[0] : 0))
+            return 1;
+        if (!old_gil && l->runtime_gil_last_holder == PY_OFF_NONE &&
+            l->interp_gil_ptr != PY_OFF_NONE && gil_ptr != py->list_gil)
+            return 1;
+        py->since_full = 0;
+    }
     for (size_t i = 0; i < n; i++) {
         uint64_t next = field_u64(ts[i], l->tstate_next);
         if (next != (i + 1 < n ? py->list_tstate[i + 1] : 0))
             return 1;
-        if (l->frames == PY_FRAMES_CFRAME && field_u64(ts[i], l->tstate_frame) != py->list_cframe[i])
+        if (l->tstate_prev != PY_OFF_NONE &&
+            field_u64(ts[i], l->tstate_prev) != (i > 0 ? py->list_tstate[i - 1] : 0))
+            return 1;
+        if (l->tstate_interp != PY_OFF_NONE && field_u64(ts[i], l->tstate_interp) != in)
             return 1;
     }
     uint64_t gil_holder_ts = 0;
@@ -590,44 +735,86 @@ static int list_threads_fast(struct py_process *py, struct py_thread *out, size_
         gil_holder_ts = current != 0 ? current : locked == 1 ? holder : 0;
     else if (gil != 0 && locked_off != PY_OFF_NONE && holder_off != PY_OFF_NONE && locked)
         gil_holder_ts = holder;
+    /* threads whose cframe or chunk moved since their last walk: a second
+     * batched read for those */
+    struct reader_iov again[READER_MAX_IOV];
+    size_t ka = 0;
+    uint64_t new_top[LIST_FAST_MAX];
     for (size_t i = 0; i < n; i++) {
         struct py_thread *t = &out[i];
+        struct thread_snap *sn = &py->snaps[i];
         t->tstate = py->list_tstate[i];
         t->interp = in;
         t->thread_id = field_u64(ts[i], l->tstate_thread_id);
-        t->os_tid = l->tstate_native_thread_id != PY_OFF_NONE
-                        ? (pid_t)field_u64(ts[i], l->tstate_native_thread_id)
-                        : proc_tid_of_pthread(py->reader, py->pid, t->thread_id);
+        if (l->tstate_native_thread_id != PY_OFF_NONE) {
+            t->os_tid = (pid_t)field_u64(ts[i], l->tstate_native_thread_id);
+        } else {
+            /* <=3.10: from glibc's struct pthread in the target, which is
+             * worth a read only when the thread is new to this place in
+             * the list, and on each full check (a pthread_t is reused) */
+            if (full || py->list_tid[i] == 0 || py->list_tid_of[i] != t->thread_id) {
+                py->list_tid[i] = proc_tid_of_pthread(py->reader, py->pid, t->thread_id);
+                py->list_tid_of[i] = t->thread_id;
+            }
+            t->os_tid = py->list_tid[i];
+        }
         t->owns_gil = gil_holder_ts != 0 && gil_holder_ts == t->tstate;
         read_thread_fields(py, ts[i], t);
-        t->cframe = py->list_cframe[i];
-        t->top_frame = l->frames == PY_FRAMES_CFRAME && t->cframe != 0
-                           ? top[i] : field_u64(ts[i], l->tstate_frame);
+        if (l->frames == PY_FRAMES_CFRAME) {
+            t->cframe = field_u64(ts[i], l->tstate_frame);
+            t->top_frame = t->cframe == py->list_cframe[i] ? top[i] : 0;
+            if (t->cframe != py->list_cframe[i] && t->cframe != 0 && ka < READER_MAX_IOV)
+                again[ka++] = (struct reader_iov){t->cframe + (uint64_t)l->cframe_current_frame,
+                                                  &new_top[i], 8};
+        } else {
+            t->cframe = 0;
+            t->top_frame = field_u64(ts[i], l->tstate_frame);
+        }
+        /* valid only if the top frame did not move while the batch was read
+         * (and, 3.11/3.12, the thread is still in the C-level call whose
+         * cframe we read: otherwise its top frame is read just below, after
+         * the copy, and the walk starts afresh) */
+        sn->valid = top_again[i] == (l->frames == PY_FRAMES_CFRAME ? top[i]
+                                                                   : field_u64(ts[i], l->tstate_frame)) &&
+                    (l->frames != PY_FRAMES_CFRAME || t->cframe == py->list_cframe[i]);
+        if (sn->valid && !snap_covers(py, sn, t)) {
+            sn->copy_len = 0;
+            sn->copy_base = 0;
+            uint64_t chunk = t->chunk, end = t->stack_top;
+            if (chunk != 0 && l->chunk_data != PY_OFF_NONE &&
+                end > chunk + (uint64_t)l->chunk_data && end - chunk <= CHUNK_COPY_MAX &&
+                ka < READER_MAX_IOV && ensure_cap(&sn->copy, &sn->copy_cap, end - chunk) == 0) {
+                again[ka++] = (struct reader_iov){chunk, sn->copy, (size_t)(end - chunk)};
+                sn->copy_base = chunk;
+                sn->copy_len = (size_t)(end - chunk);
+            }
+        }
     }
-    /* the walk of the first thread starts from what was just read */
-    py->pre_valid = 1;
-    py->pre_tstate = out[0].tstate;
-    py->stack_top = out[0].stack_top;
-    if (copy_len != 0 && out[0].chunk == chunk0) {
-        py->chunk_base = chunk0;
-        py->chunk_len = copy_len;
+    if (ka > 0 && reader_readv(py->reader, again, ka, NULL) != 0) {
+        snaps_invalidate(py);
+        return 1;
     }
-    py->list_chunk0 = out[0].chunk;
-    py->list_top0 = out[0].stack_top;
+    for (size_t i = 0; i < n; i++) {
+        struct py_thread *t = &out[i];
+        if (l->frames == PY_FRAMES_CFRAME && t->cframe != py->list_cframe[i]) {
+            t->top_frame = t->cframe != 0 ? new_top[i] : 0;
+            py->list_cframe[i] = t->cframe;
+        }
+    }
     *count = n;
     return 0;
 }
 
-/* Remember a list just walked for list_threads_fast. */
+/* Remember a list just walked for list_threads_fast; predictions of
+ * threads that are still at the same place in the list are kept. */
 static void list_remember(struct py_process *py, const struct py_thread *out, size_t count,
                           size_t cap, int one_interp)
 {
     const struct py_layout *l = &py->layout;
     py->list_valid = 0;
+    py->since_full = 0;
+    snaps_invalidate(py);
     if (!one_interp || count == 0 || count > cap || count > LIST_FAST_MAX || py->pid == 0)
-        return;
-    size_t words = 3 + 3 + count * 2;   /* fits READER_MAX_IOV */
-    if (words > READER_MAX_IOV)
         return;
     py->list_interp = out[0].interp;
     py->list_gil = 0;
@@ -639,9 +826,14 @@ static void list_remember(struct py_process *py, const struct py_thread *out, si
     for (size_t i = 0; i < count; i++) {
         py->list_tstate[i] = out[i].tstate;
         py->list_cframe[i] = out[i].cframe;
+        py->list_tid[i] = out[i].os_tid;
+        py->list_tid_of[i] = out[i].thread_id;
+        if (py->snaps[i].pred_tstate != out[i].tstate) {
+            py->snaps[i].pred_tstate = 0;
+            py->snaps[i].pred_n = 0;
+            py->snaps[i].pred_chunk = 0;
+        }
     }
-    py->list_chunk0 = out[0].chunk;
-    py->list_top0 = out[0].stack_top;
     py->list_n = count;
     py->list_valid = 1;
 }
@@ -653,7 +845,6 @@ int py_list_threads(struct py_process *py, struct py_thread *out, size_t cap, si
                     struct pm_error *err)
 {
     *count = 0;
-    py->pre_valid = 0;
     if (list_threads_fast(py, out, cap, count) == 0)
         return 0;
     int one_interp = 0;
@@ -790,6 +981,19 @@ static int code_decode(struct py_process *py, uint64_t addr, const uint8_t *head
     e->code.name = e->name;
     e->code.filename = e->filename;
     e->code.firstlineno = e->firstlineno;
+    e->code.serial = ++py->next_code_serial;
+    e->pos_limit = 0;
+    if (l->code_adaptive != PY_OFF_NONE) {
+        e->pos_limit = field_u64(header, l->ob_size);
+    } else if (l->code_code != PY_OFF_NONE && l->ob_size != PY_OFF_NONE) {
+        uint64_t code_bytes = field_u64(header, l->code_code), size = 0;
+        if (code_bytes != 0 &&
+            reader_u64(py->reader, code_bytes + (uint64_t)l->ob_size, &size, NULL) == 0 &&
+            size <= LINETABLE_MAX * 16)
+            e->pos_limit = size;
+    }
+    e->checked_ns = py->now_ns;
+    e->decoded_ns = py->now_ns;
     e->last_pos = INT64_MIN;
     return 0;
 }
@@ -816,6 +1020,7 @@ static struct code_entry *code_from_header(struct py_process *py, uint64_t addr,
             e->fingerprint[3] == field_u64(header, l->code_linetable) &&
             e->firstlineno == field_i32(header, l->code_firstlineno)) {
             py->stats.code_hits++;
+            e->checked_ns = py->now_ns;
             return e;
         }
         /* Same address, another code object: decode it afresh in place. */
@@ -868,6 +1073,27 @@ static int code_line(struct py_process *py, struct code_entry *e, int64_t pos)
 
 /* ---- frames ------------------------------------------------------------ */
 
+/* A frame not in a copied chunk (<=3.10 every frame object; 3.11+ a
+ * generator's frame or 3.12+ a shim frame on the C stack): its block from
+ * this sample's batch, when the thread's last walk predicted it (looked for
+ * a few places after the last hit: a stack that grew or shrank at the top
+ * shifts them).  Every such address is noted for the next prediction. */
+static int predicted_block(struct py_process *py, uint64_t addr, uint8_t *block, size_t size)
+{
+    if (py->outside_n < SNAP_FRAMES_MAX)
+        py->outside[py->outside_n++] = addr;
+    const struct thread_snap *sn = py->walk_snap;
+    if (sn == NULL)
+        return 0;
+    for (size_t f = py->walk_cursor; f < sn->blocks_n && f < py->walk_cursor + 8; f++)
+        if (sn->pred_frames[f] == addr) {
+            memcpy(block, sn->blocks + f * size, size);
+            py->walk_cursor = f + 1;
+            return 1;
+        }
+    return 0;
+}
+
 /* One step of the walk: the code address, bytecode position and next frame
  * of the frame at addr; *skip when the frame is not a Python frame. */
 static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int64_t *pos,
@@ -880,8 +1106,11 @@ static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int6
     *has_pos = 1;
     *entry = 1;
     if (l->frames == PY_FRAMES_OBJECT) {
-        if (reader_read(py->reader, addr, block, py->frame_read, err) != 0)
-            return -1;
+        if (!predicted_block(py, addr, block, py->frame_read)) {
+            py->walk_missed = 1;
+            if (reader_read(py->reader, addr, block, py->frame_read, err) != 0)
+                return -1;
+        }
         if (py->loc.frame_type && field_u64(block, l->ob_type) != py->loc.frame_type)
             return pm_fail(err, PM_ETORN, "not a frame object at 0x%llx",
                            (unsigned long long)addr);
@@ -898,15 +1127,17 @@ static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int6
         *pos = l->lines == PY_LINES_LINETABLE310 && lasti >= 0 ? (int64_t)lasti * 2 : lasti;
         return 0;
     }
-    if (addr >= py->chunk_base && py->chunk_len >= py->iframe_read &&
+    if (py->chunk_view && addr >= py->chunk_base && py->chunk_len >= py->iframe_read &&
         addr - py->chunk_base <= py->chunk_len - py->iframe_read) {
         /* frames at or above the live top of the data stack have returned */
         if (py->stack_top != 0 && addr >= py->stack_top)
             return pm_fail(err, PM_ETORN, "frame at 0x%llx is above the top of the stack",
                            (unsigned long long)addr);
-        memcpy(block, py->chunk_copy + (addr - py->chunk_base), py->iframe_read);
-    } else if (reader_read(py->reader, addr, block, py->iframe_read, err) != 0) {
-        return -1;
+        memcpy(block, py->chunk_view + (addr - py->chunk_base), py->iframe_read);
+    } else if (!predicted_block(py, addr, block, py->iframe_read)) {
+        py->walk_missed = 1;
+        if (reader_read(py->reader, addr, block, py->iframe_read, err) != 0)
+            return -1;
     }
     *code = field_u64(block, l->iframe_code);
     *next = field_u64(block, l->iframe_previous);
@@ -955,8 +1186,9 @@ static int read_thread_fresh(struct py_process *py, struct py_thread *t, struct 
 
 int py_thread_refresh(struct py_process *py, struct py_thread *t, struct pm_error *err)
 {
-    /* the retried walk must not see pages cached by the torn one */
-    py->pre_valid = 0;
+    /* the retried walk must not see pages cached by the torn one, nor the
+     * batch's copy */
+    snaps_invalidate(py);
     reader_new_epoch(py->reader);
     return read_thread_fresh(py, t, err);
 }
@@ -994,6 +1226,7 @@ static void snapshot_chunk(struct py_process *py, const struct py_thread *t)
         return;
     py->chunk_base = t->chunk;
     py->chunk_len = want;
+    py->chunk_view = py->chunk_copy;
 }
 
 static int grow_walk(struct py_process *py, size_t need)
@@ -1066,6 +1299,7 @@ static int start_walk(struct py_process *py, struct py_thread *t, struct pm_erro
                 if (t->chunk == chunk) {
                     py->chunk_base = chunk;
                     py->chunk_len = want;
+                    py->chunk_view = py->chunk_copy;
                 }
                 return 0;
             }
@@ -1077,26 +1311,53 @@ static int start_walk(struct py_process *py, struct py_thread *t, struct pm_erro
     return 0;
 }
 
-/* After the walk: the headers of the distinct code objects of the walk's
- * frames (type-checked and compared with the cache's fingerprints) and, for
- * a live process, the thread's state once more, in one batched read per
- * READER_MAX_IOV - 2 code objects; fails PM_ETORN when the thread's current
- * frame or stack top changed while we read. */
+/* The cache entry for the code object at addr if it may be used without
+ * reading its header: not decoded within the last CODE_YOUNG_NS (code
+ * objects that die, like a module's body after its import, die young, and
+ * another may take the address at once), checked within CODE_RECHECK_NS,
+ * and the frame's position lies inside its bytecode.  An address reused by
+ * another code object is then noticed at once while either is young or when
+ * the position does not fit, and within CODE_RECHECK_NS otherwise. */
+static struct code_entry *code_trusted(struct py_process *py, uint64_t addr, int64_t pos)
+{
+    size_t s = code_slot(addr, py->codes_cap);
+    while (py->codes[s] && py->codes[s]->addr != addr)
+        s = (s + 1) & (py->codes_cap - 1);
+    struct code_entry *e = py->codes[s];
+    if (e == NULL || py->pid == 0 || py->now_ns - e->checked_ns > CODE_RECHECK_NS ||
+        py->now_ns - e->decoded_ns < CODE_YOUNG_NS)
+        return NULL;
+    if (pos != INT64_MIN && (pos < 0 || e->pos_limit == 0 || (uint64_t)pos >= e->pos_limit))
+        return NULL;
+    return e;
+}
+
+/* After the walk: the headers of the code objects of the walk's frames
+ * that the cache cannot vouch for (code_trusted: type-checked and compared
+ * with the cache's fingerprints) and, with recheck, the thread's state once
+ * more, in one batched read per READER_MAX_IOV - 2 code objects; fails
+ * PM_ETORN when the thread's current frame or stack top changed while we
+ * read. */
 static int finish_walk(struct py_process *py, const struct py_thread *t, size_t n,
-                       struct py_frame *frames, struct pm_error *err)
+                       struct py_frame *frames, int recheck, struct pm_error *err)
 {
     size_t nu = 0;
     if (grow_uniq(py, n ? n : 1) != 0)
         return pm_fail(err, PM_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
+        struct code_entry *e = code_trusted(py, py->walk_code[i], py->walk_pos[i]);
+        if (e != NULL) {
+            frames[i].code = &e->code;
+            continue;
+        }
+        frames[i].code = NULL;
         size_t u = 0;
-        /* stacks repeat a few functions: look back a little, then at all */
         while (u < nu && py->uniq_code[u] != py->walk_code[i])
             u++;
         if (u == nu)
             py->uniq_code[nu++] = py->walk_code[i];
     }
-    int check = t->top_frame != 0 && py->pid != 0;
+    int check = recheck && t->top_frame != 0 && py->pid != 0;
     const size_t group = READER_MAX_IOV - 2;
     size_t done = 0;
     do {
@@ -1122,35 +1383,88 @@ static int finish_walk(struct py_process *py, const struct py_thread *t, size_t 
         }
         done += k;
     } while (done < nu);
-    for (size_t i = 0; i < n; i++) {
-        size_t u = 0;
-        while (py->uniq_code[u] != py->walk_code[i])
-            u++;
+    for (size_t u = 0; u < nu; u++) {
         struct code_entry *e = code_from_header(py, py->uniq_code[u],
                                                 py->uniq_header + u * py->code_read, err);
         if (e == NULL)
             return -1;
-        frames[i].code = &e->code;
+        for (size_t i = 0; i < n; i++)
+            if (frames[i].code == NULL && py->walk_code[i] == py->uniq_code[u])
+                frames[i].code = &e->code;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct code_entry *e = (struct code_entry *)((char *)frames[i].code -
+                                                     offsetof(struct code_entry, code));
         frames[i].line = py->walk_pos[i] != INT64_MIN ? code_line(py, e, py->walk_pos[i])
                                                       : e->firstlineno;
     }
     return 0;
 }
 
+/* The snapshot of the listed thread from this sample's batch, if any. */
+static struct thread_snap *snap_of(struct py_process *py, const struct py_thread *t)
+{
+    if (!py->list_valid)
+        return NULL;
+    for (size_t i = 0; i < py->list_n && i < LIST_FAST_MAX; i++)
+        if (py->list_tstate[i] == t->tstate)
+            return &py->snaps[i];
+    return NULL;
+}
+
+/* After a good walk of thread t: what the next sample should read ahead. */
+static void snap_predict(struct py_process *py, struct thread_snap *sn, const struct py_thread *t)
+{
+    const struct py_layout *l = &py->layout;
+    sn->pred_tstate = t->tstate;
+    memcpy(sn->pred_frames, py->outside, py->outside_n * sizeof py->outside[0]);
+    sn->pred_n = py->outside_n;
+    sn->pred_chunk = 0;
+    if (l->frames == PY_FRAMES_OBJECT || t->chunk == 0 || t->stack_top <= t->chunk)
+        return;
+    uint64_t end = t->stack_top + CHUNK_SLACK;
+    /* never past the chunk's own end (its size is in the header we copied) */
+    uint64_t size = 0;
+    if (py->chunk_view && py->chunk_base == t->chunk && py->chunk_len >= (size_t)l->chunk_size + 8)
+        memcpy(&size, py->chunk_view + l->chunk_size, 8);
+    if (size == 0 || size > CHUNK_COPY_MAX)
+        end = t->stack_top;
+    else if (end > t->chunk + size)
+        end = t->chunk + size;
+    sn->pred_chunk = t->chunk;
+    sn->pred_end = end;
+}
+
 int py_thread_stack(struct py_process *py, const struct py_thread *listed, struct py_frame *frames,
                     size_t cap, size_t *depth, struct pm_error *err)
 {
     *depth = 0;
-    int prefetched = py->pre_valid;
-    py->pre_valid = 0;
-    /* The thread list was read a while ago: take the current frame again
-     * just before copying the frames, and check it once more after the walk
+    /* A thread read in this sample's batched read (list_threads_fast) is
+     * walked over that copy: its state, current frame and stack memory came
+     * from one system call.  Any other thread's state is read again just
+     * before its frames are copied, and checked once more after the walk
      * (finish_walk), so the walk starts from the live top of the stack and
      * not from a frame that has returned since. */
     struct py_thread current = *listed;
     const struct py_thread *t = &current;
-    if (py->pid != 0 && prefetched && py->pre_tstate == listed->tstate) {
-        /* the list read this thread's state (and chunk) fresh just now */
+    struct thread_snap *sn = py->pid != 0 ? snap_of(py, listed) : NULL;
+    int batched = sn != NULL && sn->valid;
+    py->walk_snap = NULL;
+    py->walk_cursor = 0;
+    py->walk_missed = 0;
+    py->outside_n = 0;
+    py->chunk_view = NULL;
+    py->chunk_base = 0;
+    py->chunk_len = 0;
+    if (batched) {
+        sn->valid = 0;   /* one walk per read: a retry reads afresh */
+        py->stack_top = t->stack_top;
+        py->walk_snap = sn;
+        if (sn->copy_len != 0) {
+            py->chunk_view = sn->copy;
+            py->chunk_base = sn->copy_base;
+            py->chunk_len = sn->copy_len;
+        }
     } else if (py->pid != 0) {
         if (start_walk(py, &current, err) != 0)
             return -1;
@@ -1194,7 +1508,13 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
         frames[*depth].entry = entry;
         (*depth)++;
     }
-    if (finish_walk(py, t, *depth, frames, err) != 0)
+    /* frames read one by one after the batch may be newer than the state
+     * the walk started from: check that state again */
+    int recheck = !batched || py->walk_missed;
+    py->walk_snap = NULL;
+    if (finish_walk(py, t, *depth, frames, recheck, err) != 0)
         return -1;
+    if (sn != NULL && !truncated)
+        snap_predict(py, sn, t);
     return truncated;
 }

@@ -27,6 +27,9 @@ struct py_code {
     const char *name;       /* co_qualname where the version has one, else co_name */
     const char *filename;
     int firstlineno;
+    uint64_t serial;        /* unique per decoded code object in this process
+                               model (never reused, unlike addr): a key for
+                               callers' caches; 0 = none */
 };
 
 struct py_frame {

@@ -14,10 +14,18 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pydict.h"
 
 #define MAX_INTERPS 16
+
+static uint64_t coarse_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 struct name_entry {
     uint64_t interp, ident;
@@ -26,7 +34,7 @@ struct name_entry {
 
 struct interp_state {
     uint64_t interp;            /* 0 = unused */
-    uint64_t read_at;           /* lookup count at the last read */
+    uint64_t read_at;           /* CLOCK_MONOTONIC_COARSE ns of the last read */
 };
 
 struct py_thread_names {
@@ -127,7 +135,7 @@ int py_thread_names_refresh(struct py_thread_names *tn, struct py_objctx *ctx, u
     if (st == NULL)
         st = &tn->interps[interp % MAX_INTERPS];  /* forget one: it is only a cache */
     st->interp = interp;
-    st->read_at = tn->lookups;
+    st->read_at = coarse_now_ns();
     struct name_entry *fresh;
     size_t n;
     if (collect_names(ctx, interp, &fresh, &n, err) != 0)
@@ -169,9 +177,9 @@ const char *py_thread_name(struct py_thread_names *tn, struct py_objctx *ctx,
     tn->lookups++;
     const struct interp_state *st = interp_state(tn, t->interp);
     const char *name = find_name(tn, t->interp, t->thread_id);
-    uint64_t age = st ? tn->lookups - st->read_at : UINT64_MAX;
-    if (st == NULL || age >= PY_THREAD_NAMES_REFRESH ||
-        (name == NULL && age >= PY_THREAD_NAMES_MISS_GAP)) {
+    uint64_t age = st ? coarse_now_ns() - st->read_at : UINT64_MAX;
+    if (st == NULL || age >= PY_THREAD_NAMES_REFRESH_NS ||
+        (name == NULL && age >= PY_THREAD_NAMES_MISS_GAP_NS)) {
         if (py_thread_names_refresh(tn, ctx, t->interp, NULL) == 0)
             name = find_name(tn, t->interp, t->thread_id);
     }

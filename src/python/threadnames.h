@@ -5,8 +5,8 @@
  * interpreter — found through its sys.modules, the module's __dict__, and
  * each Thread's `_name` instance attribute — into a cached map from
  * (interpreter, thread id) to a UTF-8 name, and deciding when to read it
- * again: after PY_THREAD_NAMES_REFRESH lookups, or on a lookup that misses
- * once at least PY_THREAD_NAMES_MISS_GAP lookups have passed since the last
+ * again: PY_THREAD_NAMES_REFRESH_NS after the last read, or on a lookup
+ * that misses once PY_THREAD_NAMES_MISS_GAP_NS have passed since the last
  * read (threads that `threading` does not know, like C threads, miss every
  * time and must not cost a read each).  At most PY_DICT_MAX_ENTRIES threads
  * per interpreter.  Never prints.
@@ -22,8 +22,11 @@
 #include "pyobj.h"
 
 #define PY_THREAD_NAME_MAX 128          /* bytes, NUL included */
-#define PY_THREAD_NAMES_REFRESH 1000u
-#define PY_THREAD_NAMES_MISS_GAP 50u
+/* Reading sys.modules and threading._active takes tens of reads: at most
+ * every 2 s, and on a miss every 0.5 s (time, not lookups, so that the
+ * cost does not grow with the sampling rate). */
+#define PY_THREAD_NAMES_REFRESH_NS 2000000000ull
+#define PY_THREAD_NAMES_MISS_GAP_NS 500000000ull
 
 struct py_thread_names;
 

@@ -209,3 +209,8 @@ int render_runs_by_thread(const struct profile *p, size_t **run_ids_out, size_t 
     *first_out = first;
     return 0;
 }
+
+int render_needs_timeline(enum render_format format)
+{
+    return format == RENDER_SPEEDSCOPE || format == RENDER_CHROMETRACE;
+}

@@ -27,6 +27,10 @@ enum render_format {
     RENDER_PSTATS,          /* marshalled cProfile stats for pstats / SnakeViz */
 };
 
+/* Whether the format reads the profile's timeline (runs); the others need
+ * only the stack table. */
+int render_needs_timeline(enum render_format format);
+
 /* Parse "flamegraph" | "speedscope" | "raw" | "pprof" | "chrometrace" |
  * "pstats"; -1 when unknown. */
 int render_format_parse(const char *name);

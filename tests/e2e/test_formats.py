@@ -242,7 +242,10 @@ def test_record_chrometrace(python, tmp_path):
     other_time = time_in("other (cpu_busy.py)")
     assert main_time > 0 and busy_time / main_time >= 0.6, (busy_time, main_time)
     assert other_time / main_time >= 0.05, (other_time, main_time)
-    assert busy_time > 3 * other_time, (busy_time, other_time)
+    # busy runs 4x other's loop: at least twice its time even when the
+    # machine preempts the target in long stretches (seen: 2.5x on a loaded
+    # 2-core machine)
+    assert busy_time > 2 * other_time, (busy_time, other_time)
     # Consecutive samples merge: main() is a handful of slices at most, and
     # busy()'s slices average several sample periods.
     assert sum(1 for _, _, n in slices if n == "main (cpu_busy.py)") <= 5

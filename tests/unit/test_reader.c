@@ -487,6 +487,61 @@ static void test_readv(void **state)
     munmap(mem, ps);
 }
 
+/* Batched items close together become one remote range (the kernel's cost
+ * is per range), copied out exactly; items out of order, far apart or
+ * across a hole stay separate, and a hole still fails the read. */
+static void test_readv_merges(void **state)
+{
+    (void)state;
+    size_t ps = (size_t)page_size();
+    uint8_t *mem = mmap(NULL, 4 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(mem != MAP_FAILED);
+    for (size_t i = 0; i < 4 * ps; i++)
+        mem[i] = (uint8_t)(i * 13 + 5);
+    assert_int_equal(munmap(mem + 2 * ps, ps), 0);   /* a hole: the third page */
+    uint64_t base = (uint64_t)(uintptr_t)mem;
+    struct pm_error err = {0};
+    struct reader *r = reader_remote_new(getpid(), &err);
+    assert_non_null(r);
+    uint8_t a[16], b[40], c[8], d[300], e[8];
+    /* a, b (overlapping a), c (a small gap), d (crossing into page 2):
+     * one range; e backwards: a second */
+    struct reader_iov iov[5] = {{base + 100, a, sizeof a}, {base + 108, b, sizeof b},
+                                {base + 2000, c, sizeof c}, {base + ps - 100, d, sizeof d},
+                                {base + 10, e, sizeof e}};
+    uint64_t ranges = r->stats.ranges, calls = r->stats.syscalls;
+    assert_int_equal(reader_readv(r, iov, 5, &err), 0);
+    assert_int_equal(r->stats.syscalls, calls + 1);
+    assert_int_equal(r->stats.ranges, ranges + 2);
+    assert_memory_equal(a, mem + 100, sizeof a);
+    assert_memory_equal(b, mem + 108, sizeof b);
+    assert_memory_equal(c, mem + 2000, sizeof c);
+    assert_memory_equal(d, mem + ps - 100, sizeof d);
+    assert_memory_equal(e, mem + 10, sizeof e);
+    /* far apart: not merged */
+    struct reader_iov far[2] = {{base, a, 8}, {base + ps + 3000, c, 8}};
+    ranges = r->stats.ranges;
+    assert_int_equal(reader_readv(r, far, 2, &err), 0);
+    assert_int_equal(r->stats.ranges, ranges + 2);
+    assert_memory_equal(c, mem + ps + 3000, 8);
+    /* the end of page 2 and the start of page 4 are near, but the hole
+     * between them is a whole page: never one range, and each readable */
+    struct reader_iov across[2] = {{base + 2 * ps - 8, a, 8}, {base + 3 * ps, c, 8}};
+    assert_int_equal(reader_readv(r, across, 2, &err), 0);
+    assert_memory_equal(a, mem + 2 * ps - 8, 8);
+    assert_memory_equal(c, mem + 3 * ps, 8);
+    /* an item in the hole fails the batch, and names the item */
+    struct reader_iov holed[3] = {{base + 8, a, 8}, {base + 2 * ps + 16, c, 8}, {base, e, 8}};
+    assert_int_equal(reader_readv(r, holed, 3, &err), -1);
+    assert_int_equal(err.code, PM_EREAD);
+    char want[64];
+    snprintf(want, sizeof want, "0x%llx", (unsigned long long)(base + 2 * ps + 16));
+    assert_non_null(strstr(err.msg, want));
+    reader_close(r);
+    munmap(mem, 2 * ps);
+    munmap(mem + 3 * ps, ps);
+}
+
 /* ---- a child ------------------------------------------------------------ */
 
 static volatile uint64_t shared_word = 0x1122334455667788ull;
@@ -571,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_remote_read_fresh),
         cmocka_unit_test(test_remote_unmapped),
         cmocka_unit_test(test_readv),
+        cmocka_unit_test(test_readv_merges),
         cmocka_unit_test(test_remote_child_then_dead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
