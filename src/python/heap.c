@@ -275,7 +275,7 @@ static size_t type_slot(uint64_t addr, size_t cap)
 
 static struct type_entry *type_find(struct census_state *st, uint64_t addr)
 {
-    if (st->types_cap == 0)
+    if (st->types_cap == 0 || addr == 0)   /* 0 marks an empty slot */
         return NULL;
     for (size_t i = type_slot(addr, st->types_cap);; i = (i + 1) & (st->types_cap - 1)) {
         if (st->types[i].addr == addr)
@@ -642,8 +642,8 @@ static int walk_with_retries(struct census_state *st, uint64_t head, uint64_t co
             return 0;
         if (err->code != PM_ETORN && err->code != PM_EREAD)
             return -1;
-        if (attempt + 1 >= LIST_TRIES)
-            return pm_wrap(err, "after %u tries", LIST_TRIES);
+        if (attempt + 1 >= st->opts->tries)
+            return pm_wrap(err, "after %u tries", st->opts->tries);
         /* start this list again from a fresh copy of the target */
         st->retries++;
         snap_clear(&st->snap);
@@ -706,11 +706,16 @@ static int census_lists(const struct heap_source *src, const struct heap_options
                         const uint64_t *collecting, struct heap_census *out,
                         struct pm_error *err)
 {
+    struct pm_error ignored;
+    if (err == NULL)
+        err = &ignored;
     struct heap_options o = *opts;
     if (o.max_copy == 0)
         o.max_copy = HEAP_DEFAULT_MAX_COPY;
     if (o.max_objects == 0)
         o.max_objects = HEAP_DEFAULT_MAX_OBJECTS;
+    if (o.tries == 0)
+        o.tries = LIST_TRIES;
     const struct py_gclayout *gc = src->gc;
     memset(out, 0, sizeof *out);
     int64_t node_fields[] = {gc->ob_type, gc->ob_size, gc->long_tag};

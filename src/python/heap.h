@@ -67,6 +67,7 @@ struct heap_options {
     uint64_t max_copy;              /* bytes of target memory it may copy (0: default) */
     uint64_t max_objects;           /* objects in one list before it is refused (0: default) */
     int blocking;                   /* stop the target's threads while counting */
+    unsigned tries;                 /* walks of a torn list before it fails (0: 5) */
     /* called now and then during a walk (NULL: never) */
     void (*progress)(void *ctx, uint64_t objects, uint64_t copied);
     void *progress_ctx;

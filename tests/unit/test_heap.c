@@ -5,7 +5,7 @@
  * objects laid out with the generated 3.12 and 2.7 tables (gclayout_gen.c):
  * exact counts and shallow sizes per type (fixed and variable size, an
  * |ob_size| that is negative), flag bits under 3.8+'s prev links, an empty
- * list, an object whose "type" is not a type (counted as unreadable), names
+ * list, objects whose "type" is not a type or NULL (counted as unreadable), names
  * made valid UTF-8, objects of two type objects with one name merged, the
  * sort order; then what must fail: a list that loops back on itself, a
  * broken back link, a head that disagrees about the last node, the object
@@ -165,13 +165,14 @@ static void counts_for(const struct py_gclayout *gc)
     add_object(&im, heads[1], vec, -3, 0);                     /* |ob_size| counts */
     add_object(&im, heads[1], vec_again, 1, 0);
     add_object(&im, heads[1], fake, 0, 0);
+    add_object(&im, heads[1], 0, 0, 0);                        /* a NULL type (found by fuzzing) */
     /* heads[2]: empty */
 
     struct heap_census c;
     struct pm_error err = {0};
     assert_int_equal(census(&im, heads, 3, NULL, NULL, &c, &err), 0);
-    assert_int_equal(c.objects, 8);
-    assert_int_equal(c.unreadable, 1);
+    assert_int_equal(c.objects, 9);
+    assert_int_equal(c.unreadable, 2);
     assert_int_equal(c.lists, 3);
     assert_int_equal(c.ntypes, 3);
     assert_int_equal(c.retries, 0);
