@@ -168,6 +168,8 @@ static void find_old_statics(const struct elf_image *img, struct py_location *lo
         loc->gil_locked = addr + loc->bias;
     if (elf_symbol(img, "gil_last_holder", &addr, &size) == 0 && size == 8)
         loc->gil_last_holder = addr + loc->bias;
+    if (elf_symbol(img, "_PyGC_generation0", &addr, &size) == 0 && size == 8)
+        loc->gc_generation0 = addr + loc->bias;
 }
 
 /* Try one candidate ELF; 1 = it is CPython (loc filled), 0 = not, -1 = error. */

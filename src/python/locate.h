@@ -41,6 +41,8 @@ struct py_location {
     uint64_t gil_locked;    /* 3.6: &gil_locked (Python/ceval_gil.h, an int) */
     uint64_t gil_last_holder; /* 3.6: &gil_last_holder (a PyThreadState *) */
     uint64_t string_type;   /* 2.7: &PyString_Type, 0 if unknown */
+    uint64_t gc_generation0;/* 2.7, 3.6: &_PyGC_generation0 (exported; points at
+                               the first GC generation's list head), 0 if unknown */
 };
 
 /* Where the ELF files a target mapped can be opened from, and how to name

@@ -352,6 +352,8 @@ pid_t py_pid(const struct py_process *py) { return py->pid; }
 const struct py_version *py_get_version(const struct py_process *py) { return &py->loc.version; }
 const char *py_binary(const struct py_process *py) { return py->loc.binary; }
 struct reader *py_reader(struct py_process *py) { return py->reader; }
+const struct py_location *py_get_location(const struct py_process *py) { return &py->loc; }
+const struct py_layout *py_get_layout(const struct py_process *py) { return &py->layout; }
 struct py_stats py_get_stats(const struct py_process *py) { return py->stats; }
 
 void py_drop_prefetch(struct py_process *py)

@@ -76,6 +76,10 @@ pid_t py_pid(const struct py_process *py);
 const struct py_version *py_get_version(const struct py_process *py);
 const char *py_binary(const struct py_process *py);
 struct reader *py_reader(struct py_process *py);
+/* Where the interpreter was found and the layout in use (heap.c walks the
+ * interpreter list and the GC state with them). */
+const struct py_location *py_get_location(const struct py_process *py);
+const struct py_layout *py_get_layout(const struct py_process *py);
 
 /* Start a new sample: invalidates the reader's page cache and may flush the
  * code cache (bounded size). */

@@ -66,6 +66,25 @@ void proc_root_path(pid_t pid, const char *path, char *out, size_t cap)
     snprintf(out, cap, "/proc/%d/root%s", (int)pid, path);
 }
 
+int proc_rss(pid_t pid, uint64_t *bytes)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return -1;
+    int rc = -1;
+    unsigned long long kib;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %llu kB", &kib) == 1) {
+            *bytes = (uint64_t)kib * 1024;
+            rc = 0;
+            break;
+        }
+    fclose(f);
+    return rc;
+}
+
 void proc_cmdline(pid_t pid, char *out, size_t cap)
 {
     char path[64];

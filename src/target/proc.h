@@ -26,6 +26,8 @@ void proc_root_path(pid_t pid, const char *path, char *out, size_t cap);
 void proc_cmdline(pid_t pid, char *out, size_t cap);
 /* The target's view of its executable (readlink /proc/PID/exe). */
 int proc_exe(pid_t pid, char *out, size_t cap);
+/* Resident set size in bytes (VmRSS of /proc/PID/status); -1 when gone. */
+int proc_rss(pid_t pid, uint64_t *bytes);
 
 /* Per-thread run state, with the /proc files kept open between samples. */
 struct thread_states;
