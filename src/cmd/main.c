@@ -17,6 +17,7 @@ static const struct command commands[] = {
     {"record", cmd_record, "sample a Python program and write a profile (flame graph, ...)"},
     {"top", cmd_top, "a live view of the functions a Python program spends its time in"},
     {"dump", cmd_dump, "print the current stack of every thread of a Python process"},
+    {"mem", cmd_mem, "record a program's allocations (mem run) and show peak, leaks (mem report)"},
 };
 
 static void usage(FILE *out)
