@@ -39,6 +39,8 @@ struct replay_private {
     struct capture_file f;
     char **strings;
     uint32_t nstrings, strings_cap;
+    char **extra;             /* names made up here (C frames without a symbol) */
+    uint32_t nextra, extra_cap;
     struct code *codes;
     uint32_t ncodes, codes_cap;
     uint32_t frames_cap, stacks_cap, points_cap, totals_cap;
@@ -238,14 +240,13 @@ static int define(struct replay *r, const struct capture_record *rec)
                 base = base ? base + 1 : lib[0] ? lib : "?";
                 char buf[512];
                 snprintf(buf, sizeof buf, "%s+0x%llx", base, (unsigned long long)rec->b);
-                if (grow((void **)&p->strings, &p->strings_cap, p->nstrings + 1,
-                         sizeof *p->strings))
+                if (grow((void **)&p->extra, &p->extra_cap, p->nextra + 1, sizeof *p->extra))
                     return -1;
                 char *s = strdup(buf);
                 if (s == NULL)
                     return -1;
-                /* kept as an anonymous string (beyond the capture's ids) */
-                p->strings[++p->nstrings] = s;
+                /* kept apart: the capture's string ids must not shift */
+                p->extra[p->nextra++] = s;
                 fr->name = s;
             }
         }
@@ -540,6 +541,9 @@ void replay_free(struct replay *r)
         for (uint32_t i = 1; i <= p->nstrings; i++)
             free(p->strings[i]);
         free(p->strings);
+        for (uint32_t i = 0; i < p->nextra; i++)
+            free(p->extra[i]);
+        free(p->extra);
         free(p->codes);
         free(p->live);
         free(p->regions);

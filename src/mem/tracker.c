@@ -344,12 +344,28 @@ static void emit_time(void)
     emit(rec, k);
 }
 
+static uint64_t g_finalizing;           /* &_PyRuntime._finalizing, or 2.7/3.6's _Py_Finalizing */
+
+/* Note once that the interpreter began to shut down: the script, its atexit
+ * handlers and its non-daemon threads are done, modules not yet cleared. */
+static int (*g_is_initialized)(void);   /* 2.7: Py_IsInitialized, which Py_Finalize clears first */
+static int g_was_initialized;
+
 static void check_finalizing(void)
 {
-    if (g_saw_finalizing || !g_runtime || g_layout.runtime_finalizing == PY_OFF_NONE)
+    if (g_saw_finalizing)
         return;
-    uint64_t v = *(volatile uint64_t *)(g_runtime + (uint64_t)g_layout.runtime_finalizing);
-    if (v != 0) {
+    int now;
+    if (g_finalizing) {
+        now = *(volatile uint64_t *)(uintptr_t)g_finalizing != 0;
+    } else if (g_is_initialized) {
+        int init = g_is_initialized();
+        now = g_was_initialized && !init;
+        g_was_initialized |= init;
+    } else {
+        return;
+    }
+    if (now) {
         g_saw_finalizing = 1;
         uint8_t rec[1] = {CAPTURE_FINALIZING};
         emit(rec, 1);
@@ -370,8 +386,8 @@ static void before_event(void)
         emit(rec, k);
         g_cur_thread = t_thread;
     }
+    check_finalizing();   /* one load: the frees of shutdown must come after it */
     if (++g_events % TIME_EVERY == 0) {
-        check_finalizing();
         if (now_ns() - g_last_time_ns >= TIME_PERIOD_NS)
             emit_time();
     }
@@ -991,6 +1007,12 @@ static void find_python(void)
         g_eval_start = (uint64_t)(uintptr_t)fn;
         g_eval_end = g_eval_start + sym->st_size;
     }
+    if (g_runtime && g_layout.runtime_finalizing != PY_OFF_NONE)
+        g_finalizing = g_runtime + (uint64_t)g_layout.runtime_finalizing;
+    else
+        g_finalizing = (uint64_t)(uintptr_t)dlsym(RTLD_DEFAULT, "_Py_Finalizing");
+    if (g_finalizing == 0)
+        g_is_initialized = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsInitialized");
     g_py = 1;
 }
 

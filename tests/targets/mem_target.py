@@ -16,6 +16,7 @@ Sizes are exact: a list of 10 MiB / 8 items has a 10 MiB item array; bytes
 objects of 1 KiB and 64 KiB hold a known payload (plus a small header).
 Lines worth asserting carry `# LINE:tag` markers.  Runs on Python 2.7 too.
 """
+import itertools
 import os
 import sys
 
@@ -23,10 +24,11 @@ MIB = 1024 * 1024
 KEPT = []
 
 
-def churn():
+def churn(size=1024):
+    # no new ints (2.7 keeps int blocks for ever) and no constant folding
     blocks = []
-    for i in range(1000):
-        blocks.append(b"x" * 1024 + bytes(bytearray([i & 0xff])))  # LINE:churn_alloc
+    for _ in itertools.repeat(None, 1000):
+        blocks.append(b"x" * size)  # LINE:churn_alloc
     del blocks[:]
     return 0
 
