@@ -209,8 +209,12 @@ static int set_tracker_env(const char *lib, const char *capture, const struct ru
     snprintf(num, sizeof num, "%llu", (unsigned long long)o->sample);
     rc |= setenv("PYROMETER_MEM_SAMPLE", num, 1);
     rc |= setenv("PYROMETER_MEM_NATIVE", o->native ? "1" : "0", 1);
-    /* every Python object allocation through malloc, where the tracker sees it */
-    rc |= setenv("PYTHONMALLOC", "malloc", 1);
+    /* Python's allocators are wrapped in the program (PyMem_SetAllocator);
+     * PYROMETER_MEM_PYALLOC=malloc routes them through malloc instead
+     * (PYTHONMALLOC=malloc), which measured slower (see tracker.c) */
+    const char *pyalloc = getenv("PYROMETER_MEM_PYALLOC");
+    if (pyalloc && strcmp(pyalloc, "malloc") == 0)
+        rc |= setenv("PYTHONMALLOC", "malloc", 1);
     return rc ? -1 : 0;
 }
 

@@ -694,6 +694,11 @@ static void write_addr_event(uint8_t tag, uint64_t addr, uint64_t size, uint32_t
     emit(rec, k);
 }
 
+#define TRACKING() (g_state == ST_ON && !t_busy)
+static void install_python_hooks(void);
+static int g_hooks_installed;
+static int g_use_setallocator;
+
 static void record_alloc(void *p, size_t size, int is_mmap)
 {
     uint64_t w = sample_weight(size);
@@ -702,6 +707,8 @@ static void record_alloc(void *p, size_t size, int is_mmap)
     t_busy = 1;
     struct raw_stack s;
     stack_capture(&s);
+    if (!g_hooks_installed && g_use_setallocator && s.npy > 0)
+        install_python_hooks();
     lock();
     if (g_state == ST_ON) {
         uint32_t id = stack_intern(&s);
@@ -747,6 +754,36 @@ static void record_free(void *p)
     t_busy = 0;
 }
 
+/* A realloc of old into p (lock held): the free, then the allocation. */
+static void realloc_events(void *old, void *p, uint64_t w, const struct raw_stack *s)
+{
+    uint64_t a = (uint64_t)(uintptr_t)old;
+    int was = !g_sample_bytes;
+    if (g_sample_bytes && g_sampled.cap) {
+        size_t i = slot_hash(a, 0, 0) & (g_sampled.cap - 1);
+        while (g_sampled.slots[i].value) {
+            struct slot *sl = &g_sampled.slots[i];
+            if (sl->k1 == a && sl->k3 == 0) {
+                sl->k3 = 1;
+                was = 1;
+                break;
+            }
+            i = (i + 1) & (g_sampled.cap - 1);
+        }
+    }
+    if (was) {
+        before_event();
+        write_addr_event(CAPTURE_FREE, a, 0, 0, 0, 0);
+    }
+    if (w) {
+        uint32_t id = stack_intern(s);
+        before_event();
+        write_addr_event(CAPTURE_ALLOC, (uint64_t)(uintptr_t)p, w, id, 1, 1);
+        if (g_sample_bytes)
+            table_put(&g_sampled, (uint64_t)(uintptr_t)p, 0, 0, 1);
+    }
+}
+
 static void record_munmap(void *p, size_t len)
 {
     t_busy = 1;
@@ -759,7 +796,103 @@ static void record_munmap(void *p, size_t len)
     t_busy = 0;
 }
 
-#define TRACKING() (g_state == ST_ON && !t_busy)
+
+/* ---- Python's allocator domains (PyMem_SetAllocator) ---------------------- */
+
+/* PyMemAllocatorEx and the domains, as in CPython's pymem.h (3.5+). */
+struct pymem_allocator {
+    void *ctx;
+    void *(*malloc)(void *ctx, size_t size);
+    void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+    void *(*realloc)(void *ctx, void *ptr, size_t size);
+    void (*free)(void *ctx, void *ptr);
+};
+enum { PYMEM_DOMAIN_MEM = 1, PYMEM_DOMAIN_OBJ = 2 };
+
+static void (*g_get_allocator)(int domain, struct pymem_allocator *a);
+static void (*g_set_allocator)(int domain, struct pymem_allocator *a);
+static struct pymem_allocator g_orig[3];
+
+/* The original allocator runs with the guard set: pymalloc's fallback to
+ * malloc for large blocks, and its arenas (mmap), are not counted twice. */
+static void *py_hook_malloc(void *ctx, size_t size)
+{
+    const struct pymem_allocator *o = ctx;
+    if (!TRACKING())
+        return o->malloc(o->ctx, size);
+    t_busy = 1;
+    void *p = o->malloc(o->ctx, size);
+    t_busy = 0;
+    if (p)
+        record_alloc(p, size, 0);
+    return p;
+}
+
+static void *py_hook_calloc(void *ctx, size_t n, size_t size)
+{
+    const struct pymem_allocator *o = ctx;
+    if (!TRACKING())
+        return o->calloc(o->ctx, n, size);
+    t_busy = 1;
+    void *p = o->calloc(o->ctx, n, size);
+    t_busy = 0;
+    if (p)
+        record_alloc(p, n * size, 0);
+    return p;
+}
+
+static void py_hook_free(void *ctx, void *ptr)
+{
+    const struct pymem_allocator *o = ctx;
+    if (ptr && TRACKING()) {
+        record_free(ptr);
+        t_busy = 1;
+        o->free(o->ctx, ptr);
+        t_busy = 0;
+        return;
+    }
+    o->free(o->ctx, ptr);
+}
+
+static void *py_hook_realloc(void *ctx, void *old, size_t size)
+{
+    const struct pymem_allocator *o = ctx;
+    if (!TRACKING() || old == NULL) {
+        if (old == NULL)
+            return py_hook_malloc(ctx, size);
+        return o->realloc(o->ctx, old, size);
+    }
+    uint64_t w = sample_weight(size ? size : 1);
+    t_busy = 1;
+    struct raw_stack s;
+    if (w)
+        stack_capture(&s);
+    lock();
+    void *p = o->realloc(o->ctx, old, size);
+    if (p && g_state == ST_ON)
+        realloc_events(old, p, w, &s);
+    unlock();
+    t_busy = 0;
+    return p;
+}
+
+/* Wrap the MEM and OBJ domains once the interpreter is up (before that,
+ * Py_Initialize may still reset them).  Called with the guard set, from an
+ * allocation of a thread that has a thread state. */
+static void install_python_hooks(void)
+{
+    g_hooks_installed = 1;
+    if (!g_get_allocator || !g_set_allocator)
+        return;
+    static const int domains[] = {PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
+    for (int i = 0; i < 2; i++) {
+        int d = domains[i];
+        g_get_allocator(d, &g_orig[d]);
+        struct pymem_allocator hook = {&g_orig[d], py_hook_malloc, py_hook_calloc,
+                                       py_hook_realloc, py_hook_free};
+        g_set_allocator(d, &hook);
+    }
+}
 
 /* ---- the interposed functions -------------------------------------------- */
 
@@ -805,33 +938,8 @@ EXPORT void *realloc(void *old, size_t size)
         stack_capture(&s);
     lock();
     void *p = __libc_realloc(old, size);
-    if (p && g_state == ST_ON) {
-        uint64_t a = (uint64_t)(uintptr_t)old;
-        int was = !g_sample_bytes;
-        if (g_sample_bytes && g_sampled.cap) {
-            size_t i = slot_hash(a, 0, 0) & (g_sampled.cap - 1);
-            while (g_sampled.slots[i].value) {
-                struct slot *sl = &g_sampled.slots[i];
-                if (sl->k1 == a && sl->k3 == 0) {
-                    sl->k3 = 1;
-                    was = 1;
-                    break;
-                }
-                i = (i + 1) & (g_sampled.cap - 1);
-            }
-        }
-        if (was) {
-            before_event();
-            write_addr_event(CAPTURE_FREE, a, 0, 0, 0, 0);
-        }
-        if (w) {
-            uint32_t id = stack_intern(&s);
-            before_event();
-            write_addr_event(CAPTURE_ALLOC, (uint64_t)(uintptr_t)p, w, id, 1, 1);
-            if (g_sample_bytes)
-                table_put(&g_sampled, (uint64_t)(uintptr_t)p, 0, 0, 1);
-        }
-    }
+    if (p && g_state == ST_ON)
+        realloc_events(old, p, w, &s);
     unlock();
     t_busy = 0;
     return p;
@@ -1011,6 +1119,12 @@ static void find_python(void)
         g_finalizing = g_runtime + (uint64_t)g_layout.runtime_finalizing;
     else
         g_finalizing = (uint64_t)(uintptr_t)dlsym(RTLD_DEFAULT, "_Py_Finalizing");
+    if (major == 3 && minor >= 6) {
+        g_get_allocator = (void (*)(int, struct pymem_allocator *))dlsym(RTLD_DEFAULT,
+                                                                          "PyMem_GetAllocator");
+        g_set_allocator = (void (*)(int, struct pymem_allocator *))dlsym(RTLD_DEFAULT,
+                                                                          "PyMem_SetAllocator");
+    }
     if (g_finalizing == 0)
         g_is_initialized = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsInitialized");
     g_py = 1;
@@ -1163,6 +1277,8 @@ __attribute__((constructor)) static void tracker_start(void)
     g_sample_bytes = sample ? strtoull(sample, NULL, 10) : 0;
     const char *native = getenv("PYROMETER_MEM_NATIVE");
     g_native = native && native[0] == '1';
+    const char *pyalloc = getenv("PYROMETER_MEM_PYALLOC");
+    g_use_setallocator = !(pyalloc && strcmp(pyalloc, "malloc") == 0);
     const char *parent = getenv("PYROMETER_MEM_PARENT");
     int child = !(parent && (pid_t)strtol(parent, NULL, 10) == getppid());
     find_python();
