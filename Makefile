@@ -27,7 +27,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 DEPS_DEB := build-essential clang libclang-rt-14-dev pkg-config libelf-dev libjansson-dev zlib1g-dev \
-            libcmocka-dev libncurses-dev libunwind-dev python3 python3-pytest procps gdb tmux
+            libcmocka-dev libncurses-dev libunwind-dev python3 python3-pytest procps gdb tmux \
+            python3-scalene
 
 .PHONY: all deps demo test unit unit-asan e2e install fuzz clean bench bench-mem
 all: $(BUILD)/pyrometer $(BUILD)/libpyrometer-mem.so
@@ -99,7 +100,7 @@ bench-mem: $(BUILD)/pyrometer $(BUILD)/libpyrometer-mem.so
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 # What the fuzzers link: the layers below sampling (no commands, no main).
-FUZZ_LIB := $(wildcard src/common/*.c src/target/*.c src/python/*.c) src/mem/capture_read.c \
+FUZZ_LIB := $(wildcard src/common/*.c src/target/*.c src/python/*.c) src/mem/capture_read.c src/mem/replay.c \
             src/mem/capture_write.c
 fuzz:
 	@mkdir -p $(BUILD)/fuzz
