@@ -411,8 +411,12 @@ static void before_event(void)
 
 /* ---- Python stacks -------------------------------------------------------- */
 
+/* A frame as walked.  A code object is known by its address and a
+ * fingerprint of what it points to (line table, name, file, first line):
+ * pymalloc hands a freed code object's memory, and its line table's, to the
+ * next one compiled, so the address alone is not enough. */
 struct pyframe_key {
-    uint64_t code, table;
+    uint64_t code, table, ident;
     int64_t pos;
 };
 
@@ -485,6 +489,10 @@ static size_t walk_python(struct pyframe_key *keys, size_t cap)
         }
         keys[n].code = code;
         keys[n].table = load64(code + (uint64_t)l->code_linetable);
+        keys[n].ident = load64(code + (uint64_t)l->code_filename) ^
+                        (load64(code + (uint64_t)l->code_name) << 1) ^
+                        ((uint64_t)*(const uint32_t *)(uintptr_t)(code + (uint64_t)l->code_firstlineno)
+                         << 40);
         keys[n].pos = pos;
         n++;
     }
@@ -492,9 +500,9 @@ static size_t walk_python(struct pyframe_key *keys, size_t cap)
 }
 
 /* Decode and write the code object (called with the lock held). */
-static uint32_t intern_code(uint64_t code, uint64_t table)
+static uint32_t intern_code(uint64_t code, uint64_t table, uint64_t ident)
 {
-    uint32_t id = table_get(&g_codes, code, table, 0);
+    uint32_t id = table_get(&g_codes, code, table, ident);
     if (id)
         return id;
     const struct py_layout *l = &g_layout;
@@ -533,13 +541,13 @@ static uint32_t intern_code(uint64_t code, uint64_t table)
     }
     free(lt);   /* t_busy is set: goes to glibc untracked */
     id = ++g_ncodes;
-    table_put(&g_codes, code, table, 0, id);
+    table_put(&g_codes, code, table, ident, id);
     return id;
 }
 
 static uint32_t intern_pyframe(const struct pyframe_key *k)
 {
-    uint32_t code = intern_code(k->code, k->table);
+    uint32_t code = intern_code(k->code, k->table, k->ident);
     uint32_t id = table_get(&g_frames, code, (uint64_t)k->pos, 1);
     if (id)
         return id;
@@ -632,7 +640,8 @@ static void stack_capture(struct raw_stack *s)
     /* two cheap multiplicative hashes of the chain (128 bits together) */
     uint64_t h1 = 0x243f6a8885a308d3ULL, h2 = 0x13198a2e03707344ULL;
     for (size_t i = 0; i < s->npy; i++) {
-        uint64_t k = s->py[i].code ^ (s->py[i].table << 17) ^ ((uint64_t)s->py[i].pos << 48);
+        uint64_t k = s->py[i].code ^ (s->py[i].table << 17) ^ ((uint64_t)s->py[i].pos << 48) ^
+                     (s->py[i].ident * 0x9e3779b97f4a7c15ULL);
         h1 = (h1 ^ k) * 0x100000001b3ULL;
         h1 ^= h1 >> 29;
         h2 = (h2 + k) * 0xff51afd7ed558ccdULL;
