@@ -20,17 +20,31 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKG_MODULES) 2>/dev/null || \
               echo -lelf -ljansson -lz -lncursesw -ltinfo -lunwind-ptrace -lunwind-generic -lunwind)
 LDLIBS   += $(PKG_LIBS) -lm
 
-LIB_SRC  := $(filter-out src/cmd/main.c,$(wildcard src/*/*.c))
+LIB_SRC  := $(filter-out src/cmd/main.c src/mem/tracker.c,$(wildcard src/*/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 MAIN_OBJ := $(BUILD)/src/cmd/main.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 DEPS_DEB := build-essential clang libclang-rt-14-dev pkg-config libelf-dev libjansson-dev zlib1g-dev \
-            libcmocka-dev libncurses-dev libunwind-dev python3 python3-pytest procps gdb tmux
+            libcmocka-dev libncurses-dev libunwind-dev python3 python3-pytest procps gdb tmux \
+            python3-scalene
 
-.PHONY: all deps demo test unit unit-asan e2e install fuzz clean bench
-all: $(BUILD)/pyrometer
+.PHONY: all deps demo test unit unit-asan e2e install fuzz clean bench bench-mem
+all: $(BUILD)/pyrometer $(BUILD)/libpyrometer-mem.so
+
+# The allocation tracker preloaded into programs by `pyrometer mem run`: small,
+# position-independent, linked with nothing but libc, libm and libunwind.
+MEM_SO_SRC := src/mem/tracker.c src/mem/capture_write.c src/common/error.c src/target/reader.c \
+              src/python/objects.c src/python/pystr.c src/python/layouts_gen.c \
+              src/python/debug_offsets.c
+MEM_SO_OBJ := $(MEM_SO_SRC:%.c=$(BUILD)/pic/%.o)
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(BUILD)/libpyrometer-mem.so: $(MEM_SO_OBJ)
+	$(CC) -shared -o $@ $^ -Wl,-z,nodelete -lunwind -lm -ldl -lpthread
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -69,7 +83,7 @@ unit-asan:
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined" unit $(BUILD)/asan/pyrometer
 
-e2e: $(BUILD)/pyrometer
+e2e: $(BUILD)/pyrometer $(BUILD)/libpyrometer-mem.so
 	$(PYTEST) tests/e2e
 
 test: deps
@@ -80,9 +94,14 @@ test: deps
 bench: $(BUILD)/pyrometer $(BUILD)/libpyrometer.a
 	-/usr/bin/python3 bench/run.py $(BENCH_ARGS)
 
+# Memory tracker figures (never fails a build; not part of test).
+bench-mem: $(BUILD)/pyrometer $(BUILD)/libpyrometer-mem.so
+	-/usr/bin/python3 bench/mem_bench.py $(BENCH_ARGS)
+
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 # What the fuzzers link: the layers below sampling (no commands, no main).
-FUZZ_LIB := $(wildcard src/common/*.c src/target/*.c src/python/*.c)
+FUZZ_LIB := $(wildcard src/common/*.c src/target/*.c src/python/*.c) src/mem/capture_read.c src/mem/replay.c \
+            src/mem/capture_write.c
 fuzz:
 	@mkdir -p $(BUILD)/fuzz
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
@@ -96,10 +115,11 @@ fuzz:
 	    tail -40 $(BUILD)/fuzz/$$n.log; echo "fuzz: $$n FAILED (input saved as $(BUILD)/fuzz/$$n-*)"; \
 	    exit 1; fi; tail -1 $(BUILD)/fuzz/$$n.log; done
 
-install: $(BUILD)/pyrometer
+install: $(BUILD)/pyrometer $(BUILD)/libpyrometer-mem.so
 	install -D -m 0755 $(BUILD)/pyrometer $(DESTDIR)$(PREFIX)/bin/pyrometer
+	install -D -m 0644 $(BUILD)/libpyrometer-mem.so $(DESTDIR)$(PREFIX)/lib/pyrometer/libpyrometer-mem.so
 
 clean:
 	rm -rf $(BUILD)
 
--include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(MEM_SO_OBJ:.o=.d)

@@ -20,6 +20,7 @@ int cmd_record(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_heap(int argc, char **argv);
+int cmd_mem(int argc, char **argv);
 
 /* Print "pyrometer: error: MSG" once and return the exit code for it. */
 int cmd_report_error(const struct pm_error *err);

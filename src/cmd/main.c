@@ -18,6 +18,7 @@ static const struct command commands[] = {
     {"top", cmd_top, "a live view of the functions a Python program spends its time in"},
     {"dump", cmd_dump, "print the current stack of every thread of a Python process"},
     {"heap", cmd_heap, "count the live objects of a Python process by type; --diff: what grew"},
+    {"mem", cmd_mem, "record a program's allocations (mem run) and show peak, leaks (mem report)"},
 };
 
 static void usage(FILE *out)

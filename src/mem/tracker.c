@@ -1,0 +1,1379 @@
+/*
+ * tracker.c — the allocation tracker: build/libpyrometer-mem.so, loaded into
+ * the program by `pyrometer mem run` through LD_PRELOAD.
+ *
+ * Owns: interposing malloc, calloc, realloc, free, posix_memalign,
+ * aligned_alloc, memalign, valloc, pvalloc, mmap, mmap64 and munmap;
+ * attributing each allocation to the Python stack of the allocating thread
+ * (and, with --native or in a program without Python, to its C frames);
+ * interning frames and stacks so each is written once; and streaming the
+ * events into the capture (capture.h) named by PYROMETER_MEM_OUT.  Must never
+ * print (the program owns stdout/stderr), never call the program's malloc for
+ * itself (a thread-local guard makes the tracker's own allocations, and those
+ * of dlsym/dladdr/libunwind, untracked), never take a lock the program could
+ * hold.
+ *
+ * Environment (set by `pyrometer mem run`):
+ *   PYROMETER_MEM_OUT     capture path; children not exec'd by the first
+ *                         process write PATH.PID
+ *   PYROMETER_MEM_PARENT  pid of pyrometer: the process whose parent it is
+ *                         (the launched program, also after its execs) owns
+ *                         PATH itself
+ *   PYROMETER_MEM_SAMPLE  mean bytes between samples (0 or unset: every
+ *                         allocation)
+ *   PYROMETER_MEM_NATIVE  1: record C frames too
+ *
+ * Python allocators: once the first thread state is seen (Py_Initialize has
+ * set its allocators by then), the MEM and OBJ domains are wrapped with
+ * PyMem_SetAllocator (3.6+); the wrapped allocator runs with the guard set,
+ * so pymalloc's own mallocs (blocks > 512 bytes) and arena mmaps are not
+ * counted twice.  Measured on bench/mem_workload.py (3.11, 4 M allocations,
+ * loop time, same machine, medians): plain 0.31 s; PYTHONMALLOC=malloc alone
+ * (no tracker) 1.2-1.3 s, i.e. glibc's malloc costs ~2x pymalloc there;
+ * tracked with PYTHONMALLOC=malloc 0.88-1.15 s; tracked through
+ * PyMem_SetAllocator 0.85-1.0 s.  So the hooks are the default and
+ * PYROMETER_MEM_PYALLOC=malloc selects PYTHONMALLOC=malloc.  2.7 has neither:
+ * its small objects appear as pymalloc arenas (256 KiB mmaps) attributed to
+ * the stack that needed a new arena.
+ *
+ * Per-event cost (perf, same workload): the stack walk and chain hash ~20 ns,
+ * the chain lookup ~10 ns, the write (varint, copy, checksum into the shared
+ * mapping) ~7 ns, the spinlock ~7 ns per event; windows are mapped with
+ * MAP_POPULATE (one call instead of a page fault per 4 KiB).  A per-thread
+ * memo of the last stack skips the lookup for repeated call sites.
+ *
+ * Python stacks are read in-process, directly, with the per-version layout
+ * tables of python/layout.h (3.13: _Py_DebugOffsets in _PyRuntime): the
+ * allocating thread's own frames cannot change under it.  The thread state
+ * is PyGILState_GetThisThreadState() (the thread's own, GIL held or not).
+ * A stack is identified by a 128-bit hash of its (code, line-table, position)
+ * chain: a hit costs the walk plus one probe; a miss interns its frames and
+ * a trie of STACK records (parent, frame), so each stack prefix is written
+ * once.  Code objects are decoded once (name, file, first line, line table)
+ * through process_vm_readv on ourselves, so a bad pointer is an error and
+ * never a crash; line numbers are computed by the report.
+ *
+ * Threads: one spinlock around interning and writing (the walk and the
+ * sampling decision happen outside it); with the GIL, Python's allocations
+ * are mostly serialised anyway, and a single stream keeps events ordered
+ * without per-thread sequence numbers.  Sampled mode: frees of blocks that
+ * were never sampled are filtered without the lock (a byte per address
+ * hash).  Frees are written before the block
+ * is released and allocations after, so the one ordered stream never shows an
+ * address reused before its free.  fork: the child drops the parent's
+ * capture, its tables, and starts PATH.CHILDPID.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <malloc.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "../python/debug_offsets.h"
+#include "../python/layout.h"
+#include "../python/objects.h"
+#include "../target/reader.h"
+#include "capture.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define TLS __thread __attribute__((tls_model("initial-exec")))
+
+#define MAX_DEPTH 256u            /* Python frames kept per stack (innermost) */
+#define MAX_NATIVE 64u            /* C frames kept per stack */
+#define TIME_EVERY 4096u          /* events between clock checks */
+#define TIME_PERIOD_NS 10000000u  /* at most one TIME record per 10 ms */
+#define FRAME_OWNED_BY_CSTACK 3
+
+/* glibc's own allocator entry points: no dlsym needed (dlsym allocates). */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+extern void *__libc_memalign(size_t, size_t);
+
+/* ---- state ---------------------------------------------------------------- */
+
+enum { ST_OFF = 0, ST_ON, ST_DONE };
+
+static volatile int g_state;            /* ST_* */
+static int g_lock;
+static struct capture_writer g_w;
+static char g_path[4096];
+static uint64_t g_sample_bytes;         /* 0: every allocation */
+static int g_native;
+static uint64_t g_t0_ns, g_last_time_ns;
+static uint64_t g_events;
+static uint64_t g_last_addr;
+static uint32_t g_cur_thread;           /* thread index of the last written event */
+static uint32_t g_next_thread = 1;
+static int g_saw_finalizing;
+
+static TLS int t_busy;                  /* inside the tracker: do not track */
+static TLS uint32_t t_thread;           /* this thread's index, 0 = not yet */
+static TLS int64_t t_countdown;         /* sampling: bytes until the next sample */
+static TLS uint64_t t_rng;
+static TLS uint64_t t_last_h1, t_last_h2, t_last_depth, t_last_gen;   /* last stack seen */
+static TLS uint32_t t_last_id;
+static uint64_t g_generation = 1;       /* bumped when ids restart (fork) */
+
+/* Python, found at load time */
+static int g_py;                        /* Python stacks available */
+static struct py_layout g_layout;
+static void *(*g_this_tstate)(void);
+static uint64_t g_code_type, g_runtime;
+static uint64_t g_tstate_current;       /* 2.7: &_PyThreadState_Current */
+static struct py_objects g_objects;
+static struct reader g_self_reader;
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static void lock(void)
+{
+    int spins = 0;
+    while (__atomic_exchange_n(&g_lock, 1, __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(&g_lock, __ATOMIC_RELAXED)) {
+            if (++spins > 200) {
+                sched_yield();
+                spins = 0;
+            } else {
+                __builtin_ia32_pause();
+            }
+        }
+    }
+}
+
+static void unlock(void)
+{
+    __atomic_store_n(&g_lock, 0, __ATOMIC_RELEASE);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *raw_map(size_t len)
+{
+    long r = syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
+    return r < 0 && r > -4096 ? NULL : (void *)r;
+}
+
+static void raw_unmap(void *p, size_t len)
+{
+    if (p)
+        syscall(SYS_munmap, p, len);
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* Resident set size from /proc/self/statm, without allocating. */
+static uint64_t read_rss(void)
+{
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[128];
+    long n = syscall(SYS_read, fd, buf, sizeof buf - 1);
+    syscall(SYS_close, fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = buf;
+    while (*p && *p != ' ')
+        p++;
+    uint64_t pages = 0;
+    while (*p == ' ')
+        p++;
+    while (*p >= '0' && *p <= '9')
+        pages = pages * 10 + (uint64_t)(*p++ - '0');
+    return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* ---- hash tables (anonymous mappings, never malloc) ------------------------ */
+
+struct slot {
+    uint64_t k1, k2, k3;
+    uint32_t value;                     /* 0 = empty */
+    uint32_t pad;
+};
+
+struct table {
+    struct slot *slots;
+    size_t cap, used;
+};
+
+static uint64_t slot_hash(uint64_t k1, uint64_t k2, uint64_t k3)
+{
+    return mix64(k1 ^ (k2 * 0x9e3779b97f4a7c15ULL) ^ (k3 * 0xc2b2ae3d27d4eb4fULL));
+}
+
+static uint32_t table_get(const struct table *t, uint64_t k1, uint64_t k2, uint64_t k3)
+{
+    if (t->cap == 0)
+        return 0;
+    size_t i = slot_hash(k1, k2, k3) & (t->cap - 1);
+    for (;;) {
+        const struct slot *s = &t->slots[i];
+        if (s->value == 0)
+            return 0;
+        if (s->k1 == k1 && s->k2 == k2 && s->k3 == k3)
+            return s->value;
+        i = (i + 1) & (t->cap - 1);
+    }
+}
+
+static void table_insert_raw(struct slot *slots, size_t cap, const struct slot *e)
+{
+    size_t i = slot_hash(e->k1, e->k2, e->k3) & (cap - 1);
+    while (slots[i].value != 0)
+        i = (i + 1) & (cap - 1);
+    slots[i] = *e;
+}
+
+static int table_put(struct table *t, uint64_t k1, uint64_t k2, uint64_t k3, uint32_t value)
+{
+    if ((t->used + 1) * 4 > t->cap * 3) {
+        size_t cap = t->cap ? t->cap * 2 : 4096;
+        struct slot *grown = raw_map(cap * sizeof *grown);
+        if (grown == NULL)
+            return -1;
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->slots[i].value)
+                table_insert_raw(grown, cap, &t->slots[i]);
+        raw_unmap(t->slots, t->cap * sizeof *t->slots);
+        t->slots = grown;
+        t->cap = cap;
+    }
+    struct slot e = {k1, k2, k3, value, 0};
+    table_insert_raw(t->slots, t->cap, &e);
+    t->used++;
+    return 0;
+}
+
+static void table_reset(struct table *t)
+{
+    raw_unmap(t->slots, t->cap * sizeof *t->slots);
+    memset(t, 0, sizeof *t);
+}
+
+static struct table g_strings;          /* (hash, len) -> string id */
+static struct table g_codes;            /* (code, linetable, 0) -> code id */
+static struct table g_frames;           /* (code id, pos, kind) -> frame id */
+static struct table g_nodes;            /* (parent, frame, 0) -> stack id */
+static struct table g_chains;           /* (hash1, hash2, depth) -> stack id */
+static struct table g_sampled;          /* sampled mode: live sampled blocks (addr) */
+static uint32_t g_nstrings, g_ncodes, g_nframes, g_nstacks;
+
+/* ---- writing -------------------------------------------------------------- */
+
+static void emit(const uint8_t *rec, size_t len)
+{
+    if (capture_writer_add(&g_w, rec, len) != 0 && g_state == ST_ON)
+        g_state = ST_DONE;   /* disk full or the like: stop, keep what is written */
+}
+
+static void emit_bytes_record(uint8_t tag, const void *s, size_t n)
+{
+    uint8_t rec[16 + CAPTURE_STR_MAX];
+    if (n > CAPTURE_STR_MAX)
+        n = CAPTURE_STR_MAX;
+    size_t k = 0;
+    rec[k++] = tag;
+    k += capture_put_u(rec + k, n);
+    memcpy(rec + k, s, n);
+    emit(rec, k + n);
+}
+
+static void emit_meta(const char *key, const char *value)
+{
+    uint8_t rec[32 + 2 * CAPTURE_STR_MAX];
+    size_t kl = strnlen(key, CAPTURE_STR_MAX), vl = strnlen(value, CAPTURE_STR_MAX);
+    size_t k = 0;
+    rec[k++] = CAPTURE_META;
+    k += capture_put_u(rec + k, kl);
+    memcpy(rec + k, key, kl);
+    k += kl;
+    k += capture_put_u(rec + k, vl);
+    memcpy(rec + k, value, vl);
+    emit(rec, k + vl);
+}
+
+static void emit_note(const char *text)
+{
+    emit_bytes_record(CAPTURE_NOTE, text, strlen(text));
+}
+
+/* Intern a string (called with the lock held); 0 for "". */
+static uint32_t intern_string(const char *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (n > CAPTURE_STR_MAX)
+        n = CAPTURE_STR_MAX;
+    uint64_t h1 = CAPTURE_FNV_INIT, h2 = 0;
+    h1 = capture_fnv1a((uint32_t)h1, (const uint8_t *)s, n);
+    for (size_t i = 0; i < n; i++)
+        h2 = (h2 * 1099511628211ULL) ^ (uint8_t)s[i];
+    uint32_t id = table_get(&g_strings, h1, h2, n);
+    if (id)
+        return id;
+    emit_bytes_record(CAPTURE_STRING, s, n);
+    id = ++g_nstrings;
+    table_put(&g_strings, h1, h2, n, id);
+    return id;
+}
+
+static void emit_time(void)
+{
+    uint64_t t = now_ns();
+    uint8_t rec[32];
+    size_t k = 0;
+    rec[k++] = CAPTURE_TIME;
+    k += capture_put_u(rec + k, t - g_last_time_ns);
+    k += capture_put_u(rec + k, read_rss());
+    g_last_time_ns = t;
+    emit(rec, k);
+}
+
+static uint64_t g_finalizing;           /* &_PyRuntime._finalizing, or 2.7/3.6's _Py_Finalizing */
+
+/* Note once that the interpreter began to shut down: the script, its atexit
+ * handlers and its non-daemon threads are done, modules not yet cleared. */
+static int (*g_is_initialized)(void);   /* 2.7: Py_IsInitialized, which Py_Finalize clears first */
+static int g_was_initialized;
+
+static void check_finalizing(void)
+{
+    if (g_saw_finalizing)
+        return;
+    int now;
+    if (g_finalizing) {
+        now = *(volatile uint64_t *)(uintptr_t)g_finalizing != 0;
+    } else if (g_is_initialized) {
+        int init = g_is_initialized();
+        now = g_was_initialized && !init;
+        g_was_initialized |= init;
+    } else {
+        return;
+    }
+    if (now) {
+        g_saw_finalizing = 1;
+        uint8_t rec[1] = {CAPTURE_FINALIZING};
+        emit(rec, 1);
+    }
+}
+
+/* Called with the lock held before each event record. */
+static void before_event(void)
+{
+    if (t_thread == 0)
+        t_thread = g_next_thread++;
+    if (t_thread != g_cur_thread) {
+        uint8_t rec[32];
+        size_t k = 0;
+        rec[k++] = CAPTURE_THREAD;
+        k += capture_put_u(rec + k, t_thread);
+        k += capture_put_u(rec + k, (uint64_t)syscall(SYS_gettid));
+        emit(rec, k);
+        g_cur_thread = t_thread;
+    }
+    check_finalizing();   /* one load: the frees of shutdown must come after it */
+    if (++g_events % TIME_EVERY == 0 || g_sample_bytes) {
+        if (now_ns() - g_last_time_ns >= TIME_PERIOD_NS)
+            emit_time();
+    }
+}
+
+/* ---- Python stacks -------------------------------------------------------- */
+
+/* A frame as walked.  A code object is known by its address and a
+ * fingerprint of what it points to (line table, name, file, first line):
+ * pymalloc hands a freed code object's memory, and its line table's, to the
+ * next one compiled, so the address alone is not enough. */
+struct pyframe_key {
+    uint64_t code, table, ident;
+    int64_t pos;
+};
+
+static int self_read(struct reader *r, uint64_t addr, void *buf, size_t len, struct pm_error *err)
+{
+    (void)r;
+    struct iovec local = {buf, len}, remote = {(void *)(uintptr_t)addr, len};
+    ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    if (n != (ssize_t)len)
+        return pm_fail(err, PM_EREAD, "bad address 0x%llx", (unsigned long long)addr);
+    return 0;
+}
+
+static void self_close(struct reader *r) { (void)r; }
+
+static const struct reader_ops self_ops = {self_read, NULL, self_close, NULL};
+
+static uint64_t load64(uint64_t addr) { return *(const uint64_t *)(uintptr_t)addr; }
+
+/* Walk this thread's Python frames, innermost first, into keys; returns the
+ * depth (0 when the thread has no Python frames or Python is not there). */
+static size_t walk_python(struct pyframe_key *keys, size_t cap)
+{
+    if (!g_py)
+        return 0;
+    const struct py_layout *l = &g_layout;
+    uint64_t ts;
+    if (g_tstate_current) {
+        /* 2.7: PyGILState_GetThisThreadState takes a lock that malloc may be
+         * called under; the current thread state is ours if it says so */
+        ts = load64(g_tstate_current);
+        if (ts == 0 || load64(ts + (uint64_t)l->tstate_thread_id) != (uint64_t)pthread_self())
+            return 0;
+    } else {
+        ts = (uint64_t)(uintptr_t)g_this_tstate();
+        if (ts == 0)
+            return 0;
+    }
+    uint64_t frame = load64(ts + (uint64_t)l->tstate_frame);
+    if (l->frames == PY_FRAMES_CFRAME && frame)
+        frame = load64(frame + (uint64_t)l->cframe_current_frame);
+    size_t n = 0;
+    for (unsigned guard = 0; frame != 0 && guard < 100000; guard++) {
+        uint64_t code, next;
+        int64_t pos;
+        if (l->frames == PY_FRAMES_OBJECT) {
+            code = load64(frame + (uint64_t)l->frame_code);
+            next = load64(frame + (uint64_t)l->frame_back);
+            int32_t lasti = *(const int32_t *)(uintptr_t)(frame + (uint64_t)l->frame_lasti);
+            pos = l->lines == PY_LINES_LINETABLE310 && lasti >= 0 ? (int64_t)lasti * 2 : lasti;
+        } else {
+            code = load64(frame + (uint64_t)l->iframe_code);
+            next = load64(frame + (uint64_t)l->iframe_previous);
+            if (l->minor >= 12 &&
+                *(const uint8_t *)(uintptr_t)(frame + (uint64_t)l->iframe_owner) ==
+                    FRAME_OWNED_BY_CSTACK) {
+                frame = next;
+                continue;
+            }
+            uint64_t instr = load64(frame + (uint64_t)l->iframe_instr);
+            uint64_t start = code + (uint64_t)l->code_adaptive;
+            pos = instr + 2 < start ? -1 : ((int64_t)instr - (int64_t)start) / 2;
+        }
+        frame = next;
+        if (code == 0 || (code & 7) != 0 || load64(code + (uint64_t)l->ob_type) != g_code_type)
+            continue;   /* 3.13: f_executable may be another object */
+        if (n == cap) {
+            /* keep the innermost `cap` frames */
+            break;
+        }
+        keys[n].code = code;
+        keys[n].table = load64(code + (uint64_t)l->code_linetable);
+        keys[n].ident = load64(code + (uint64_t)l->code_filename) ^
+                        (load64(code + (uint64_t)l->code_name) << 1) ^
+                        ((uint64_t)*(const uint32_t *)(uintptr_t)(code + (uint64_t)l->code_firstlineno)
+                         << 40);
+        keys[n].pos = pos;
+        n++;
+    }
+    return n;
+}
+
+/* Decode and write the code object (called with the lock held). */
+static uint32_t intern_code(uint64_t code, uint64_t table, uint64_t ident)
+{
+    uint32_t id = table_get(&g_codes, code, table, ident);
+    if (id)
+        return id;
+    const struct py_layout *l = &g_layout;
+    char name[1024], file[4096];
+    uint8_t *lt = NULL;
+    size_t lt_len = 0;
+    uint64_t name_ptr = load64(code + (uint64_t)(l->code_qualname != PY_OFF_NONE ? l->code_qualname
+                                                                                 : l->code_name));
+    if (py_read_str(&g_objects, name_ptr, name, sizeof name, NULL) != 0)
+        strcpy(name, "<unknown>");
+    if (py_read_str(&g_objects, load64(code + (uint64_t)l->code_filename), file, sizeof file,
+                    NULL) != 0)
+        strcpy(file, "<unknown>");
+    if (py_read_bytes(&g_objects, table, CAPTURE_TABLE_MAX, &lt, &lt_len, NULL) != 0) {
+        lt = NULL;
+        lt_len = 0;
+    }
+    int32_t first = *(const int32_t *)(uintptr_t)(code + (uint64_t)l->code_firstlineno);
+    uint32_t name_id = intern_string(name, strlen(name));
+    uint32_t file_id = intern_string(file, strlen(file));
+    size_t cap = 48 + lt_len;
+    uint8_t small[4096];
+    uint8_t *rec = cap <= sizeof small ? small : raw_map(cap);
+    if (rec) {
+        size_t k = 0;
+        rec[k++] = CAPTURE_CODE;
+        k += capture_put_u(rec + k, name_id);
+        k += capture_put_u(rec + k, file_id);
+        k += capture_put_s(rec + k, first);
+        k += capture_put_u(rec + k, lt_len);
+        if (lt_len)
+            memcpy(rec + k, lt, lt_len);
+        emit(rec, k + lt_len);
+        if (rec != small)
+            raw_unmap(rec, cap);
+    }
+    free(lt);   /* t_busy is set: goes to glibc untracked */
+    id = ++g_ncodes;
+    table_put(&g_codes, code, table, ident, id);
+    return id;
+}
+
+static uint32_t intern_pyframe(const struct pyframe_key *k)
+{
+    uint32_t code = intern_code(k->code, k->table, k->ident);
+    uint32_t id = table_get(&g_frames, code, (uint64_t)k->pos, 1);
+    if (id)
+        return id;
+    uint8_t rec[32];
+    size_t n = 0;
+    rec[n++] = CAPTURE_PYFRAME;
+    n += capture_put_u(rec + n, code);
+    n += capture_put_s(rec + n, k->pos);
+    emit(rec, n);
+    id = ++g_nframes;
+    table_put(&g_frames, code, (uint64_t)k->pos, 1, id);
+    return id;
+}
+
+static uint32_t intern_natframe(uint64_t ip)
+{
+    uint32_t id = table_get(&g_frames, ip, 0, 2);
+    if (id)
+        return id;
+    Dl_info info;
+    uint32_t lib = 0, sym = 0;
+    uint64_t off = ip;
+    if (dladdr((void *)(uintptr_t)ip, &info) && info.dli_fname) {
+        lib = intern_string(info.dli_fname, strlen(info.dli_fname));
+        off = ip - (uint64_t)(uintptr_t)info.dli_fbase;
+        if (info.dli_sname && info.dli_saddr)
+            sym = intern_string(info.dli_sname, strlen(info.dli_sname));
+    }
+    uint8_t rec[40];
+    size_t n = 0;
+    rec[n++] = CAPTURE_NATFRAME;
+    n += capture_put_u(rec + n, lib);
+    n += capture_put_u(rec + n, off);
+    n += capture_put_u(rec + n, sym);
+    emit(rec, n);
+    id = ++g_nframes;
+    table_put(&g_frames, ip, 0, 2, id);
+    return id;
+}
+
+static uint32_t intern_node(uint32_t parent, uint32_t frame)
+{
+    uint32_t id = table_get(&g_nodes, parent, frame, 0);
+    if (id)
+        return id;
+    uint8_t rec[24];
+    size_t n = 0;
+    rec[n++] = CAPTURE_STACK;
+    n += capture_put_u(rec + n, parent);
+    n += capture_put_u(rec + n, frame);
+    emit(rec, n);
+    id = ++g_nstacks;
+    table_put(&g_nodes, parent, frame, 0, id);
+    return id;
+}
+
+/* One captured stack, before interning. */
+struct raw_stack {
+    struct pyframe_key py[MAX_DEPTH];
+    size_t npy;
+    uint64_t ip[MAX_NATIVE];
+    size_t nnative;
+    uint64_t h1, h2;
+};
+
+static uint64_t g_eval_start, g_eval_end;   /* the eval loop: native frames stop there */
+static uint64_t g_self_start, g_self_end;   /* this library: its frames are skipped */
+
+static void capture_native(struct raw_stack *s)
+{
+    void *ips[MAX_NATIVE + 8];
+    int n = unw_backtrace(ips, (int)(sizeof ips / sizeof ips[0]));
+    s->nnative = 0;
+    for (int i = 0; i < n && s->nnative < MAX_NATIVE; i++) {
+        uint64_t ip = (uint64_t)(uintptr_t)ips[i];
+        if (ip >= g_self_start && ip < g_self_end)
+            continue;
+        if (g_eval_start && ip >= g_eval_start && ip < g_eval_end)
+            break;   /* above here the Python frames say it better */
+        s->ip[s->nnative++] = ip;
+    }
+}
+
+static void stack_capture(struct raw_stack *s)
+{
+    s->npy = walk_python(s->py, MAX_DEPTH);
+    s->nnative = 0;
+    if (g_native)
+        capture_native(s);
+    /* two cheap multiplicative hashes of the chain (128 bits together) */
+    uint64_t h1 = 0x243f6a8885a308d3ULL, h2 = 0x13198a2e03707344ULL;
+    for (size_t i = 0; i < s->npy; i++) {
+        uint64_t k = s->py[i].code ^ (s->py[i].table << 17) ^ ((uint64_t)s->py[i].pos << 48) ^
+                     (s->py[i].ident * 0x9e3779b97f4a7c15ULL);
+        h1 = (h1 ^ k) * 0x100000001b3ULL;
+        h1 ^= h1 >> 29;
+        h2 = (h2 + k) * 0xff51afd7ed558ccdULL;
+        h2 ^= h2 >> 31;
+    }
+    for (size_t i = 0; i < s->nnative; i++) {
+        h1 = (h1 ^ s->ip[i]) * 0x100000001b3ULL;
+        h1 ^= h1 >> 29;
+        h2 = (h2 + s->ip[i]) * 0xff51afd7ed558ccdULL;
+        h2 ^= h2 >> 31;
+    }
+    s->h1 = h1;
+    s->h2 = h2;
+}
+
+/* The stack id of s (called with the lock held). */
+static uint32_t stack_intern(const struct raw_stack *s)
+{
+    uint64_t depth = (uint64_t)s->npy | ((uint64_t)s->nnative << 32);
+    if (depth == 0)
+        return 0;
+    /* loops allocate from the same place over and over */
+    if (s->h1 == t_last_h1 && s->h2 == t_last_h2 && depth == t_last_depth &&
+        t_last_gen == g_generation)
+        return t_last_id;
+    uint32_t id = table_get(&g_chains, s->h1, s->h2, depth);
+    if (id) {
+        t_last_h1 = s->h1;
+        t_last_h2 = s->h2;
+        t_last_depth = depth;
+        t_last_gen = g_generation;
+        t_last_id = id;
+        return id;
+    }
+    uint32_t node = 0;
+    for (size_t i = s->npy; i-- > 0;)
+        node = intern_node(node, intern_pyframe(&s->py[i]));
+    for (size_t i = s->nnative; i-- > 0;)
+        node = intern_node(node, intern_natframe(s->ip[i]));
+    table_put(&g_chains, s->h1, s->h2, depth, node);
+    t_last_h1 = s->h1;
+    t_last_h2 = s->h2;
+    t_last_depth = depth;
+    t_last_gen = g_generation;
+    t_last_id = node;
+    return node;
+}
+
+/* ---- events --------------------------------------------------------------- */
+
+static double rand_unit(void)
+{
+    if (t_rng == 0)
+        t_rng = mix64(now_ns() ^ (uint64_t)syscall(SYS_gettid)) | 1;
+    t_rng ^= t_rng << 13;
+    t_rng ^= t_rng >> 7;
+    t_rng ^= t_rng << 17;
+    return ((double)(t_rng >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static int64_t next_gap(void)
+{
+    return (int64_t)(-log(rand_unit()) * (double)g_sample_bytes) + 1;
+}
+
+/* Sampling by volume: 0 = not sampled, else the weight to record. */
+static uint64_t sample_weight(size_t size)
+{
+    if (g_sample_bytes == 0)
+        return size;
+    if (t_countdown == 0)
+        t_countdown = next_gap();
+    t_countdown -= (int64_t)size;
+    if (t_countdown > 0)
+        return 0;
+    while (t_countdown <= 0)
+        t_countdown += next_gap();
+    double p = 1.0 - exp(-(double)size / (double)g_sample_bytes);
+    double w = (double)size / (p > 1e-12 ? p : 1e-12);
+    return (uint64_t)(w + 0.5);
+}
+
+static void write_addr_event(uint8_t tag, uint64_t addr, uint64_t size, uint32_t stack, int sized,
+                             int has_stack)
+{
+    uint8_t rec[40];
+    size_t k = 0;
+    rec[k++] = tag;
+    k += capture_put_s(rec + k, (int64_t)(addr - g_last_addr));
+    g_last_addr = addr;
+    if (sized)
+        k += capture_put_u(rec + k, size);
+    if (has_stack)
+        k += capture_put_u(rec + k, stack);
+    emit(rec, k);
+}
+
+#define TRACKING() (g_state == ST_ON && !t_busy)
+static void install_python_hooks(void);
+static int g_hooks_installed;
+static int g_use_setallocator;
+
+/* Sampled mode: a byte per address hash, set for every sampled block and
+ * never cleared, so most frees are known not to be sampled without the lock
+ * (a set byte only means "look in the table"). */
+#define MAYBE_SLOTS (1u << 20)
+static uint8_t g_maybe_sampled[MAYBE_SLOTS];
+
+static size_t maybe_slot(uint64_t a)
+{
+    return (size_t)((a >> 4) * 0x9e3779b97f4a7c15ULL >> 44) & (MAYBE_SLOTS - 1);
+}
+
+static void record_alloc(void *p, size_t size, int is_mmap)
+{
+    uint64_t w = sample_weight(size);
+    if (w == 0)
+        return;
+    t_busy = 1;
+    struct raw_stack s;
+    stack_capture(&s);
+    if (!g_hooks_installed && g_use_setallocator && s.npy > 0)
+        install_python_hooks();
+    lock();
+    if (g_state == ST_ON) {
+        uint32_t id = stack_intern(&s);
+        before_event();
+        write_addr_event(is_mmap ? CAPTURE_MMAP : CAPTURE_ALLOC, (uint64_t)(uintptr_t)p, w, id,
+                         1, 1);
+        if (g_sample_bytes && !is_mmap) {
+            table_put(&g_sampled, (uint64_t)(uintptr_t)p, 0, 0, 1);
+            __atomic_store_n(&g_maybe_sampled[maybe_slot((uint64_t)(uintptr_t)p)], 1,
+                             __ATOMIC_RELAXED);
+        }
+    }
+    unlock();
+    t_busy = 0;
+}
+
+static void record_free(void *p)
+{
+    if (g_sample_bytes && !__atomic_load_n(&g_maybe_sampled[maybe_slot((uint64_t)(uintptr_t)p)],
+                                           __ATOMIC_RELAXED))
+        return;
+    t_busy = 1;
+    lock();
+    if (g_state == ST_ON) {
+        uint64_t a = (uint64_t)(uintptr_t)p;
+        int wanted = 1;
+        if (g_sample_bytes) {
+            /* only sampled blocks: tombstone the entry (value 0 would end probes) */
+            wanted = 0;
+            if (g_sampled.cap) {
+                size_t i = slot_hash(a, 0, 0) & (g_sampled.cap - 1);
+                while (g_sampled.slots[i].value) {
+                    struct slot *sl = &g_sampled.slots[i];
+                    if (sl->k1 == a && sl->k3 == 0) {
+                        sl->k3 = 1;   /* dead; a later sample of a gets a new slot */
+                        wanted = 1;
+                        break;
+                    }
+                    i = (i + 1) & (g_sampled.cap - 1);
+                }
+            }
+        }
+        if (wanted) {
+            before_event();
+            write_addr_event(CAPTURE_FREE, a, 0, 0, 0, 0);
+        }
+    }
+    unlock();
+    t_busy = 0;
+}
+
+/* A realloc of old into p (lock held): the free, then the allocation. */
+static void realloc_events(void *old, void *p, uint64_t w, const struct raw_stack *s)
+{
+    uint64_t a = (uint64_t)(uintptr_t)old;
+    int was = !g_sample_bytes;
+    if (g_sample_bytes && g_sampled.cap) {
+        size_t i = slot_hash(a, 0, 0) & (g_sampled.cap - 1);
+        while (g_sampled.slots[i].value) {
+            struct slot *sl = &g_sampled.slots[i];
+            if (sl->k1 == a && sl->k3 == 0) {
+                sl->k3 = 1;
+                was = 1;
+                break;
+            }
+            i = (i + 1) & (g_sampled.cap - 1);
+        }
+    }
+    if (was) {
+        before_event();
+        write_addr_event(CAPTURE_FREE, a, 0, 0, 0, 0);
+    }
+    if (w) {
+        uint32_t id = stack_intern(s);
+        before_event();
+        write_addr_event(CAPTURE_ALLOC, (uint64_t)(uintptr_t)p, w, id, 1, 1);
+        if (g_sample_bytes) {
+            table_put(&g_sampled, (uint64_t)(uintptr_t)p, 0, 0, 1);
+            __atomic_store_n(&g_maybe_sampled[maybe_slot((uint64_t)(uintptr_t)p)], 1,
+                             __ATOMIC_RELAXED);
+        }
+    }
+}
+
+static void record_munmap(void *p, size_t len)
+{
+    t_busy = 1;
+    lock();
+    if (g_state == ST_ON) {
+        before_event();
+        write_addr_event(CAPTURE_MUNMAP, (uint64_t)(uintptr_t)p, len, 0, 1, 0);
+    }
+    unlock();
+    t_busy = 0;
+}
+
+
+/* ---- Python's allocator domains (PyMem_SetAllocator) ---------------------- */
+
+/* PyMemAllocatorEx and the domains, as in CPython's pymem.h (3.5+). */
+struct pymem_allocator {
+    void *ctx;
+    void *(*malloc)(void *ctx, size_t size);
+    void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+    void *(*realloc)(void *ctx, void *ptr, size_t size);
+    void (*free)(void *ctx, void *ptr);
+};
+enum { PYMEM_DOMAIN_MEM = 1, PYMEM_DOMAIN_OBJ = 2 };
+
+static void (*g_get_allocator)(int domain, struct pymem_allocator *a);
+static void (*g_set_allocator)(int domain, struct pymem_allocator *a);
+static struct pymem_allocator g_orig[3];
+
+/* The original allocator runs with the guard set: pymalloc's fallback to
+ * malloc for large blocks, and its arenas (mmap), are not counted twice. */
+static void *py_hook_malloc(void *ctx, size_t size)
+{
+    const struct pymem_allocator *o = ctx;
+    if (!TRACKING())
+        return o->malloc(o->ctx, size);
+    t_busy = 1;
+    void *p = o->malloc(o->ctx, size);
+    t_busy = 0;
+    if (p)
+        record_alloc(p, size, 0);
+    return p;
+}
+
+static void *py_hook_calloc(void *ctx, size_t n, size_t size)
+{
+    const struct pymem_allocator *o = ctx;
+    if (!TRACKING())
+        return o->calloc(o->ctx, n, size);
+    t_busy = 1;
+    void *p = o->calloc(o->ctx, n, size);
+    t_busy = 0;
+    if (p)
+        record_alloc(p, n * size, 0);
+    return p;
+}
+
+static void py_hook_free(void *ctx, void *ptr)
+{
+    const struct pymem_allocator *o = ctx;
+    if (ptr && TRACKING()) {
+        record_free(ptr);
+        t_busy = 1;
+        o->free(o->ctx, ptr);
+        t_busy = 0;
+        return;
+    }
+    o->free(o->ctx, ptr);
+}
+
+static void *py_hook_realloc(void *ctx, void *old, size_t size)
+{
+    const struct pymem_allocator *o = ctx;
+    if (!TRACKING() || old == NULL) {
+        if (old == NULL)
+            return py_hook_malloc(ctx, size);
+        return o->realloc(o->ctx, old, size);
+    }
+    uint64_t w = sample_weight(size ? size : 1);
+    t_busy = 1;
+    struct raw_stack s;
+    if (w)
+        stack_capture(&s);
+    lock();
+    void *p = o->realloc(o->ctx, old, size);
+    if (p && g_state == ST_ON)
+        realloc_events(old, p, w, &s);
+    unlock();
+    t_busy = 0;
+    return p;
+}
+
+/* Wrap the MEM and OBJ domains once the interpreter is up (before that,
+ * Py_Initialize may still reset them).  Called with the guard set, from an
+ * allocation of a thread that has a thread state. */
+static void install_python_hooks(void)
+{
+    g_hooks_installed = 1;
+    if (!g_get_allocator || !g_set_allocator)
+        return;
+    static const int domains[] = {PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
+    for (int i = 0; i < 2; i++) {
+        int d = domains[i];
+        g_get_allocator(d, &g_orig[d]);
+        struct pymem_allocator hook = {&g_orig[d], py_hook_malloc, py_hook_calloc,
+                                       py_hook_realloc, py_hook_free};
+        g_set_allocator(d, &hook);
+    }
+}
+
+/* ---- the interposed functions -------------------------------------------- */
+
+EXPORT void *malloc(size_t size)
+{
+    void *p = __libc_malloc(size);
+    if (p && TRACKING())
+        record_alloc(p, size, 0);
+    return p;
+}
+
+EXPORT void free(void *p)
+{
+    if (p && TRACKING())
+        record_free(p);
+    __libc_free(p);
+}
+
+EXPORT void *calloc(size_t n, size_t size)
+{
+    void *p = __libc_calloc(n, size);
+    if (p && TRACKING())
+        record_alloc(p, n * size, 0);
+    return p;
+}
+
+EXPORT void *realloc(void *old, size_t size)
+{
+    if (!TRACKING())
+        return __libc_realloc(old, size);
+    if (old == NULL)
+        return malloc(size);
+    if (size == 0) {
+        free(old);
+        return NULL;
+    }
+    /* the free is written before the block can be reused by another thread:
+     * hold the lock across the real realloc */
+    uint64_t w = sample_weight(size);
+    t_busy = 1;
+    struct raw_stack s;
+    if (w)
+        stack_capture(&s);
+    lock();
+    void *p = __libc_realloc(old, size);
+    if (p && g_state == ST_ON)
+        realloc_events(old, p, w, &s);
+    unlock();
+    t_busy = 0;
+    return p;
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+    if (align < sizeof(void *) || (align & (align - 1)) != 0)
+        return EINVAL;
+    void *p = __libc_memalign(align, size);
+    if (p == NULL)
+        return ENOMEM;
+    *out = p;
+    if (TRACKING())
+        record_alloc(p, size, 0);
+    return 0;
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+    void *p = __libc_memalign(align, size);
+    if (p && TRACKING())
+        record_alloc(p, size, 0);
+    return p;
+}
+
+EXPORT void *memalign(size_t align, size_t size)
+{
+    void *p = __libc_memalign(align, size);
+    if (p && TRACKING())
+        record_alloc(p, size, 0);
+    return p;
+}
+
+EXPORT void *valloc(size_t size)
+{
+    void *p = __libc_memalign((size_t)sysconf(_SC_PAGESIZE), size);
+    if (p && TRACKING())
+        record_alloc(p, size, 0);
+    return p;
+}
+
+EXPORT void *pvalloc(size_t size)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t rounded = (size + page - 1) & ~(page - 1);
+    void *p = __libc_memalign(page, rounded ? rounded : page);
+    if (p && TRACKING())
+        record_alloc(p, rounded, 0);
+    return p;
+}
+
+EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    long r = syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return MAP_FAILED;
+    }
+    /* anonymous memory only: a mapped file is not heap */
+    if ((flags & MAP_ANONYMOUS) && TRACKING())
+        record_alloc((void *)r, len, 1);
+    return (void *)r;
+}
+
+EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    return mmap(addr, len, prot, flags, fd, off);
+}
+
+EXPORT int munmap(void *addr, size_t len)
+{
+    if (TRACKING())
+        record_munmap(addr, len);
+    long r = syscall(SYS_munmap, addr, len);
+    if (r < 0) {
+        errno = (int)-r;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- start, fork, exit ---------------------------------------------------- */
+
+static int parse_version(const char *s, int *major, int *minor)
+{
+    *major = *minor = 0;
+    if (s == NULL || s[0] < '0' || s[0] > '9')
+        return -1;
+    while (*s >= '0' && *s <= '9')
+        *major = *major * 10 + (*s++ - '0');
+    if (*s++ != '.')
+        return -1;
+    while (*s >= '0' && *s <= '9')
+        *minor = *minor * 10 + (*s++ - '0');
+    return 0;
+}
+
+static char g_pyversion[64];
+static char g_note[512];
+
+/* Find the interpreter in our own process; leaves g_py 0 with a note when
+ * there is none or it is not supported. */
+static void find_python(void)
+{
+    const char *(*get_version)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "Py_GetVersion");
+    g_this_tstate = (void *(*)(void))dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState");
+    g_code_type = (uint64_t)(uintptr_t)dlsym(RTLD_DEFAULT, "PyCode_Type");
+    if (get_version == NULL || g_this_tstate == NULL || g_code_type == 0) {
+        snprintf(g_note, sizeof g_note,
+                 "not a Python program (no CPython interpreter in the process): native "
+                 "allocations only, with C stacks");
+        return;
+    }
+    const char *v = get_version();
+    size_t n = 0;
+    while (v[n] && v[n] != ' ' && n + 1 < sizeof g_pyversion) {
+        g_pyversion[n] = v[n];
+        n++;
+    }
+    g_pyversion[n] = '\0';
+    int major, minor;
+    if (parse_version(g_pyversion, &major, &minor) != 0) {
+        snprintf(g_note, sizeof g_note, "unrecognised Python version '%s': native allocations only",
+                 g_pyversion);
+        return;
+    }
+    g_runtime = (uint64_t)(uintptr_t)dlsym(RTLD_DEFAULT, "_PyRuntime");
+    if (major == 3 && minor == 13) {
+        if (g_runtime == 0) {
+            snprintf(g_note, sizeof g_note, "Python %s: no _PyRuntime; native allocations only",
+                     g_pyversion);
+            return;
+        }
+        uint64_t hex = ((uint64_t)major << 24) | ((uint64_t)minor << 16);
+        if (debug_offsets_parse((const uint8_t *)(uintptr_t)g_runtime, DEBUG_OFFSETS_MAX_SIZE, hex,
+                                &g_layout, NULL) != 0) {
+            snprintf(g_note, sizeof g_note,
+                     "Python %s: _Py_DebugOffsets not usable; native allocations only", g_pyversion);
+            return;
+        }
+    } else {
+        const struct py_layout *l = py_layout_for(major, minor);
+        if (l == NULL) {
+            snprintf(g_note, sizeof g_note,
+                     "Python %s is not supported for Python stacks (2.7, 3.6-3.13 are): native "
+                     "allocations only", g_pyversion);
+            return;
+        }
+        g_layout = *l;
+    }
+    g_self_reader.ops = &self_ops;
+    g_objects.reader = &g_self_reader;
+    g_objects.layout = &g_layout;
+    g_objects.unicode_type = (uint64_t)(uintptr_t)dlsym(RTLD_DEFAULT, "PyUnicode_Type");
+    g_objects.bytes_type = (uint64_t)(uintptr_t)dlsym(RTLD_DEFAULT, "PyBytes_Type");
+    g_objects.string_type = (uint64_t)(uintptr_t)dlsym(RTLD_DEFAULT, "PyString_Type");
+    if (major == 2) {
+        g_objects.bytes_type = g_objects.string_type;
+        g_tstate_current = (uint64_t)(uintptr_t)dlsym(RTLD_DEFAULT, "_PyThreadState_Current");
+        if (g_tstate_current == 0) {
+            snprintf(g_note, sizeof g_note, "Python %s: no _PyThreadState_Current; native "
+                     "allocations only", g_pyversion);
+            return;
+        }
+    }
+    /* native frames stop at the eval loop: Python frames take over there */
+    const char *eval = major >= 3 && minor >= 6 ? "_PyEval_EvalFrameDefault" : "PyEval_EvalFrameEx";
+    void *fn = dlsym(RTLD_DEFAULT, eval);
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    if (fn && dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) && sym) {
+        g_eval_start = (uint64_t)(uintptr_t)fn;
+        g_eval_end = g_eval_start + sym->st_size;
+    }
+    if (g_runtime && g_layout.runtime_finalizing != PY_OFF_NONE)
+        g_finalizing = g_runtime + (uint64_t)g_layout.runtime_finalizing;
+    else
+        g_finalizing = (uint64_t)(uintptr_t)dlsym(RTLD_DEFAULT, "_Py_Finalizing");
+    if (major == 3 && minor >= 6) {
+        g_get_allocator = (void (*)(int, struct pymem_allocator *))dlsym(RTLD_DEFAULT,
+                                                                          "PyMem_GetAllocator");
+        g_set_allocator = (void (*)(int, struct pymem_allocator *))dlsym(RTLD_DEFAULT,
+                                                                          "PyMem_SetAllocator");
+    }
+    if (g_finalizing == 0)
+        g_is_initialized = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsInitialized");
+    g_py = 1;
+}
+
+static void find_self(void)
+{
+    Dl_info info;
+    if (dladdr((void *)(uintptr_t)find_self, &info) && info.dli_fbase) {
+        struct link_map *lm = NULL;
+        if (dladdr1((void *)(uintptr_t)find_self, &info, (void **)&lm, RTLD_DL_LINKMAP) && lm) {
+            /* the library's extent: from its base to the end of its last segment */
+            const ElfW(Ehdr) *eh = info.dli_fbase;
+            const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
+            uint64_t end = 0;
+            for (int i = 0; i < eh->e_phnum; i++)
+                if (ph[i].p_type == PT_LOAD && ph[i].p_vaddr + ph[i].p_memsz > end)
+                    end = ph[i].p_vaddr + ph[i].p_memsz;
+            g_self_start = (uint64_t)(uintptr_t)info.dli_fbase;
+            g_self_end = lm->l_addr + end;
+        }
+    }
+}
+
+static void u64_text(uint64_t v, char *out)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+}
+
+static void write_preamble(void)
+{
+    char num[24];
+    u64_text((uint64_t)getpid(), num);
+    emit_meta("pid", num);
+    u64_text((uint64_t)getppid(), num);
+    emit_meta("ppid", num);
+    char exe[1024];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    emit_meta("exe", exe);
+    /* the command line, NULs turned into spaces */
+    char cmd[CAPTURE_STR_MAX];
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    long len = fd >= 0 ? syscall(SYS_read, fd, cmd, sizeof cmd - 1) : 0;
+    if (fd >= 0)
+        syscall(SYS_close, fd);
+    if (len < 0)
+        len = 0;
+    for (long i = 0; i < len; i++)
+        if (cmd[i] == '\0')
+            cmd[i] = ' ';
+    while (len > 0 && cmd[len - 1] == ' ')
+        len--;
+    cmd[len] = '\0';
+    emit_meta("command", cmd);
+    if (g_py) {
+        emit_meta("python", g_pyversion);
+        u64_text((uint64_t)g_layout.lines, num);
+        emit_meta("linetable", num);
+    }
+    u64_text(g_sample_bytes, num);
+    emit_meta("sample_bytes", num);
+    emit_meta("native", g_native ? "1" : "0");
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    u64_text((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, num);
+    emit_meta("start_unix_ns", num);
+    if (g_note[0])
+        emit_note(g_note);
+    emit_time();
+}
+
+static int open_capture(int child)
+{
+    char path[4200];
+    if (child) {
+        char num[24];
+        u64_text((uint64_t)getpid(), num);
+        snprintf(path, sizeof path, "%s.%s", g_path, num);
+    } else {
+        snprintf(path, sizeof path, "%s", g_path);
+    }
+    uint32_t flags = (g_sample_bytes ? CAPTURE_F_SAMPLED : 0) | (g_native ? CAPTURE_F_NATIVE : 0) |
+                     (g_py ? CAPTURE_F_PYTHON : 0);
+    if (capture_writer_open(&g_w, path, flags) != 0)
+        return -1;
+    g_t0_ns = g_last_time_ns = now_ns();
+    g_events = 0;
+    g_last_addr = 0;
+    g_cur_thread = 0;
+    g_saw_finalizing = 0;
+    write_preamble();
+    return 0;
+}
+
+static void reset_tables(void)
+{
+    g_generation++;
+    table_reset(&g_strings);
+    table_reset(&g_codes);
+    table_reset(&g_frames);
+    table_reset(&g_nodes);
+    table_reset(&g_chains);
+    table_reset(&g_sampled);
+    g_nstrings = g_ncodes = g_nframes = g_nstacks = 0;
+}
+
+static void before_fork(void)
+{
+    lock();
+}
+
+static void after_fork_parent(void)
+{
+    unlock();
+}
+
+static void after_fork_child(void)
+{
+    /* this thread is the only one left; the lock is ours */
+    t_busy = 1;
+    if (g_state == ST_ON || g_w.fd >= 0) {
+        capture_writer_abandon(&g_w);
+        reset_tables();
+        g_next_thread = 1;
+        t_thread = 0;
+        g_state = open_capture(1) == 0 ? ST_ON : ST_DONE;
+    }
+    t_busy = 0;
+    unlock();
+}
+
+__attribute__((constructor)) static void tracker_start(void)
+{
+    t_busy = 1;
+    const char *out = getenv("PYROMETER_MEM_OUT");
+    if (out == NULL || out[0] == '\0' || strlen(out) >= sizeof g_path) {
+        t_busy = 0;
+        return;
+    }
+    snprintf(g_path, sizeof g_path, "%s", out);
+    const char *sample = getenv("PYROMETER_MEM_SAMPLE");
+    g_sample_bytes = sample ? strtoull(sample, NULL, 10) : 0;
+    const char *native = getenv("PYROMETER_MEM_NATIVE");
+    g_native = native && native[0] == '1';
+    const char *pyalloc = getenv("PYROMETER_MEM_PYALLOC");
+    g_use_setallocator = !(pyalloc && strcmp(pyalloc, "malloc") == 0);
+    const char *parent = getenv("PYROMETER_MEM_PARENT");
+    int child = !(parent && (pid_t)strtol(parent, NULL, 10) == getppid());
+    find_python();
+    find_self();
+    if (!g_py)
+        g_native = 1;   /* without Python, C frames are all there is to attribute to */
+    g_w.fd = -1;
+    if (open_capture(child) != 0) {
+        t_busy = 0;
+        return;
+    }
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    g_state = ST_ON;
+    t_busy = 0;
+}
+
+__attribute__((destructor)) static void tracker_stop(void)
+{
+    if (g_state == ST_OFF)
+        return;
+    t_busy = 1;
+    lock();
+    if (g_state == ST_ON) {
+        emit_time();
+        uint8_t rec[1] = {CAPTURE_END};
+        emit(rec, 1);
+    }
+    g_state = ST_DONE;
+    capture_writer_close(&g_w);
+    unlock();
+    t_busy = 0;
+}

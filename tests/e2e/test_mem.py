@@ -1,0 +1,219 @@
+"""
+test_mem.py — `pyrometer mem run` and `pyrometer mem report`, end to end.
+
+Targets: tests/targets/mem_target.py (known sizes from known functions, lines
+from its `# LINE:tag` markers) on every interpreter, and
+tests/targets/mem_native.c (built here) for a program without Python.  Views
+are checked through `-f raw` (collapsed stacks whose count is bytes), so every
+figure is exact: grow() holds a 10 MiB item array at the peak, churn()'s
+1000 x 1 KiB are freed before it and must not be there, leaky() keeps
+64 x 64 KiB until shutdown.  A target killed with SIGKILL still leaves a
+readable capture; a forked child writes CAPTURE.PID.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+
+import pytest
+
+from conftest import REPO, PYROMETER, marker_lines, run_pyrometer, target_path, wait_for
+
+MIB = 1024 * 1024
+TARGET = "mem_target.py"
+LABEL = re.compile(r"^(?P<name>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
+
+
+def frames_of(stack):
+    """'a (f.py:1);b (f.py:2)' -> [(name, file, line or None), ...]"""
+    out = []
+    for label in stack.split(";"):
+        m = LABEL.match(label)
+        if m is None:
+            out.append((label, None, None))
+        else:
+            out.append((m.group("name"), m.group("file"),
+                        int(m.group("line")) if m.group("line") else None))
+    return out
+
+
+def report_raw(capture, view, tmp_path):
+    out = str(tmp_path / ("%s.txt" % view))
+    res = run_pyrometer(["mem", "report", capture, "--" + view, "-f", "raw", "-o", out]).expect(0)
+    stacks = []
+    with open(out, encoding="utf-8") as f:
+        for raw in f.read().splitlines():
+            stack, _, count = raw.rpartition(" ")
+            assert count.isdigit(), "bad collapsed line %r" % raw
+            stacks.append((frames_of(stack), int(count)))
+    return stacks, res
+
+
+def bytes_in(stacks, name, line=None):
+    """Bytes of the stacks with a frame `name` (at `line`) from the target."""
+    total = 0
+    for frames, count in stacks:
+        if any(f[0] == name and f[1] == TARGET and (line is None or f[2] == line) for f in frames):
+            total += count
+    return total
+
+
+def mem_run(python, tmp_path, *args, capture_name="cap"):
+    capture = str(tmp_path / capture_name)
+    res = run_pyrometer(["mem", "run", "-o", capture, "--", python.path, target_path(TARGET)] +
+                        list(args), timeout=120).expect(0)
+    return capture, res
+
+
+def test_mem_peak_is_grow_not_churn(python, tmp_path):
+    lines = marker_lines(target_path(TARGET))
+    capture, res = mem_run(python, tmp_path, "peak")
+    assert "held 1310720" in res.stdout, res.describe()
+    assert "peak" in res.stderr and "bytes per event" in res.stderr, res.describe()
+    stacks, _ = report_raw(capture, "peak", tmp_path)
+    grow = bytes_in(stacks, "grow", lines["grow_alloc"])
+    # the item array is exactly 10 MiB; 2.7 adds at most a pymalloc arena
+    assert 10 * MIB <= grow <= 10 * MIB + 300 * 1024, (grow, stacks[:5])
+    # grow was called by main at its marked line
+    chains = [f for f, _ in stacks if f[-1][0] == "grow"]
+    assert chains, stacks
+    for frames in chains:
+        assert frames[-1] == ("grow", TARGET, lines["grow_alloc"]), frames
+        assert frames[-2] == ("main", TARGET, lines["main_grow"]), frames
+    assert bytes_in(stacks, "churn") == 0, [s for s in stacks if any(f[0] == "churn" for f in s[0])]
+    # churn did allocate its 1000 x 1 KiB: the allocs view has them
+    allocs, _ = report_raw(capture, "allocs", tmp_path)
+    churned = bytes_in(allocs, "churn", lines["churn_alloc"])
+    assert 1000 * 1024 <= churned <= 1000 * 1024 + 200 * 1024, churned
+    # the table names grow first
+    table = run_pyrometer(["mem", "report", capture]).expect(0).stdout
+    rows = [l for l in table.splitlines() if "(" in l and ")" in l and "held at the peak" not in l]
+    assert "grow (%s:%d)" % (TARGET, lines["grow_alloc"]) in rows[0], table
+
+
+def test_mem_leaks(python, tmp_path):
+    lines = marker_lines(target_path(TARGET))
+    capture, _ = mem_run(python, tmp_path, "leak", str(4 * MIB))
+    stacks, _ = report_raw(capture, "leaks", tmp_path)
+    leaked = bytes_in(stacks, "leaky", lines["leaky_alloc"])
+    # 64 bytes objects of 64 KiB, their object headers and the list's items
+    assert 4 * MIB <= leaked <= 4 * MIB + 8 * 1024, leaked
+    assert bytes_in(stacks, "churn") == 0
+    assert bytes_in(stacks, "grow") == 0
+
+
+def test_mem_killed_target_still_reports(python, tmp_path):
+    lines = marker_lines(target_path(TARGET))
+    capture = str(tmp_path / "cap")
+    proc = subprocess.Popen([PYROMETER, "mem", "run", "-o", capture, "--", python.path,
+                             target_path(TARGET), "park"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=REPO, start_new_session=True)
+    try:
+        line = proc.stdout.readline().decode()
+        m = re.match(r"ready (\d+)", line)
+        assert m, "target did not get ready: %r %s" % (line, proc.stderr.read(4000))
+        os.kill(int(m.group(1)), signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    err = err.decode()
+    assert proc.returncode == 0, err
+    assert "killed by signal 9" in err, err
+    assert "no end record" in err, err
+    stacks, res = report_raw(capture, "peak", tmp_path)
+    assert "no end record" in res.stderr, res.describe()
+    assert bytes_in(stacks, "grow", lines["grow_alloc"]) >= 10 * MIB, stacks[:5]
+
+
+def test_mem_fork_child_capture(python, tmp_path):
+    lines = marker_lines(target_path(TARGET))
+    capture, res = mem_run(python, tmp_path, "fork")
+    m = re.search(r"child (\d+) ", res.stdout)
+    assert m, res.describe()
+    child_capture = "%s.%s" % (capture, m.group(1))
+    assert os.path.isfile(child_capture), res.describe()
+    assert child_capture in res.stderr, res.describe()
+    child, _ = report_raw(child_capture, "peak", tmp_path)
+    got = bytes_in(child, "child_alloc", lines["child_alloc"])
+    assert 4 * MIB <= got <= 4 * MIB + 300 * 1024, child[:5]
+    assert bytes_in(child, "grow") == 0   # the parent's block is not the child's
+    parent, _ = report_raw(capture, "peak", tmp_path)
+    assert bytes_in(parent, "grow", lines["grow_alloc"]) >= 10 * MIB
+    assert bytes_in(parent, "child_alloc") == 0
+
+
+def test_mem_formats_and_temporal(tmp_path):
+    python = "/usr/bin/python3"
+    capture = str(tmp_path / "cap")
+    run_pyrometer(["mem", "run", "-o", capture, "--", python, target_path(TARGET), "peak"],
+                  timeout=120).expect(0)
+    svg = str(tmp_path / "peak.svg")
+    run_pyrometer(["mem", "report", capture, "--peak", "-o", svg]).expect(0)
+    with open(svg, encoding="utf-8") as f:
+        text = f.read()
+    assert text.lstrip().startswith("<?xml") or "<svg" in text[:500]
+    assert "grow (mem_target.py:" in text
+    ss = str(tmp_path / "leaks.json")
+    run_pyrometer(["mem", "report", capture, "--leaks", "-f", "speedscope", "-o", ss]).expect(0)
+    with open(ss, encoding="utf-8") as f:
+        doc = json.load(f)
+    assert doc["$schema"].startswith("https://www.speedscope.app/")
+    html = str(tmp_path / "t.html")
+    res = run_pyrometer(["mem", "report", capture, "--temporal", "-o", html]).expect(0)
+    with open(html, encoding="utf-8") as f:
+        page = f.read()
+    assert "<svg" in page and 'id="peak"' in page and "grow (mem_target.py:" in page
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page
+
+
+@pytest.fixture(scope="module")
+def native_program(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("memnative") / "mem_native")
+    subprocess.run(["cc", "-O1", "-g", "-rdynamic", "-fno-omit-frame-pointer", "-o", out,
+                    os.path.join(REPO, "tests", "targets", "mem_native.c")], check=True)
+    return out
+
+
+def test_mem_not_python_gets_native_tracking(native_program, tmp_path):
+    capture = str(tmp_path / "cap")
+    res = run_pyrometer(["mem", "run", "-o", capture, "--", native_program]).expect(0)
+    assert "not a Python program" in res.stderr, res.describe()
+    assert "exited with status 0" in res.stderr, res.describe()
+    stacks, rep = report_raw(capture, "leaks", tmp_path)
+    assert "not a Python program" in rep.stderr
+    held = sum(c for frames, c in stacks if any(f[0] == "hold_memory" for f in frames))
+    assert held == 3 * MIB, stacks
+    for frames, _ in stacks:
+        if any(f[0] == "hold_memory" for f in frames):
+            names = [f[0] for f in frames]
+            assert names.index("main") < names.index("hold_memory"), names
+    churned = sum(c for frames, c in report_raw(capture, "allocs", tmp_path)[0]
+                  if any(f[0] == "churn_memory" for f in frames))
+    assert churned == 100 * 4096
+
+
+def test_mem_report_garbage_capture(tmp_path):
+    bad = tmp_path / "garbage.cap"
+    bad.write_bytes(b"this is not a capture at all" * 10)
+    res = run_pyrometer(["mem", "report", str(bad)]).expect(1)
+    assert "not a pyrometer memory capture" in res.stderr, res.describe()
+    res = run_pyrometer(["mem", "report", str(tmp_path / "missing.cap")]).expect(2)
+    assert "missing.cap" in res.stderr
+    empty = tmp_path / "empty.cap"
+    empty.write_bytes(b"")
+    run_pyrometer(["mem", "report", str(empty)]).expect(1)
+
+
+def test_mem_usage_errors(tmp_path):
+    run_pyrometer(["mem"]).expect(1)
+    run_pyrometer(["mem", "run"]).expect(1)
+    run_pyrometer(["mem", "run", "--sample", "lots", "--", "true"]).expect(1)
+    run_pyrometer(["mem", "report", "x", "--peak", "--leaks"]).expect(1)
+    res = run_pyrometer(["mem", "run", "-o", str(tmp_path / "c"), "--", "/no/such/program"]).expect(2)
+    assert "/no/such/program" in res.stderr
+    res = run_pyrometer(["mem", "run", "-o", "/proc/no/such/dir/cap", "--", "true"]).expect(5)
