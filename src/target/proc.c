@@ -103,8 +103,8 @@ void proc_cmdline(pid_t pid, char *out, size_t cap)
         return;
     }
     out[n] = '\0';
-    for (ssize_t i = 0; i < n; i++)
-        if (out[i] == '\0')
+    for (ssize_t i = 0; i < n; i++)   /* one line: NULs and newlines become spaces */
+        if (out[i] == '\0' || out[i] == '\n' || out[i] == '\r' || out[i] == '\t')
             out[i] = ' ';
     while (n > 0 && out[n - 1] == ' ')
         out[--n] = '\0';
