@@ -19,6 +19,8 @@
 int cmd_record(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_top(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_requests(int argc, char **argv);
 
 /* Print "pyrometer: error: MSG" once and return the exit code for it. */
 int cmd_report_error(const struct pm_error *err);

@@ -17,6 +17,8 @@ static const struct command commands[] = {
     {"record", cmd_record, "sample a Python program and write a profile (flame graph, ...)"},
     {"top", cmd_top, "a live view of the functions a Python program spends its time in"},
     {"dump", cmd_dump, "print the current stack of every thread of a Python process"},
+    {"run", cmd_run, "run a command with the in-process agent on (requests, SQL, N+1)"},
+    {"requests", cmd_requests, "per-endpoint latency, queries and N+1 findings the agent saw"},
 };
 
 static void usage(FILE *out)
