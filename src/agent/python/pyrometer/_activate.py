@@ -51,13 +51,15 @@ def _patch_gunicorn(module):
 
 
 def _patch_sqlite3(module):
-    from .dbapi import sqlite3_connect
-    module.connect = sqlite3_connect
+    from . import dbapi
+    dbapi.ORIGINAL_CONNECT.setdefault("sqlite3", module.connect)
+    module.connect = dbapi.sqlite3_connect
 
 
 def _patch_psycopg2(module):
-    from .dbapi import psycopg2_connect
-    module.connect = psycopg2_connect
+    from . import dbapi
+    dbapi.ORIGINAL_CONNECT.setdefault("psycopg2", module.connect)
+    module.connect = dbapi.psycopg2_connect
 
 
 PATCHES = {

@@ -13,6 +13,10 @@ it through, so a query is never counted twice.
 
 from . import _agent
 
+# The drivers' own connect functions, kept when `pyrometer run` replaces them
+# (pyrometer._activate) so that ours never call themselves.
+ORIGINAL_CONNECT = {}
+
 
 # ---- sqlite3 -----------------------------------------------------------------
 
@@ -55,7 +59,7 @@ def sqlite3_connect(*args, **kwargs):
     import sqlite3
     if "factory" not in kwargs and len(args) < 6:
         kwargs["factory"] = _sqlite3()[0]
-    return sqlite3.connect(*args, **kwargs)
+    return ORIGINAL_CONNECT.get("sqlite3", sqlite3.connect)(*args, **kwargs)
 
 
 # ---- psycopg2 ----------------------------------------------------------------
@@ -90,7 +94,7 @@ def psycopg2_connect(*args, **kwargs):
     import psycopg2
     if kwargs.get("cursor_factory") is None and "connection_factory" not in kwargs:
         kwargs["cursor_factory"] = _psycopg2()
-    return psycopg2.connect(*args, **kwargs)
+    return ORIGINAL_CONNECT.get("psycopg2", psycopg2.connect)(*args, **kwargs)
 
 
 # ---- any DB-API driver -----------------------------------------------------------
