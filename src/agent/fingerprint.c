@@ -64,6 +64,17 @@ static int is_operator_before_sign(char c)
     return c && strchr("(,=<>+-*/%|&^~!", c) != NULL;
 }
 
+/* The output so far ends in an operand (a word, a value, a quoted name)
+ * with no space before what comes next: `a:b` is not a `:name` parameter. */
+static int follows_operand(const struct out_buf *o, int space)
+{
+    if (space || o->n == 0)
+        return 0;
+    unsigned char last = (unsigned char)o->p[o->n - 1];
+    return is_word_char(last) || last == '?' || last == '"' || last == '`' || last == ')' ||
+           last == ']';
+}
+
 /* Emit the pending space (if any, and not at the start). */
 static void flush_space(struct out_buf *o, int *space)
 {
@@ -207,7 +218,7 @@ static void lex_pass(const char *s, size_t len, struct out_buf *o)
             put_span(o, s + i, end - i);
             i = end;
         } else if (is_digit(c) || (c == '.' && i + 1 < len && is_digit(u[i + 1]) &&
-                                   !(o->n > 0 && !space && is_word_char((unsigned char)o->p[o->n - 1])))) {
+                                   !follows_operand(o, space))) {
             size_t end = scan_number(s, len, i);
             if (end) {
                 put_value(o, &space);
@@ -253,7 +264,7 @@ static void lex_pass(const char *s, size_t len, struct out_buf *o)
             i += 2;
         } else if (c == '%' && i + 1 < len && u[i + 1] == '(') {      /* %(name)s */
             size_t j = i + 2;
-            while (j < len && u[j] != ')' && j - i < 256)
+            while (j < len && (is_word_start(u[j]) || is_digit(u[j])) && j - i < 256)
                 j++;
             if (j + 1 < len && u[j] == ')' && u[j + 1] == 's') {
                 put_value(o, &space);
@@ -268,16 +279,18 @@ static void lex_pass(const char *s, size_t len, struct out_buf *o)
             put_span(o, "%%", 2);
             i += 2;
         } else if (c == '?') {                                       /* ?, ?NNN */
-            i++;
-            while (i < len && is_digit(u[i]))
-                i++;
+            size_t j = i + 1;
+            while (j < len && is_digit(u[j]))
+                j++;
+            /* `?1abc`, `?1.x`: what follows is a word or a number of its own */
+            i = j < len && (is_word_char(u[j]) || u[j] == '.') ? i + 1 : j;
             put_value(o, &space);
         } else if (c == ':' && i + 1 < len && u[i + 1] == ':') {      /* ::type */
             flush_space(o, &space);
             put_span(o, "::", 2);
             i += 2;
         } else if (c == ':' && i + 1 < len && is_word_start(u[i + 1]) &&
-                   !(i > 0 && is_word_char(u[i - 1]))) {              /* :name */
+                   !follows_operand(o, space)) {                      /* :name */
             i++;
             while (i < len && is_word_char(u[i]))
                 i++;
