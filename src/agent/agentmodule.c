@@ -45,9 +45,23 @@ __attribute__((visibility("default"))) struct pm_endpoint_table pyrometer_endpoi
 static __thread int tls_slot = -1;
 static pthread_key_t slot_key;
 
+/* Cached: both are system calls, asked on every request.  A fork clears
+ * them (after_fork_child). */
+static __thread int tls_tid;
+static int process_id;
+
 static int current_tid(void)
 {
-    return (int)syscall(SYS_gettid);
+    if (tls_tid == 0)
+        tls_tid = (int)syscall(SYS_gettid);
+    return tls_tid;
+}
+
+static int current_pid(void)
+{
+    if (process_id == 0)
+        process_id = (int)getpid();
+    return process_id;
 }
 
 static void slot_write(struct pm_endpoint_slot *s, const char *label, size_t len)
@@ -368,7 +382,7 @@ static __thread int tls_in_query;   /* a wrapped call is running: inner layers p
 static struct scope *scope_push(int kind, const char *framework)
 {
     struct scope *s = calloc(1, sizeof *s);
-    struct agent_request *r = request_new();
+    struct agent_request *r = kind == SCOPE_REQUEST ? store_request_new() : request_new();
     if (s == NULL || r == NULL) {
         free(s);
         request_free(r);
@@ -378,7 +392,7 @@ static struct scope *scope_push(int kind, const char *framework)
     s->kind = kind;
     s->req = r;
     r->framework = framework ? arena_strndup(&r->arena, framework, strlen(framework)) : NULL;
-    r->pid = (int)getpid();
+    r->pid = current_pid();
     r->tid = current_tid();
     r->start_unix_ns = clock_ns(CLOCK_REALTIME);
     r->start_mono_ns = clock_ns(CLOCK_MONOTONIC);
@@ -618,6 +632,8 @@ static void after_fork_child(void)
         s->seq_end = s->seq_begin;
     }
     tls_slot = -1;
+    tls_tid = 0;
+    process_id = 0;
 }
 
 static char **string_list(PyObject *seq, size_t *n)

@@ -60,7 +60,47 @@ void arena_free(struct arena *a)
     a->head = NULL;
 }
 
+void arena_reset(struct arena *a)
+{
+    struct arena_chunk *keep = a->head;
+    if (keep == NULL)
+        return;
+    struct arena_chunk *c = keep->next;
+    while (c) {
+        struct arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    if (keep->cap > 16 * ARENA_CHUNK) {   /* one huge query: do not keep it */
+        free(keep);
+        a->head = NULL;
+        return;
+    }
+    keep->next = NULL;
+    keep->used = 0;
+}
+
 /* ---- records ------------------------------------------------------------- */
+
+#define KEEP_QUERIES 1024u
+
+void request_reset(struct agent_request *r)
+{
+    struct arena arena = r->arena;
+    struct agent_query *queries = r->queries;
+    uint32_t cap = r->queries_cap;
+    arena_reset(&arena);
+    free(r->findings);
+    if (cap > KEEP_QUERIES) {
+        free(queries);
+        queries = NULL;
+        cap = 0;
+    }
+    memset(r, 0, sizeof *r);
+    r->arena = arena;
+    r->queries = queries;
+    r->queries_cap = cap;
+}
 
 struct agent_request *request_new(void)
 {
@@ -195,6 +235,53 @@ static void norm_insert(struct norm_table *t, uint64_t fp, const char *text)
     t->texts[i] = text;
 }
 
+/* Normalising is most of the analysis, and an application sends the same
+ * few SQL texts over and over: the analysing thread remembers the
+ * fingerprint of recent texts, keyed by the text itself (direct-mapped). */
+#define TEXT_CACHE 4096u
+struct text_entry {
+    char *raw;            /* NULL: empty */
+    size_t raw_len;
+    uint64_t raw_hash;
+    uint64_t fingerprint;
+    char *normalized;
+    size_t norm_len;
+};
+static _Thread_local struct text_entry *text_cache;
+
+static const struct text_entry *text_cache_get(const char *sql, size_t len, uint64_t h)
+{
+    if (text_cache == NULL)
+        return NULL;
+    const struct text_entry *e = &text_cache[h & (TEXT_CACHE - 1)];
+    if (e->raw && e->raw_hash == h && e->raw_len == len && memcmp(e->raw, sql, len) == 0)
+        return e;
+    return NULL;
+}
+
+static void text_cache_put(const char *sql, size_t len, uint64_t h, uint64_t fp,
+                           const char *norm, size_t norm_len)
+{
+    if (text_cache == NULL && (text_cache = calloc(TEXT_CACHE, sizeof *text_cache)) == NULL)
+        return;
+    if (len > 8192)
+        return;
+    struct text_entry *e = &text_cache[h & (TEXT_CACHE - 1)];
+    char *raw = malloc(len + 1), *n = malloc(norm_len + 1);
+    if (raw == NULL || n == NULL) {
+        free(raw);
+        free(n);
+        return;
+    }
+    free(e->raw);
+    free(e->normalized);
+    memcpy(raw, sql, len);
+    raw[len] = '\0';
+    memcpy(n, norm, norm_len);
+    n[norm_len] = '\0';
+    *e = (struct text_entry){raw, len, h, fp, n, norm_len};
+}
+
 static int fingerprint_queries(struct agent_request *r)
 {
     struct norm_table t = {0};
@@ -211,6 +298,23 @@ static int fingerprint_queries(struct agent_request *r)
         goto out;
     for (uint32_t i = 0; i < r->nqueries; i++) {
         struct agent_query *q = &r->queries[i];
+        const char *sql = q->sql ? q->sql : "";
+        size_t sql_len = q->sql ? q->sql_len : 0;
+        uint64_t raw_hash = hash_bytes(sql, sql_len);
+        const struct text_entry *cached = text_cache_get(sql, sql_len, raw_hash);
+        if (cached) {
+            q->fingerprint = cached->fingerprint;
+            int found;
+            const char *text = norm_lookup(&t, q->fingerprint, &found);
+            if (!found) {
+                text = arena_strndup(&r->arena, cached->normalized, cached->norm_len);
+                if (text == NULL)
+                    goto out;
+                norm_insert(&t, q->fingerprint, text);
+            }
+            q->normalized = text;
+            continue;
+        }
         size_t need = SQL_NORMALIZED_CAP(q->sql_len);
         if (need > buf_cap) {
             char *nb = malloc(need);
@@ -222,8 +326,8 @@ static int fingerprint_queries(struct agent_request *r)
             buf_cap = need;
         }
         size_t n;
-        q->fingerprint = sql_fingerprint(q->sql ? q->sql : "", q->sql ? q->sql_len : 0, buf,
-                                         buf_cap, &n);
+        q->fingerprint = sql_fingerprint(sql, sql_len, buf, buf_cap, &n);
+        text_cache_put(sql, sql_len, raw_hash, q->fingerprint, buf, n);
         int found;
         const char *text = norm_lookup(&t, q->fingerprint, &found);
         if (!found) {
@@ -309,6 +413,7 @@ int request_analyze(struct agent_request *r, uint32_t n_plus_one)
             f->count = j - i;
             f->total_ns = total;
             f->first_query = order[i];
+            f->example_params = first->params;
         }
         i = j;
     }

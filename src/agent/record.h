@@ -26,6 +26,8 @@ void *arena_alloc(struct arena *a, size_t n);
 /* Copy n bytes and a NUL; NULL only when out of memory. */
 char *arena_strndup(struct arena *a, const char *s, size_t n);
 void arena_free(struct arena *a);
+/* Forget every string but keep the newest chunk for the next use. */
+void arena_reset(struct arena *a);
 
 /* Where a query came from: the innermost frame of the application's code. */
 struct agent_site {
@@ -59,6 +61,7 @@ struct agent_finding {
     uint32_t count;
     int64_t total_ns;
     uint32_t first_query;  /* index of the first query of the group */
+    const char *example_params;   /* its parameters, when captured */
 };
 
 struct agent_request {
@@ -83,6 +86,9 @@ struct agent_request {
 
 struct agent_request *request_new(void);
 void request_free(struct agent_request *r);
+/* Empty a record for reuse, keeping its arena chunk and query array (unless
+ * they grew large); the same as request_new() afterwards. */
+void request_reset(struct agent_request *r);
 /* A new zeroed query at the end (NULL when out of memory). */
 struct agent_query *request_add_query(struct agent_request *r);
 

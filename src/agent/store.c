@@ -27,13 +27,15 @@
  *            similar_count (queries repeating an earlier one's fingerprint),
  *            n_plus_one_count (findings), error (exception type, or NULL))
  *   fingerprints(fingerprint TEXT PRIMARY KEY (16 hex digits), sql (normalised))
- *   queries(request_id, seq (0-based order in the request), db_alias,
+ *   queries(request_id (no index: append-only, cheapest to write), seq
+ *           (0-based order in the request), db_alias,
  *           fingerprint, offset_ns (from the request's start), duration_ns,
  *           rows (NULL when unknown), many (executemany), duplicate, failed,
  *           file, line, function (the call site: innermost application
  *           frame; NULL when none), params (NULL unless captured))
  *   findings(request_id, kind ('n_plus_one'), fingerprint, file, line,
- *            function, count, total_ns, example_seq (first query's seq))
+ *            function, count, total_ns, example_seq (first query's seq),
+ *            example_params (its parameters, NULL unless captured))
  */
 #include "store.h"
 
@@ -62,16 +64,20 @@ const char store_schema_sql[] =
     "  request_id INTEGER NOT NULL, seq INTEGER NOT NULL, db_alias TEXT,\n"
     "  fingerprint TEXT NOT NULL, offset_ns INTEGER NOT NULL, duration_ns INTEGER NOT NULL,\n"
     "  rows INTEGER, many INTEGER NOT NULL, duplicate INTEGER NOT NULL, failed INTEGER NOT NULL,\n"
-    "  file TEXT, line INTEGER, function TEXT, params TEXT,\n"
-    "  PRIMARY KEY(request_id, seq)) WITHOUT ROWID;\n"
+    "  file TEXT, line INTEGER, function TEXT, params TEXT);\n"
     "CREATE TABLE IF NOT EXISTS findings(\n"
     "  request_id INTEGER NOT NULL, kind TEXT NOT NULL, fingerprint TEXT NOT NULL,\n"
     "  file TEXT, line INTEGER, function TEXT, count INTEGER NOT NULL,\n"
-    "  total_ns INTEGER NOT NULL, example_seq INTEGER NOT NULL);\n"
+    "  total_ns INTEGER NOT NULL, example_seq INTEGER NOT NULL, example_params TEXT);\n"
     "CREATE INDEX IF NOT EXISTS findings_request ON findings(request_id);\n";
 
 #define BUSY_TIMEOUT_MS 10000
 #define BATCH_RETRIES 5
+/* A batch is written when it holds BATCH_RECORDS records, when its first
+ * record has waited BATCH_DELAY_MS, or at once on store_flush(): one
+ * transaction (and one wake-up of the writer) per batch, not per request. */
+#define BATCH_RECORDS 256u
+#define BATCH_DELAY_MS 100
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work = PTHREAD_COND_INITIALIZER;   /* records queued */
@@ -83,6 +89,11 @@ static struct agent_request *queue_head, *queue_tail;
 static uint32_t queue_len;
 static int writer_started;
 static int writing;
+static int flush_wanted;
+/* Written records, emptied, for store_request_new(). */
+#define RECYCLE_MAX 1024u
+static struct agent_request *recycled;
+static uint32_t recycled_len;
 static struct store_stats stats;
 static char *db_path, *service;
 static uint32_t n_plus_one = 5;
@@ -126,6 +137,7 @@ static void after_fork_child(void)
     queue_len = 0;
     writer_started = 0;
     writing = 0;
+    flush_wanted = 0;
     memset(&stats, 0, sizeof stats);
     db = NULL;   /* never used across fork (SQLite's rule); not closed */
     ins_request = ins_fingerprint = ins_query = ins_finding = NULL;
@@ -240,7 +252,7 @@ static int open_db(void)
         " rows, many, duplicate, failed, file, line, function, params)"
         " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         "INSERT INTO findings(request_id, kind, fingerprint, file, line, function, count,"
-        " total_ns, example_seq) VALUES(?,?,?,?,?,?,?,?,?)",
+        " total_ns, example_seq, example_params) VALUES(?,?,?,?,?,?,?,?,?,?)",
     };
     sqlite3_stmt **stmts[4] = {&ins_request, &ins_fingerprint, &ins_query, &ins_finding};
     for (int i = 0; i < 4; i++)
@@ -262,15 +274,17 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 
 static int step(sqlite3_stmt *st)
 {
-    int rc = sqlite3_step(st);
+    int rc = sqlite3_step(st);   /* every parameter is bound before each step */
     sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
 static void fp_hex(uint64_t fp, char out[17])
 {
-    snprintf(out, 17, "%016llx", (unsigned long long)fp);
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, fp >>= 4)
+        out[i] = digits[fp & 15];
+    out[16] = '\0';
 }
 
 static int fp_known(uint64_t fp)
@@ -386,6 +400,7 @@ static int write_request(struct agent_request *r)
         sqlite3_bind_int(st, 7, (int)f->count);
         sqlite3_bind_int64(st, 8, f->total_ns);
         sqlite3_bind_int(st, 9, (int)f->first_query);
+        bind_text(st, 10, f->example_params);
         if (step(st) != 0)
             return -1;
     }
@@ -422,6 +437,17 @@ static void *writer_main(void *arg)
     for (;;) {
         while (queue_head == NULL)
             pthread_cond_wait(&work, &lock);
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_nsec += BATCH_DELAY_MS * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        while (queue_len < BATCH_RECORDS && !flush_wanted &&
+               pthread_cond_timedwait(&work, &lock, &deadline) == 0) {
+        }
+        flush_wanted = 0;
         struct agent_request *list = queue_head;
         uint32_t n = queue_len;
         queue_head = queue_tail = NULL;
@@ -438,13 +464,30 @@ static void *writer_main(void *arg)
             if (!ok)
                 sleep_ms(100 << attempt);
         }
+        struct agent_request *keep = NULL;
+        uint32_t kept = 0, room = RECYCLE_MAX > recycled_len ? RECYCLE_MAX - recycled_len : 0;
+        struct agent_request *keep_tail = NULL;
         while (list) {
             struct agent_request *next = list->next;
-            request_free(list);
+            if (kept < room) {
+                request_reset(list);
+                list->next = keep;
+                if (keep == NULL)
+                    keep_tail = list;
+                keep = list;
+                kept++;
+            } else {
+                request_free(list);
+            }
             list = next;
         }
 
         pthread_mutex_lock(&lock);
+        if (keep) {
+            keep_tail->next = recycled;
+            recycled = keep;
+            recycled_len += kept;
+        }
         writing = 0;
         if (ok) {
             stats.written += n;
@@ -477,6 +520,20 @@ static void start_writer(void)
     pthread_attr_destroy(&attr);
 }
 
+struct agent_request *store_request_new(void)
+{
+    struct agent_request *r = NULL;
+    pthread_mutex_lock(&lock);
+    if (recycled) {
+        r = recycled;
+        recycled = r->next;
+        recycled_len--;
+        r->next = NULL;
+    }
+    pthread_mutex_unlock(&lock);
+    return r ? r : request_new();
+}
+
 void store_submit(struct agent_request *r)
 {
     pthread_once(&fork_once, install_fork_handlers);
@@ -497,7 +554,8 @@ void store_submit(struct agent_request *r)
         queue_head = r;
     queue_tail = r;
     queue_len++;
-    pthread_cond_signal(&work);
+    if (queue_len == 1 || queue_len == BATCH_RECORDS)   /* wake the writer only when it matters */
+        pthread_cond_signal(&work);
     pthread_mutex_unlock(&lock);
 }
 
@@ -513,6 +571,10 @@ int store_flush(int timeout_ms)
     }
     pthread_mutex_lock(&lock);
     int rc = 0;
+    if (queue_head != NULL) {
+        flush_wanted = 1;
+        pthread_cond_signal(&work);
+    }
     while ((queue_head != NULL || writing) && rc == 0)
         rc = pthread_cond_timedwait(&idle, &lock, &deadline);
     int done = queue_head == NULL && !writing;

@@ -37,6 +37,10 @@ struct store_stats {
  * first record.  0 on success. */
 int store_configure(const struct store_config *cfg);
 
+/* A record to fill: a recycled one when the writer has some (no malloc,
+ * no page faults on the request path), else a new one. */
+struct agent_request *store_request_new(void);
+
 /* Take ownership of a finished record; never blocks on I/O.  Starts the
  * writer thread on first use (in this process). */
 void store_submit(struct agent_request *r);

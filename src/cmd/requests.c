@@ -162,7 +162,8 @@ static int load_findings(sqlite3 *db, struct endpoint *e, struct pm_error *err, 
 {
     sqlite3_stmt *st;
     static const char sql[] =
-        "SELECT f.fingerprint, fp.sql, f.file, f.line, f.function, COUNT(*), MAX(f.count)"
+        "SELECT f.fingerprint, fp.sql, f.file, f.line, f.function, COUNT(*), MAX(f.count),"
+        " MAX(f.example_params)"
         " FROM findings f JOIN requests r ON r.id = f.request_id"
         " LEFT JOIN fingerprints fp ON fp.fingerprint = f.fingerprint"
         " WHERE r.method IS ? AND r.route IS ?"
@@ -187,33 +188,9 @@ static int load_findings(sqlite3 *db, struct endpoint *e, struct pm_error *err, 
         f->function = column_dup(st, 4);
         f->requests = sqlite3_column_int64(st, 5);
         f->max_count = sqlite3_column_int64(st, 6);
-        f->example_params = NULL;
+        f->example_params = column_dup(st, 7);
     }
     sqlite3_finalize(st);
-    /* Parameters of one example query, when they were captured. */
-    static const char params_sql[] =
-        "SELECT q.params FROM findings f JOIN requests r ON r.id = f.request_id"
-        " JOIN queries q ON q.request_id = f.request_id AND q.seq = f.example_seq"
-        " WHERE r.method IS ? AND r.route IS ? AND f.fingerprint = ? AND f.file IS ?"
-        " AND f.line IS ? AND q.params IS NOT NULL LIMIT 1";
-    if (e->nfindings && sqlite3_prepare_v2(db, params_sql, -1, &st, NULL) != SQLITE_OK)
-        return db_error(db, path, err);
-    for (size_t k = 0; k < e->nfindings; k++) {
-        struct finding *f = &e->findings[k];
-        sqlite3_bind_text(st, 1, e->method, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, e->route, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, f->fingerprint, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, f->file, -1, SQLITE_STATIC);
-        if (f->file)
-            sqlite3_bind_int(st, 5, f->line);
-        else
-            sqlite3_bind_null(st, 5);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            f->example_params = column_dup(st, 0);
-        sqlite3_reset(st);
-    }
-    if (e->nfindings)
-        sqlite3_finalize(st);
     return 0;
 }
 

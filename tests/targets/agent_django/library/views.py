@@ -67,6 +67,16 @@ def n_queries(request, n):
     return HttpResponse("%d\n" % len(names))
 
 
+def raw_queries(request, n):
+    """n lookups through Django's cursor, no ORM (for the benchmark)."""
+    names = []
+    with connection.cursor() as cursor:
+        for i in range(n):
+            cursor.execute("SELECT name FROM library_author WHERE id = %s", [1 + i % 50])
+            names.append(cursor.fetchone()[0])
+    return HttpResponse("%d\n" % len(names))
+
+
 def hello(request):
     return HttpResponse("hello\n")
 

@@ -10,6 +10,7 @@ urlpatterns = [
     path("raw/", views.raw_sql),
     path("secret/", views.secret),
     path("queries/<int:n>/", views.n_queries),
+    path("raw-queries/<int:n>/", views.raw_queries),
     path("burn/alpha/", views.burn_alpha_view),
     path("burn/beta/", views.burn_beta_view),
     path("hello/", views.hello),

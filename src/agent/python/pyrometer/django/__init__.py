@@ -9,25 +9,47 @@ pattern and view) and closes the record with the status.  Everything per
 query happens in C.
 """
 
+import threading
+
 from django.db import connections
+from django.db.backends.signals import connection_created
 
 from .. import _agent, ensure_enabled
 
 MIDDLEWARE = "pyrometer.django.PyrometerMiddleware"
 
 _wrappers = {}
+_thread = threading.local()
+
+
+def _wrap(connection):
+    """Our wrapper on one DatabaseWrapper (innermost: its time is the database's)."""
+    wrapper = _wrappers.get(connection.alias)
+    if wrapper is None:
+        wrapper = _wrappers[connection.alias] = _agent.QueryWrapper(connection.alias)
+    if wrapper not in connection.execute_wrappers:
+        connection.execute_wrappers.append(wrapper)
+
+
+def _on_connection_created(sender, connection, **kwargs):
+    _wrap(connection)
+
+
+connection_created.connect(_on_connection_created, dispatch_uid="pyrometer.django")
 
 
 def install_wrappers():
-    """Make sure every alias's connection on this thread has our wrapper
-    (innermost, so its time is the database's)."""
+    """Make sure every alias's connection on this thread has our wrapper."""
     for alias in connections:
-        wrappers = connections[alias].execute_wrappers
-        wrapper = _wrappers.get(alias)
-        if wrapper is None:
-            wrapper = _wrappers[alias] = _agent.QueryWrapper(alias)
-        if wrapper not in wrappers:
-            wrappers.append(wrapper)
+        _wrap(connections[alias])
+    _thread.installed = True
+
+
+def install_wrappers_once():
+    """install_wrappers() the first time on each thread; after that, a
+    connection (re)opened on a DatabaseWrapper gets it from connection_created."""
+    if not getattr(_thread, "installed", False):
+        install_wrappers()
 
 
 def route_of(match):
@@ -52,7 +74,7 @@ class PyrometerMiddleware:
         ensure_enabled()
 
     def __call__(self, request):
-        install_wrappers()
+        install_wrappers_once()
         _agent.begin("django")
         status, error = 0, None
         try:
