@@ -104,9 +104,9 @@ install: $(BUILD)/pyrometer agent
 	install -D -m 0755 $(BUILD)/pyrometer $(DESTDIR)$(PREFIX)/bin/pyrometer
 	@# the agent: `pyrometer run`'s copy beside the binary, and the package for the system Python
 	rm -rf $(DESTDIR)$(PREFIX)/lib/pyrometer/agent
-	mkdir -p $(DESTDIR)$(PREFIX)/lib/pyrometer
-	cp -R $(AGENT_DIR) $(DESTDIR)$(PREFIX)/lib/pyrometer/agent
-	site=$$($(AGENT_PYTHON) -c 'import sysconfig; print(sysconfig.get_path("purelib", vars={"base": "$(PREFIX)"}))') && \
+	mkdir -p $(DESTDIR)$(PREFIX)/lib/pyrometer/agent
+	cp -R $(AGENT_DIR)/python $(AGENT_DIR)/boot $(DESTDIR)$(PREFIX)/lib/pyrometer/agent/
+	site=$$($(AGENT_PYTHON) -c 'import sys, sysconfig; p = sys.argv[1]; print(sysconfig.get_path("purelib") if p == "/usr/local" else sysconfig.get_path("purelib", "posix_prefix", vars={"base": p, "platbase": p}))' $(PREFIX)) && \
 	  rm -rf "$(DESTDIR)$$site/pyrometer" && mkdir -p "$(DESTDIR)$$site" && \
 	  cp -R $(AGENT_DIR)/python/pyrometer "$(DESTDIR)$$site/pyrometer" && \
 	  echo "agent installed for $(AGENT_PYTHON) in $(DESTDIR)$$site/pyrometer"

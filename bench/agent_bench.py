@@ -2,11 +2,12 @@
 """agent_bench.py — `make bench-agent`: what the in-process agent adds to a request.
 
 The test project (tests/targets/agent_django, SQLite) served by Debian's
-gunicorn (one sync worker), once without the agent (AGENT_TEST_NO_AGENT=1, the
-package not even importable) and once with "pyrometer.django" installed, the
-two runs interleaved A B A B ... for several rounds.  Load: Debian's wrk, one
-connection, one thread (closed loop, so latency is not queueing), for a fixed
-time per run; every run must complete at least 1000 requests.  Latency per run
+gunicorn (one sync worker), twice at once: without the agent (AGENT_TEST_NO_AGENT=1, the
+package not even importable) and with "pyrometer.django" installed.  Load:
+Debian's wrk, one connection, one thread (closed loop, so latency is not
+queueing), short runs against each server back to back, alternating which
+goes first, for many rounds (each endpoint gets well over 1000 requests per
+server in total).  Latency per run
 is wrk's median (bench/agent_latency.lua prints it in microseconds).
 
   /hello/            no query:  added latency per request
@@ -109,12 +110,12 @@ def warm(port):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="3 rounds of 3 s runs")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=int, default=6)
+    ap.add_argument("--quick", action="store_true", help="6 rounds of 1 s runs")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--seconds", type=int, default=2)
     args = ap.parse_args()
     if args.quick:
-        args.rounds, args.seconds = 3, 3
+        args.rounds, args.seconds = 6, 1
     for tool in (GUNICORN, WRK, os.path.join(AGENT_PY, "pyrometer", "_agent.abi3.so")):
         if not os.path.exists(tool):
             print("agent bench: %s missing (make deps; make agent)" % tool)
@@ -129,20 +130,25 @@ def main():
             return
         paths = ("/hello/", "/raw-queries/%d/" % QUERIES, "/queries/%d/" % QUERIES)
         results = {(agent, path): [] for agent in (False, True) for path in paths}
-        counts = {path: [] for path in paths}
-        for r in range(args.rounds):
+        counts = {(agent, path): 0 for agent in (False, True) for path in paths}
+        servers = {}
+        try:
             for agent in (False, True):
-                server = Server(env_for(tmp, agent), os.path.join(tmp, "gunicorn-%d.log" % r))
-                try:
-                    warm(server.port)
-                    for path in paths:
-                        p50, n = wrk(server.port, path, args.seconds)
+                servers[agent] = Server(env_for(tmp, agent), os.path.join(tmp, "gunicorn-%d.log" % agent))
+                warm(servers[agent].port)
+            for r in range(args.rounds):
+                for path in paths:
+                    # both servers run throughout; each round measures them back to
+                    # back, in alternating order, so drifts in machine load cancel
+                    for agent in ((False, True) if r % 2 == 0 else (True, False)):
+                        p50, n = wrk(servers[agent].port, path, args.seconds)
                         results[(agent, path)].append(p50)
-                        counts[path].append(n)
-                finally:
-                    server.stop()
-            if sys.stderr.isatty():
-                sys.stderr.write("\ragent bench: round %d/%d" % (r + 1, args.rounds))
+                        counts[(agent, path)] += n
+                if sys.stderr.isatty():
+                    sys.stderr.write("\ragent bench: round %d/%d" % (r + 1, args.rounds))
+        finally:
+            for server in servers.values():
+                server.stop()
         if sys.stderr.isatty():
             sys.stderr.write("\n")
         med = {k: statistics.median(v) for k, v in results.items()}
@@ -157,7 +163,7 @@ def main():
                                 "SELECT COUNT(*), SUM(query_count) FROM requests"],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
         print("pyrometer agent overhead: Django %s app, gunicorn 1 sync worker, SQLite; wrk 1 "
-              "connection, %d s per run, %d rounds interleaved (requests: fewest in one run)"
+              "connection, runs of %d s, %d rounds alternating (requests: fewer of the two totals)"
               % (__import__("django").get_version() if _has_django() else "?", args.seconds,
                  args.rounds))
         print()
@@ -165,7 +171,8 @@ def main():
                                              "requests"))
         for path in paths:
             a, b = med[(False, path)], med[(True, path)]
-            print("%-18s %12.1f %14.1f %10.1f %10d" % (path, a, b, b - a, min(counts[path])))
+            print("%-18s %12.1f %14.1f %10.1f %10d" % (path, a, b, b - a,
+                                                       min(counts[(False, path)], counts[(True, path)])))
         print()
         print("added latency per request (median of rounds): %6.1f us   (goal <= 30 us)" % added_request)
         print("added latency per query   (median of rounds): %6.2f us   (goal <= 3 us)" % added_per_query)

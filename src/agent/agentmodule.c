@@ -544,10 +544,20 @@ static PyObject *timed_call(PyObject *fn, PyObject *args, PyObject *sql, PyObjec
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     if (tls_top != NULL) {   /* the call may have closed scopes (it should not) */
-        if (cursor == NULL && context && PyDict_Check(context))
+        PyObject *inner = NULL;
+        if (cursor == NULL && context && PyDict_Check(context)) {
+            /* Django's CursorWrapper: its rowcount goes through __getattr__
+             * (an AttributeError made and dropped each time); the DB-API
+             * cursor it wraps, an instance attribute, answers directly. */
             cursor = PyDict_GetItem(context, str_cursor);   /* borrowed */
+            inner = cursor ? PyObject_GetAttr(cursor, str_cursor) : NULL;
+            if (inner == NULL)
+                PyErr_Clear();
+        }
         struct query_data d = {sql, params, alias, t0, t1 - t0,
-                               result ? rowcount_of(cursor) : -1, many, result == NULL};
+                               result ? rowcount_of(inner ? inner : cursor) : -1, many,
+                               result == NULL};
+        Py_XDECREF(inner);
         record_query(&d);
     }
     PyErr_Restore(type, value, tb);
