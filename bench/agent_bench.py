@@ -17,7 +17,9 @@ is wrk's median (bench/agent_latency.lua prints it in microseconds).
   /queries/20/       20 ORM queries (deeper stacks to walk for the call site;
                      each costs Django far more, so the figure is noisier)
 
-Figures are medians over rounds; the machine is shared and noisy.  Prints a
+Figures are medians over rounds; the machine is shared and noisy, so the
+benchmark also prints what the agent measured of itself: requests.agent_ns,
+the time spent in the agent's own C code on the request's thread.  Prints a
 table; never fails (exit status 0 whatever happens).
 
     python3 bench/agent_bench.py [--quick] [--rounds N] [--seconds S]
@@ -159,6 +161,11 @@ def main():
         added_request = statistics.median(per_request)
         added_per_query = per_query(paths[1])
         added_per_orm_query = per_query(paths[2])
+        own = dict(l.split("|") for l in subprocess.run(
+            ["sqlite3", os.path.join(tmp, "agent.db"),
+             "SELECT route, AVG(agent_ns) / 1000.0 FROM requests GROUP BY route"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().split())
+        own = {k: float(v) for k, v in own.items()}
         stats = subprocess.run(["sqlite3", os.path.join(tmp, "agent.db"),
                                 "SELECT COUNT(*), SUM(query_count) FROM requests"],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
@@ -177,6 +184,12 @@ def main():
         print("added latency per request (median of rounds): %6.1f us   (goal <= 30 us)" % added_request)
         print("added latency per query   (median of rounds): %6.2f us   (goal <= 3 us)" % added_per_query)
         print("  the same from ORM queries                 : %6.2f us" % added_per_orm_query)
+        if "/hello/" in own and "/raw-queries/<int:n>/" in own:
+            print("agent's own time on the request path (requests.agent_ns, measured inside the"
+                  " agent):")
+            print("  per request %.1f us; per query %.2f us (raw), %.2f us (ORM)" % (
+                own["/hello/"], (own["/raw-queries/<int:n>/"] - own["/hello/"]) / QUERIES,
+                (own.get("/queries/<int:n>/", 0) - own["/hello/"]) / QUERIES))
         print("records written by the agent (requests, queries): %s" % stats.replace("|", ", "))
     except Exception as e:   # figures only: never fail the build
         print("agent bench: failed: %s" % e)

@@ -532,7 +532,8 @@ static int64_t rowcount_of(PyObject *cursor)
 /* Call fn(*args), timing it; record it if a scope is open on this thread
  * and no outer wrapper is already recording this call. */
 static PyObject *timed_call(PyObject *fn, PyObject *args, PyObject *sql, PyObject *params,
-                            int many, const char *alias, PyObject *cursor, PyObject *context)
+                            int many, const char *alias, PyObject *cursor, PyObject *context,
+                            int64_t entered)
 {
     if (tls_top == NULL || tls_in_query)
         return PyObject_CallObject(fn, args);
@@ -559,6 +560,8 @@ static PyObject *timed_call(PyObject *fn, PyObject *args, PyObject *sql, PyObjec
                                result == NULL};
         Py_XDECREF(inner);
         record_query(&d);
+        if (tls_top)   /* our own time: before the call and after it */
+            tls_top->req->agent_ns += (t0 - entered) + (clock_ns(CLOCK_MONOTONIC) - t1);
     }
     PyErr_Restore(type, value, tb);
     return result;
@@ -596,6 +599,7 @@ static void QueryWrapper_dealloc(PyObject *self)
 /* wrapper(execute, sql, params, many, context) */
 static PyObject *QueryWrapper_call(PyObject *self, PyObject *args, PyObject *kwds)
 {
+    int64_t entered = clock_ns(CLOCK_MONOTONIC);
     PyObject *execute, *sql, *params, *many, *context;
     if (kwds && PyDict_Size(kwds) != 0) {
         PyErr_SetString(PyExc_TypeError, "QueryWrapper takes positional arguments only");
@@ -607,7 +611,7 @@ static PyObject *QueryWrapper_call(PyObject *self, PyObject *args, PyObject *kwd
     if (call_args == NULL)
         return NULL;
     PyObject *result = timed_call(execute, call_args, sql, params, PyObject_IsTrue(many) == 1,
-                                  ((QueryWrapper *)self)->alias, NULL, context);
+                                  ((QueryWrapper *)self)->alias, NULL, context, entered);
     Py_DECREF(call_args);
     return result;
 }
@@ -706,8 +710,10 @@ static PyObject *agent_begin(PyObject *self, PyObject *args)
     const char *framework = NULL;
     if (!PyArg_ParseTuple(args, "|z", &framework))
         return NULL;
-    if (scope_push(SCOPE_REQUEST, framework ? framework : "wsgi") == NULL)
+    struct scope *s = scope_push(SCOPE_REQUEST, framework ? framework : "wsgi");
+    if (s == NULL)
         return NULL;
+    s->req->agent_ns += clock_ns(CLOCK_MONOTONIC) - s->req->start_mono_ns;
     Py_RETURN_NONE;
 }
 
@@ -747,6 +753,7 @@ static PyObject *agent_set_route(PyObject *self, PyObject *args)
 static PyObject *agent_finish(PyObject *self, PyObject *args)
 {
     (void)self;
+    int64_t entered = clock_ns(CLOCK_MONOTONIC);
     const char *method = NULL, *route = NULL, *view = NULL, *error = NULL;
     int status = 0;
     if (!PyArg_ParseTuple(args, "zzzi|z", &method, &route, &view, &status, &error))
@@ -767,6 +774,7 @@ static PyObject *agent_finish(PyObject *self, PyObject *args)
     if (innermost_request() == NULL)
         clear_endpoint();
     PyObject *result = Py_BuildValue("(IL)", r->nqueries, (long long)r->db_ns);
+    r->agent_ns += clock_ns(CLOCK_MONOTONIC) - entered;   /* store_submit: a lock and a link */
     store_submit(r);
     return result;
 }
@@ -817,6 +825,7 @@ static PyObject *agent_count_end(PyObject *self, PyObject *noargs)
 static PyObject *agent_dbapi_call(PyObject *self, PyObject *args)
 {
     (void)self;
+    int64_t entered = clock_ns(CLOCK_MONOTONIC);
     PyObject *method, *cursor, *sql, *extra;
     int many = 0;
     const char *alias = NULL;
@@ -837,7 +846,8 @@ static PyObject *agent_dbapi_call(PyObject *self, PyObject *args)
         PyTuple_SetItem(call_args, i + 2, item);
     }
     PyObject *params = n > 0 ? PyTuple_GetItem(extra, 0) : NULL;
-    PyObject *result = timed_call(method, call_args, sql, params, many, alias, cursor, NULL);
+    PyObject *result = timed_call(method, call_args, sql, params, many, alias, cursor, NULL,
+                                  entered);
     Py_DECREF(call_args);
     return result;
 }

@@ -76,6 +76,7 @@ struct agent_request {
     int64_t latency_ns;
     int64_t cpu_ns;
     int64_t db_ns;
+    int64_t agent_ns;             /* time spent in the agent's own code on the request path */
     struct agent_query *queries;
     uint32_t nqueries, queries_cap;
     /* filled by request_analyze */

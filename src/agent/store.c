@@ -25,7 +25,9 @@
  *            query_count, db_ns (sum of query durations), duplicate_count
  *            (queries repeating an earlier one's SQL and parameters),
  *            similar_count (queries repeating an earlier one's fingerprint),
- *            n_plus_one_count (findings), error (exception type, or NULL))
+ *            n_plus_one_count (findings), error (exception type, or NULL),
+ *            agent_ns (time spent in the agent's own code during the request,
+ *            on the request's thread: what the agent cost this request))
  *   fingerprints(fingerprint TEXT PRIMARY KEY (16 hex digits), sql (normalised))
  *   queries(request_id (no index: append-only, cheapest to write), seq
  *           (0-based order in the request), db_alias,
@@ -57,7 +59,8 @@ const char store_schema_sql[] =
     "  framework TEXT NOT NULL, method TEXT, route TEXT, view TEXT, status INTEGER NOT NULL,\n"
     "  start_ns INTEGER NOT NULL, latency_ns INTEGER NOT NULL, cpu_ns INTEGER NOT NULL,\n"
     "  query_count INTEGER NOT NULL, db_ns INTEGER NOT NULL, duplicate_count INTEGER NOT NULL,\n"
-    "  similar_count INTEGER NOT NULL, n_plus_one_count INTEGER NOT NULL, error TEXT);\n"
+    "  similar_count INTEGER NOT NULL, n_plus_one_count INTEGER NOT NULL, error TEXT,\n"
+    "  agent_ns INTEGER NOT NULL);\n"
     "CREATE INDEX IF NOT EXISTS requests_route ON requests(route, method);\n"
     "CREATE TABLE IF NOT EXISTS fingerprints(fingerprint TEXT PRIMARY KEY, sql TEXT NOT NULL);\n"
     "CREATE TABLE IF NOT EXISTS queries(\n"
@@ -246,7 +249,7 @@ static int open_db(void)
     static const char *const sql[4] = {
         "INSERT INTO requests(pid, thread_id, framework, method, route, view, status, start_ns,"
         " latency_ns, cpu_ns, query_count, db_ns, duplicate_count, similar_count,"
-        " n_plus_one_count, error) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " n_plus_one_count, error, agent_ns) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         "INSERT OR IGNORE INTO fingerprints(fingerprint, sql) VALUES(?,?)",
         "INSERT INTO queries(request_id, seq, db_alias, fingerprint, offset_ns, duration_ns,"
         " rows, many, duplicate, failed, file, line, function, params)"
@@ -347,6 +350,7 @@ static int write_request(struct agent_request *r)
     sqlite3_bind_int(st, 14, (int)r->similar);
     sqlite3_bind_int(st, 15, (int)r->nfindings);
     bind_text(st, 16, r->error);
+    sqlite3_bind_int64(st, 17, r->agent_ns);
     if (step(st) != 0)
         return -1;
     sqlite3_int64 id = sqlite3_last_insert_rowid(db);

@@ -52,7 +52,7 @@ struct endpoint {
     char *method, *route, *view;
     char label[400];
     long count, errors, max_queries;
-    double mean_queries, mean_db_ms, mean_cpu_ms;
+    double mean_queries, mean_db_ms, mean_cpu_ms, mean_agent_us;
     long duplicates, similar;
     double p50, p95, p99;   /* ms */
     struct finding *findings;
@@ -219,7 +219,8 @@ static int load_report(const char *path, struct report *rep, struct pm_error *er
     sqlite3_finalize(st);
     static const char sql[] =
         "SELECT method, route, MAX(view), COUNT(*), SUM(status >= 500), AVG(query_count),"
-        " MAX(query_count), AVG(db_ns), AVG(cpu_ns), SUM(duplicate_count), SUM(similar_count)"
+        " MAX(query_count), AVG(db_ns), AVG(cpu_ns), SUM(duplicate_count), SUM(similar_count),"
+        " AVG(agent_ns)"
         " FROM requests GROUP BY method, route ORDER BY COUNT(*) DESC, method, route";
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         db_error(db, path, err);
@@ -247,6 +248,7 @@ static int load_report(const char *path, struct report *rep, struct pm_error *er
         e->mean_cpu_ms = sqlite3_column_double(st, 8) / 1e6;
         e->duplicates = sqlite3_column_int64(st, 9);
         e->similar = sqlite3_column_int64(st, 10);
+        e->mean_agent_us = sqlite3_column_double(st, 11) / 1e3;
         snprintf(e->label, sizeof e->label, "%s%s%s", e->method ? e->method : "",
                  e->method ? " " : "", e->route ? e->route : NO_ROUTE);
         rep->total += e->count;
@@ -469,6 +471,8 @@ static json_t *report_json(const struct report *rep)
             (json_int_t)e->max_queries, "mean_db_ms", e->mean_db_ms, "mean_cpu_ms",
             e->mean_cpu_ms, "duplicates", (json_int_t)e->duplicates, "similar",
             (json_int_t)e->similar, "n_plus_one", findings));
+        json_object_set_new(json_array_get(eps, json_array_size(eps) - 1), "mean_agent_us",
+                            json_real(e->mean_agent_us));
     }
     return json_pack("{s:s, s:I, s:o}", "service", rep->service, "requests",
                      (json_int_t)rep->total, "endpoints", eps);

@@ -80,6 +80,8 @@ def test_request_fields(project):
     per_query = rows(db, "SELECT SUM(duration_ns), COUNT(*) FROM queries WHERE request_id = 1")[0]
     assert per_query == (ok[9], 2), per_query
     assert ok[10] == ok[11], "one request per process: the main thread's id is the pid"
+    agent = rows(db, "SELECT agent_ns, latency_ns FROM requests ORDER BY id")
+    assert all(0 < a < lat for a, lat in agent), agent
 
 
 def test_duplicates_and_similar(project):
