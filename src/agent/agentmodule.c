@@ -265,7 +265,7 @@ static size_t code_cache_used;
 
 static char *dup_text(PyObject *o)
 {
-    PyObject *owner;
+    PyObject *owner = NULL;
     Py_ssize_t len;
     const char *s = o ? text_of(o, &len, &owner) : NULL;
     char *out = s ? strndup(s, (size_t)len) : strdup("?");

@@ -246,17 +246,20 @@ static int open_db(void)
         close_db();
         return -1;
     }
-    static const char *const sql[4] = {
+    static const char insert_request[] =
         "INSERT INTO requests(pid, thread_id, framework, method, route, view, status, start_ns,"
         " latency_ns, cpu_ns, query_count, db_ns, duplicate_count, similar_count,"
-        " n_plus_one_count, error, agent_ns) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        "INSERT OR IGNORE INTO fingerprints(fingerprint, sql) VALUES(?,?)",
+        " n_plus_one_count, error, agent_ns) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    static const char insert_fingerprint[] =
+        "INSERT OR IGNORE INTO fingerprints(fingerprint, sql) VALUES(?,?)";
+    static const char insert_query[] =
         "INSERT INTO queries(request_id, seq, db_alias, fingerprint, offset_ns, duration_ns,"
         " rows, many, duplicate, failed, file, line, function, params)"
-        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    static const char insert_finding[] =
         "INSERT INTO findings(request_id, kind, fingerprint, file, line, function, count,"
-        " total_ns, example_seq, example_params) VALUES(?,?,?,?,?,?,?,?,?,?)",
-    };
+        " total_ns, example_seq, example_params) VALUES(?,?,?,?,?,?,?,?,?,?)";
+    const char *const sql[4] = {insert_request, insert_fingerprint, insert_query, insert_finding};
     sqlite3_stmt **stmts[4] = {&ins_request, &ins_fingerprint, &ins_query, &ins_finding};
     for (int i = 0; i < 4; i++)
         if (sqlite3_prepare_v2(db, sql[i], -1, stmts[i], NULL) != SQLITE_OK) {
