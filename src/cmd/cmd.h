@@ -21,6 +21,8 @@ int cmd_dump(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_heap(int argc, char **argv);
 int cmd_mem(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_requests(int argc, char **argv);
 
 /* Print "pyrometer: error: MSG" once and return the exit code for it. */
 int cmd_report_error(const struct pm_error *err);

@@ -19,6 +19,8 @@ static const struct command commands[] = {
     {"dump", cmd_dump, "print the current stack of every thread of a Python process"},
     {"heap", cmd_heap, "count the live objects of a Python process by type; --diff: what grew"},
     {"mem", cmd_mem, "record a program's allocations (mem run) and show peak, leaks (mem report)"},
+    {"run", cmd_run, "run a command with the in-process agent on (requests, SQL, N+1)"},
+    {"requests", cmd_requests, "per-endpoint latency, queries and N+1 findings the agent saw"},
 };
 
 static void usage(FILE *out)

@@ -18,6 +18,7 @@
 
 #include "../profile/profile.h"
 #include "../render/render.h"
+#include "../sample/endpoints.h"
 #include "../sample/sampler.h"
 #include "../target/launch.h"
 #include "../target/proc.h"
@@ -32,6 +33,7 @@ struct record_opts {
     char **command;
     int idle, gil_only, threads, by_function, nolineno, full_filenames, subprocesses, blocking;
     int native;
+    int by_endpoint;
 };
 
 static void record_usage(FILE *out)
@@ -52,6 +54,8 @@ static void record_usage(FILE *out)
             "  -g, --gil              keep only the thread holding the GIL\n"
             "  -t, --threads          add a root frame per thread\n"
             "  -s, --subprocesses     also sample child processes (a root frame per process)\n"
+            "      --by-endpoint      a root frame per endpoint (\"GET /route/\") a thread serves,\n"
+            "                         from pyrometer's in-process agent (see `pyrometer run`)\n"
             "  -n, --native           include C frames (extensions, builtins) under the Python\n"
             "                         line that called them; pauses each running thread\n"
             "                         only while its stack is copied (~10 us)\n"
@@ -73,7 +77,8 @@ static int parse_record_args(int argc, char **argv, struct record_opts *o)
         {"function", no_argument, 0, 'F'},       {"nolineno", no_argument, 0, 'L'},
         {"full-filenames", no_argument, 0, 'A'}, {"help", no_argument, 0, 'h'},
         {"subprocesses", no_argument, 0, 's'},   {"native", no_argument, 0, 'n'},
-        {"blocking", no_argument, 0, 'B'},       {0, 0, 0, 0},
+        {"blocking", no_argument, 0, 'B'},       {"by-endpoint", no_argument, 0, 'E'},
+        {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
     o->rate = 100;
@@ -112,6 +117,7 @@ static int parse_record_args(int argc, char **argv, struct record_opts *o)
         case 's': o->subprocesses = 1; break;
         case 'B': o->blocking = 1; break;
         case 'n': o->native = 1; break;
+        case 'E': o->by_endpoint = 1; break;
         default:
             return cmd_usage_error("record", "unknown option '%s'", argv[optind - 1]);
         }
@@ -154,7 +160,7 @@ struct record_state {
         pid_t pid;
         uint32_t frame;
     } procs[PROCESS_LABELS_MAX];
-    uint32_t ids[SAMPLE_MAX_DEPTH + 2];
+    uint32_t ids[SAMPLE_MAX_DEPTH + 4];
     int failed;
     struct gil_tally gil;
     /* profile frame ids of Python frames by (pid, code serial, line): a
@@ -165,6 +171,7 @@ struct record_state {
         pid_t pid;
         uint32_t id;
     } memo[FRAME_MEMO_SIZE];
+    struct endpoint_map *endpoints;   /* --by-endpoint */
 };
 
 /* The profile frame of a Python frame, through the memo. */
@@ -278,6 +285,11 @@ static int add_sample(const struct sample *smp, void *ctx)
         uint32_t n = 0;
         if (o->subprocesses)
             rs->ids[n++] = process_frame(rs, t->pid);
+        if (o->by_endpoint && rs->endpoints) {
+            const char *ep = endpoint_map_label(rs->endpoints, t->pid, t->os_tid, smp->t_ns);
+            rs->ids[n++] = profile_frame(rs->profile, ep ? ep : "(no request)", "", "", 0,
+                                         PROFILE_FRAME_SYNTH);
+        }
         if (o->threads) {
             char label[200];
             if (t->name)
@@ -499,6 +511,7 @@ int cmd_record(int argc, char **argv)
         }
         rs->profile = profile;
         rs->opts = &o;
+        rs->endpoints = o.by_endpoint ? endpoint_map_new() : NULL;
         rs->pid = pid;
         if (sampler_group_run(group, &cfg, add_sample, rs, &res, &err) != 0)
             goto fail;
@@ -567,6 +580,8 @@ int cmd_record(int argc, char **argv)
     }
     fprintf(stderr, "pyrometer: wrote %s to %s\n",
             render_format_name((enum render_format)o.format), path);
+    if (rs)
+        endpoint_map_free(rs->endpoints);
     free(rs);
     free(costs);
     sampler_group_free(group);
@@ -581,6 +596,8 @@ fail_written:
     exit_code = cmd_report_error(&err);
     if (child && !res.child_status_valid)
         cmd_stop_child(child, SIGTERM);
+    if (rs)
+        endpoint_map_free(rs->endpoints);
     free(rs);
     free(costs);
     sampler_group_free(group);
