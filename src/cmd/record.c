@@ -384,6 +384,17 @@ static void write_costs(const char *path, const struct sampler_costs *c,
     double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     double ticks = c->ticks ? (double)c->ticks : 1;
+    /* peak RSS: VmHWM of this address space; ru_maxrss would include the
+     * memory of whatever forked us before exec */
+    long hwm_kb = -1;
+    FILE *st = fopen("/proc/self/status", "r");
+    if (st) {
+        char line[256];
+        while (fgets(line, sizeof line, st))
+            if (sscanf(line, "VmHWM: %ld", &hwm_kb) == 1)
+                break;
+        fclose(st);
+    }
     fprintf(f,
             "{\"ticks\": %llu, \"samples\": %llu, \"errors\": %llu, \"elapsed_s\": %.6f,\n"
             " \"cost_us\": {\"median\": %.2f, \"p90\": %.2f, \"p99\": %.2f, \"mean\": %.3f, "
@@ -393,7 +404,7 @@ static void write_costs(const char *path, const struct sampler_costs *c,
             (unsigned long long)res->errors, (double)res->elapsed_ns / 1e9,
             sampler_costs_percentile(c, 50), sampler_costs_percentile(c, 90),
             sampler_costs_percentile(c, 99), (double)c->total_ns / ticks / 1000.0,
-            (double)c->max_ns / 1000.0, (double)c->syscalls / ticks, cpu, ru.ru_maxrss);
+            (double)c->max_ns / 1000.0, (double)c->syscalls / ticks, cpu, hwm_kb);
     if (fclose(f) != 0)
         fprintf(stderr, "pyrometer: warning: cannot write %s: %s\n", path, strerror(errno));
 }
