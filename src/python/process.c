@@ -565,28 +565,15 @@ static int cmp_u64_pair(const void *a, const void *b)
  * its last walk used (plus slack), <=3.10 the frame objects its last walk
  * visited, sorted by address so that neighbours merge into one remote read.
  * *budget counts the bytes still allowed. */
-static void snap_items(struct py_process *py, size_t i, struct reader_iov *iov, size_t *k,
-                       size_t *budget, const struct reader_iov *extra)
+/* Add the first n of a snapshot's predicted frames (blocks into sn->blocks)
+ * and the extra item to a batch, sorted by address so that neighbours merge
+ * into one remote read; sets sn->blocks_n. */
+static void snap_frame_items(struct py_process *py, struct thread_snap *sn, size_t n,
+                             struct reader_iov *iov, size_t *k, size_t *budget,
+                             const struct reader_iov *extra)
 {
     const struct py_layout *l = &py->layout;
-    struct thread_snap *sn = &py->snaps[i];
-    sn->copy_len = 0;
-    sn->copy_base = 0;
-    sn->blocks_n = 0;
-    int predicted = sn->pred_tstate == py->list_tstate[i];
-    if (predicted && l->frames != PY_FRAMES_OBJECT && sn->pred_chunk != 0 &&
-        sn->pred_end > sn->pred_chunk && *k < READER_MAX_IOV) {
-        size_t want = (size_t)(sn->pred_end - sn->pred_chunk);
-        if (want <= CHUNK_COPY_MAX && want <= *budget &&
-            ensure_cap(&sn->copy, &sn->copy_cap, want) == 0) {
-            iov[(*k)++] = (struct reader_iov){sn->pred_chunk, sn->copy, want};
-            sn->copy_base = sn->pred_chunk;
-            sn->copy_len = want;
-            *budget -= want;
-        }
-    }
     size_t size = l->frames == PY_FRAMES_OBJECT ? py->frame_read : py->iframe_read;
-    size_t n = predicted ? sn->pred_n : 0;
     size_t room = READER_MAX_IOV - *k - (extra != NULL);
     if (n > room)
         n = room;
@@ -612,6 +599,29 @@ static void snap_items(struct py_process *py, size_t i, struct reader_iov *iov, 
     *budget -= n * size;
 }
 
+static void snap_items(struct py_process *py, size_t i, struct reader_iov *iov, size_t *k,
+                       size_t *budget, const struct reader_iov *extra)
+{
+    const struct py_layout *l = &py->layout;
+    struct thread_snap *sn = &py->snaps[i];
+    sn->copy_len = 0;
+    sn->copy_base = 0;
+    sn->blocks_n = 0;
+    int predicted = sn->pred_tstate == py->list_tstate[i];
+    if (predicted && l->frames != PY_FRAMES_OBJECT && sn->pred_chunk != 0 &&
+        sn->pred_end > sn->pred_chunk && *k < READER_MAX_IOV) {
+        size_t want = (size_t)(sn->pred_end - sn->pred_chunk);
+        if (want <= CHUNK_COPY_MAX && want <= *budget &&
+            ensure_cap(&sn->copy, &sn->copy_cap, want) == 0) {
+            iov[(*k)++] = (struct reader_iov){sn->pred_chunk, sn->copy, want};
+            sn->copy_base = sn->pred_chunk;
+            sn->copy_len = want;
+            *budget -= want;
+        }
+    }
+    snap_frame_items(py, sn, predicted ? sn->pred_n : 0, iov, k, budget, extra);
+}
+
 /* Whether thread t's snapshot covers its stack: the chunk copied is the one
  * it uses now and reaches its live top. */
 static int snap_covers(const struct py_process *py, const struct thread_snap *sn,
@@ -621,6 +631,51 @@ static int snap_covers(const struct py_process *py, const struct thread_snap *sn
         return 1;   /* frames not predicted are read during the walk */
     return t->chunk != 0 && sn->copy_len != 0 && sn->copy_base == t->chunk &&
            t->stack_top <= sn->copy_base + sn->copy_len;
+}
+
+/* The `previous` (3.11+) or `f_back` (<=3.10) of the frame at addr as this
+ * read copied it: from the chunk copy, or from the snapshot's predicted
+ * frame blocks; 0 when the copy does not hold that frame. */
+static int copied_frame_prev(const struct py_process *py, const uint8_t *chunk, uint64_t base,
+                             size_t len, const struct thread_snap *sn, uint64_t addr,
+                             uint64_t *prev)
+{
+    const struct py_layout *l = &py->layout;
+    int object = l->frames == PY_FRAMES_OBJECT;
+    size_t size = object ? py->frame_read : py->iframe_read;
+    int64_t off = object ? l->frame_back : l->iframe_previous;
+    if (addr == 0 || off == PY_OFF_NONE)
+        return 0;
+    if (!object && chunk && addr >= base && len >= size && addr - base <= len - size) {
+        memcpy(prev, chunk + (addr - base) + off, 8);
+        return 1;
+    }
+    if (sn)
+        for (size_t f = 0; f < sn->blocks_n; f++)
+            if (sn->pred_frames[f] == addr) {
+                memcpy(prev, sn->blocks + f * size + off, 8);
+                return 1;
+            }
+    return 0;
+}
+
+/* The top frame to walk from when the thread's top frame was `top` before
+ * the copy and `again` after it: the same, or one call deeper (the copy
+ * then shows `top` at its call), or one return up (it shows `again` just
+ * after it) — each a stack that existed while we read; 0 when the thread
+ * moved further (the walk is then started afresh). */
+static uint64_t settled_top(const struct py_process *py, const uint8_t *chunk, uint64_t base,
+                            size_t len, const struct thread_snap *sn, uint64_t top,
+                            uint64_t again)
+{
+    uint64_t prev;
+    if (again == top)
+        return top;
+    if (copied_frame_prev(py, chunk, base, len, sn, again, &prev) && prev == top && top != 0)
+        return top;
+    if (copied_frame_prev(py, chunk, base, len, sn, top, &prev) && prev == again && again != 0)
+        return again;
+    return 0;
 }
 
 /* The thread list read the way the last one was found, with every thread's
@@ -776,9 +831,16 @@ static int list_threads_fast(struct py_process *py, struct py_thread *out, size_
          * (and, 3.11/3.12, the thread is still in the C-level call whose
          * cframe we read: otherwise its top frame is read just below, after
          * the copy, and the walk starts afresh) */
-        sn->valid = top_again[i] == (l->frames == PY_FRAMES_CFRAME ? top[i]
-                                                                   : field_u64(ts[i], l->tstate_frame)) &&
+        uint64_t first = l->frames == PY_FRAMES_CFRAME ? top[i] : field_u64(ts[i], l->tstate_frame);
+        uint64_t settled = settled_top(py, sn->copy_len ? sn->copy : NULL, sn->copy_base,
+                                       sn->copy_len, sn, first, top_again[i]);
+        sn->valid = (settled != 0 || (first == 0 && top_again[i] == 0)) &&
                     (l->frames != PY_FRAMES_CFRAME || t->cframe == py->list_cframe[i]);
+        if (sn->valid && settled != first) {
+            if (l->frames == PY_FRAMES_CFRAME)
+                top[i] = settled;
+            t->top_frame = settled;
+        }
         if (sn->valid && !snap_covers(py, sn, t)) {
             sn->copy_len = 0;
             sn->copy_base = 0;
@@ -1275,37 +1337,63 @@ static int grow_uniq(struct py_process *py, size_t need)
  * top of the stack and sees one snapshot of the frames in the chunk.  A
  * chunk that cannot be copied is not an error: frames are then read one by
  * one. */
-static int start_walk(struct py_process *py, struct py_thread *t, struct pm_error *err)
+static int start_walk(struct py_process *py, struct py_thread *t, struct thread_snap *sn,
+                      int *consistent, struct pm_error *err)
 {
     const struct py_layout *l = &py->layout;
     uint64_t chunk = t->chunk, top = t->stack_top;
     py->chunk_len = 0;
     py->chunk_base = 0;
+    *consistent = 0;
+    struct reader_iov extra[READER_MAX_IOV - 2];
+    size_t nx = 0, copy_len = 0;
     if (chunk != 0 && l->chunk_data != PY_OFF_NONE && top > chunk + (uint64_t)l->chunk_data &&
         top - chunk <= CHUNK_COPY_MAX) {
-        size_t want = (size_t)(top - chunk);
-        if (want > py->chunk_cap) {
-            uint8_t *copy = realloc(py->chunk_copy, want);
-            if (copy != NULL) {
-                py->chunk_copy = copy;
-                py->chunk_cap = want;
-            }
+        /* a little past the old top, for a stack that grew since */
+        size_t want = (size_t)(top - chunk) + CHUNK_SLACK;
+        if (ensure_cap(&py->chunk_copy, &py->chunk_cap, want) == 0) {
+            extra[nx++] = (struct reader_iov){chunk, py->chunk_copy, want};
+            copy_len = want;
         }
-        if (want <= py->chunk_cap) {
-            struct reader_iov copy = {chunk, py->chunk_copy, want};
-            struct py_thread fresh = *t;
-            if (read_thread_fresh_with(py, &fresh, &copy, 1, NULL) == 0) {
-                *t = fresh;
-                py->stack_top = t->stack_top;
-                /* the copy is of the chunk the thread still uses */
-                if (t->chunk == chunk) {
-                    py->chunk_base = chunk;
-                    py->chunk_len = want;
-                    py->chunk_view = py->chunk_copy;
-                }
-                return 0;
+    }
+    /* the frames outside the chunk its last walk met (generators, shims,
+     * every frame object before 3.11) */
+    if (sn != NULL && sn->pred_tstate == t->tstate) {
+        size_t budget = SNAP_BYTES_MAX;
+        size_t room = sizeof extra / sizeof extra[0] - nx - 1;
+        snap_frame_items(py, sn, sn->pred_n < room ? sn->pred_n : room, extra, &nx, &budget,
+                         NULL);
+    }
+    /* ... and the top frame once more after the copy: when it did not move,
+     * the copy is one moment's stack */
+    uint64_t again = 0;
+    uint64_t again_addr = l->frames == PY_FRAMES_CFRAME
+                              ? (t->cframe ? t->cframe + (uint64_t)l->cframe_current_frame : 0)
+                              : t->tstate + (uint64_t)l->tstate_frame;
+    if (again_addr != 0 && nx > 0) {
+        extra[nx++] = (struct reader_iov){again_addr, &again, 8, READER_IOV_LATER};
+        struct py_thread fresh = *t;
+        if (read_thread_fresh_with(py, &fresh, extra, nx, NULL) == 0) {
+            uint64_t settled = settled_top(py, copy_len ? py->chunk_copy : NULL, chunk, copy_len,
+                                           sn && sn->pred_tstate == t->tstate ? sn : NULL,
+                                           fresh.top_frame, again);
+            *consistent = settled != 0 && fresh.cframe == t->cframe;
+            if (*consistent)
+                fresh.top_frame = settled;
+            *t = fresh;
+            py->stack_top = t->stack_top;
+            /* the copy is of the chunk the thread still uses */
+            if (copy_len != 0 && t->chunk == chunk) {
+                py->chunk_base = chunk;
+                py->chunk_len = copy_len;
+                py->chunk_view = py->chunk_copy;
+            } else if (copy_len != 0) {
+                *consistent = 0;
             }
+            return 0;
         }
+        if (sn)
+            sn->blocks_n = 0;
     }
     if (read_thread_fresh(py, t, err) != 0)
         return -1;
@@ -1451,6 +1539,7 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
     const struct py_thread *t = &current;
     struct thread_snap *sn = py->pid != 0 ? snap_of(py, listed) : NULL;
     int batched = sn != NULL && sn->valid;
+    int fresh_consistent = 0;
     py->walk_snap = NULL;
     py->walk_cursor = 0;
     py->walk_missed = 0;
@@ -1468,8 +1557,9 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
             py->chunk_len = sn->copy_len;
         }
     } else if (py->pid != 0) {
-        if (start_walk(py, &current, err) != 0)
+        if (start_walk(py, &current, sn, &fresh_consistent, err) != 0)
             return -1;
+        py->walk_snap = sn;
     } else {
         snapshot_chunk(py, t);
     }
@@ -1512,7 +1602,7 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
     }
     /* frames read one by one after the batch may be newer than the state
      * the walk started from: check that state again */
-    int recheck = !batched || py->walk_missed;
+    int recheck = (!batched && !fresh_consistent) || py->walk_missed;
     py->walk_snap = NULL;
     if (finish_walk(py, t, *depth, frames, recheck, err) != 0)
         return -1;
