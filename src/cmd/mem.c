@@ -261,6 +261,38 @@ static void print_summary(const char *path, const struct replay *r)
         fprintf(stderr, "pyrometer: note: %s\n", r->truncated_why);
 }
 
+/* Child captures of short helper processes — no Python, and less than
+ * PRUNE_BELOW bytes ever held (a pyenv shim's readlink and bash, a shell's
+ * `$(...)`) — say nothing a user asked about and bury the ones that do:
+ * removed, and counted.  PYROMETER_MEM_KEEP_ALL=1 keeps them. */
+#define PRUNE_BELOW (1u << 20)
+static void prune_helper_captures(const char *capture)
+{
+    const char *keep = getenv("PYROMETER_MEM_KEEP_ALL");
+    if (keep && *keep && strcmp(keep, "0") != 0)
+        return;
+    char pattern[PATH_MAX + 8];
+    snprintf(pattern, sizeof pattern, "%s.*", capture);
+    glob_t g;
+    if (glob(pattern, 0, NULL, &g) != 0)
+        return;
+    size_t removed = 0;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        struct replay r;
+        struct pm_error err;
+        memset(&r, 0, sizeof r);
+        if (replay_run(g.gl_pathv[i], &r, NULL, NULL, &err) == 0 && r.python[0] == '\0' &&
+            r.peak_bytes < PRUNE_BELOW && unlink(g.gl_pathv[i]) == 0)
+            removed++;
+        replay_free(&r);
+    }
+    globfree(&g);
+    if (removed)
+        fprintf(stderr, "pyrometer: removed %zu capture%s of short non-Python child processes "
+                        "(under 1 MiB each; PYROMETER_MEM_KEEP_ALL=1 keeps them)\n",
+                removed, removed == 1 ? "" : "s");
+}
+
 static int mem_run(int argc, char **argv)
 {
     struct run_opts o;
@@ -306,6 +338,7 @@ static int mem_run(int argc, char **argv)
     print_summary(capture, &r);
     replay_free(&r);
     /* captures of child processes */
+    prune_helper_captures(capture);
     char pattern[PATH_MAX + 8];
     snprintf(pattern, sizeof pattern, "%s.*", capture);
     glob_t g;
