@@ -5,22 +5,25 @@ The test project (tests/targets/agent_django, SQLite) served by Debian's
 gunicorn (one sync worker), twice at once: without the agent (AGENT_TEST_NO_AGENT=1, the
 package not even importable) and with "pyrometer.django" installed.  Load:
 Debian's wrk, one connection, one thread (closed loop, so latency is not
-queueing), short runs against each server back to back, alternating which
-goes first, for many rounds (each endpoint gets well over 1000 requests per
-server in total).  Latency per run
-is wrk's median (bench/agent_latency.lua prints it in microseconds).
+queueing).  The machine is shared and noisy, so the figure is built to
+survive that: many short rounds; in each round every endpoint is run
+against both servers back to back (which one goes first alternates), and
+the round's figure is the difference of the two medians (wrk's p50,
+bench/agent_latency.lua).  A load change between rounds shifts both servers
+alike and cancels; what is reported is the median of the per-round
+differences, with their interquartile range (IQR) as the spread.
 
-  /hello/            no query:  added latency per request
-  /raw-queries/20/   20 queries through Django's cursor (each wrapped, timed,
-                     given a call site): (added - the per-request part) / 20
-                     = added latency per query
-  /queries/20/       20 ORM queries (deeper stacks to walk for the call site;
-                     each costs Django far more, so the figure is noisier)
+  /hello/              no query: added latency per request
+  /raw-queries/N/      N = 0, 10, 40 queries through Django's cursor; per
+                       round, a least-squares line through the three
+                       differences: its slope is the added latency per
+                       query, its intercept the per-request part
+  /queries/20/         20 ORM queries (deeper stacks to walk for the call
+                       site): (difference - /hello/'s) / 20
 
-Figures are medians over rounds; the machine is shared and noisy, so the
-benchmark also prints what the agent measured of itself: requests.agent_ns,
-the time spent in the agent's own C code on the request's thread.  Prints a
-table; never fails (exit status 0 whatever happens).
+It also prints what the agent measured of itself (requests.agent_ns: the
+time spent in its own code on the request's thread).  Never fails (exit
+status 0 whatever happens).
 
     python3 bench/agent_bench.py [--quick] [--rounds N] [--seconds S]
 """
@@ -37,11 +40,12 @@ import time
 
 REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), ".."))
 PROJECT = os.path.join(REPO, "tests", "targets", "agent_django")
-AGENT_PY = os.path.join(REPO, "build", "agent", "python")
+AGENT_PY = os.environ.get("AGENT_BENCH_PY", os.path.join(REPO, "build", "agent", "python"))
 LUA = os.path.join(REPO, "bench", "agent_latency.lua")
 GUNICORN = "/usr/bin/gunicorn"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 QUERIES = 20
+RAW_N = (0, 10, 40)
 
 
 def env_for(tmp, agent):
@@ -105,19 +109,33 @@ def wrk(port, path, seconds):
 
 def warm(port):
     import urllib.request
-    for path in ("/hello/", "/raw-queries/%d/" % QUERIES, "/queries/%d/" % QUERIES):
-        for _ in range(50):
+    for path in ["/hello/", "/queries/%d/" % QUERIES] + ["/raw-queries/%d/" % n for n in RAW_N]:
+        for _ in range(30):
             urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=30).read()
+
+
+def quartiles(xs):
+    """(first quartile, median, third quartile)."""
+    if len(xs) < 2:
+        return (xs[0],) * 3 if xs else (float("nan"),) * 3
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], q[1], q[2]
+
+
+def slope_intercept(xs, ys):
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return b, my - b * mx
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="6 rounds of 1 s runs")
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--seconds", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="6 rounds")
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--seconds", type=int, default=1, help="length of one wrk run")
     args = ap.parse_args()
     if args.quick:
-        args.rounds, args.seconds = 6, 1
+        args.rounds = 6
     for tool in (GUNICORN, WRK, os.path.join(AGENT_PY, "pyrometer", "_agent.abi3.so")):
         if not os.path.exists(tool):
             print("agent bench: %s missing (make deps; make agent)" % tool)
@@ -130,7 +148,9 @@ def main():
         if b"ready" not in setup.stdout:
             print("agent bench: could not set up the project:\n" + setup.stdout.decode())
             return
-        paths = ("/hello/", "/raw-queries/%d/" % QUERIES, "/queries/%d/" % QUERIES)
+        hello, orm = "/hello/", "/queries/%d/" % QUERIES
+        raw = ["/raw-queries/%d/" % n for n in RAW_N]
+        paths = [hello] + raw + [orm]
         results = {(agent, path): [] for agent in (False, True) for path in paths}
         counts = {(agent, path): 0 for agent in (False, True) for path in paths}
         servers = {}
@@ -139,10 +159,10 @@ def main():
                 servers[agent] = Server(env_for(tmp, agent), os.path.join(tmp, "gunicorn-%d.log" % agent))
                 warm(servers[agent].port)
             for r in range(args.rounds):
-                for path in paths:
-                    # both servers run throughout; each round measures them back to
-                    # back, in alternating order, so drifts in machine load cancel
-                    for agent in ((False, True) if r % 2 == 0 else (True, False)):
+                for i, path in enumerate(paths):
+                    # both servers run throughout; each endpoint is measured on
+                    # both back to back, in alternating order
+                    for agent in ((False, True) if (r + i) % 2 == 0 else (True, False)):
                         p50, n = wrk(servers[agent].port, path, args.seconds)
                         results[(agent, path)].append(p50)
                         counts[(agent, path)] += n
@@ -153,43 +173,53 @@ def main():
                 server.stop()
         if sys.stderr.isatty():
             sys.stderr.write("\n")
-        med = {k: statistics.median(v) for k, v in results.items()}
-        per_request = [a - b for a, b in zip(results[(True, paths[0])], results[(False, paths[0])])]
-        def per_query(path):
-            added = [a - b for a, b in zip(results[(True, path)], results[(False, path)])]
-            return statistics.median([(q - p) / QUERIES for q, p in zip(added, per_request)])
-        added_request = statistics.median(per_request)
-        added_per_query = per_query(paths[1])
-        added_per_orm_query = per_query(paths[2])
+        diff = {path: [a - b for a, b in zip(results[(True, path)], results[(False, path)])]
+                for path in paths}
+        fits = [slope_intercept(RAW_N, [diff[p][r] for p in raw]) for r in range(args.rounds)]
+        per_query = [f[0] for f in fits]
+        intercept = [f[1] for f in fits]
+        per_orm_query = [(o - h) / QUERIES for o, h in zip(diff[orm], diff[hello])]
+        db = os.path.join(tmp, "agent.db")
         own = dict(l.split("|") for l in subprocess.run(
-            ["sqlite3", os.path.join(tmp, "agent.db"),
-             "SELECT route, AVG(agent_ns) / 1000.0 FROM requests GROUP BY route"],
+            ["sqlite3", db, "SELECT route || ':' || query_count, AVG(agent_ns) / 1000.0 "
+             "FROM requests GROUP BY route, query_count"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().split())
         own = {k: float(v) for k, v in own.items()}
-        stats = subprocess.run(["sqlite3", os.path.join(tmp, "agent.db"),
-                                "SELECT COUNT(*), SUM(query_count) FROM requests"],
+        stats = subprocess.run(["sqlite3", db, "SELECT COUNT(*), SUM(query_count) FROM requests"],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
         print("pyrometer agent overhead: Django %s app, gunicorn 1 sync worker, SQLite; wrk 1 "
-              "connection, runs of %d s, %d rounds alternating (requests: fewer of the two totals)"
-              % (__import__("django").get_version() if _has_django() else "?", args.seconds,
-                 args.rounds))
+              "connection; %d rounds of %d s runs per endpoint and server, alternating"
+              % (__import__("django").get_version() if _has_django() else "?", args.rounds,
+                 args.seconds))
+        print("(us; 'added' = median over rounds of (with - without) in the same round, "
+              "IQR = its interquartile range)")
         print()
-        print("%-18s %12s %14s %10s %10s" % ("endpoint", "without us", "with agent us", "added us",
-                                             "requests"))
+        print("%-18s %10s %10s %9s %17s %9s" % ("endpoint", "without", "with", "added",
+                                               "IQR of added", "requests"))
         for path in paths:
-            a, b = med[(False, path)], med[(True, path)]
-            print("%-18s %12.1f %14.1f %10.1f %10d" % (path, a, b, b - a,
-                                                       min(counts[(False, path)], counts[(True, path)])))
+            q1, m, q3 = quartiles(diff[path])
+            print("%-18s %10.1f %10.1f %9.1f %8.1f..%-7.1f %9d" % (
+                path, statistics.median(results[(False, path)]),
+                statistics.median(results[(True, path)]), m, q1, q3,
+                min(counts[(False, path)], counts[(True, path)])))
         print()
-        print("added latency per request (median of rounds): %6.1f us   (goal <= 30 us)" % added_request)
-        print("added latency per query   (median of rounds): %6.2f us   (goal <= 3 us)" % added_per_query)
-        print("  the same from ORM queries                 : %6.2f us" % added_per_orm_query)
-        if "/hello/" in own and "/raw-queries/<int:n>/" in own:
-            print("agent's own time on the request path (requests.agent_ns, measured inside the"
-                  " agent):")
-            print("  per request %.1f us; per query %.2f us (raw), %.2f us (ORM)" % (
-                own["/hello/"], (own["/raw-queries/<int:n>/"] - own["/hello/"]) / QUERIES,
-                (own.get("/queries/<int:n>/", 0) - own["/hello/"]) / QUERIES))
+
+        def line(label, xs, goal):
+            q1, m, q3 = quartiles(xs)
+            print("%-46s %7.2f us  IQR %6.2f..%-6.2f %s" % (label, m, q1, q3, goal))
+        line("added per request (/hello/)", diff[hello], "(goal <= 30 us)")
+        line("added per request (intercept, raw N=%s)" % ",".join(map(str, RAW_N)), intercept, "")
+        line("added per query (slope, raw cursor)", per_query, "(goal <= 3 us)")
+        line("added per query (ORM: (/queries/%d/ - /hello/)/%d)" % (QUERIES, QUERIES),
+             per_orm_query, "")
+        print()
+        key = lambda p, n: own.get("%s:%d" % (p, n))
+        r0, r40 = key("/raw-queries/<int:n>/", 0), key("/raw-queries/<int:n>/", 40)
+        h, o = key("/hello/", 0), key("/queries/<int:n>/", QUERIES)
+        if None not in (h, r0, r40, o):
+            print("agent's own time on the request thread (requests.agent_ns, mean): per request "
+                  "%.1f us; per query %.2f us (raw cursor), %.2f us (ORM)"
+                  % (h, (r40 - r0) / 40, (o - h) / QUERIES))
         print("records written by the agent (requests, queries): %s" % stats.replace("|", ", "))
     except Exception as e:   # figures only: never fail the build
         print("agent bench: failed: %s" % e)
