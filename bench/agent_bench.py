@@ -4,14 +4,14 @@
 The test project (tests/targets/agent_django, SQLite) served by Debian's
 gunicorn (one sync worker), twice at once: without the agent (AGENT_TEST_NO_AGENT=1, the
 package not even importable) and with "pyrometer.django" installed.  Load:
-Debian's wrk, one connection, one thread (closed loop, so latency is not
-queueing).  The machine is shared and noisy, so the figure is built to
-survive that: many short rounds; in each round every endpoint is run
-against both servers back to back (which one goes first alternates), and
-the round's figure is the difference of the two medians (wrk's p50,
-bench/agent_latency.lua).  A load change between rounds shifts both servers
-alike and cancels; what is reported is the median of the per-round
-differences, with their interquartile range (IQR) as the spread.
+one client, one request at a time (closed loop, so latency is not
+queueing), each request timed from connect to the end of the response.  The
+machine is shared and noisy, so the figure is built to survive that: the
+requests go in pairs, one to each server back to back (which one first
+alternates), so a change of load hits both members of a pair alike; a
+round is a run of such pairs per endpoint and its figure is the median of
+the pair differences (with - without); what is reported is the median over
+rounds, with the interquartile range (IQR) of the rounds as the spread.
 
   /hello/              no query: added latency per request
   /raw-queries/N/      N = 0, 10, 40 queries through Django's cursor; per
@@ -19,19 +19,21 @@ differences, with their interquartile range (IQR) as the spread.
                        differences: its slope is the added latency per
                        query, its intercept the per-request part
   /queries/20/         20 ORM queries (deeper stacks to walk for the call
-                       site): (difference - /hello/'s) / 20
+                       site): (difference - /hello/'s) / 20; each costs
+                       Django far more than the agent, so this one is noisy
 
 It also prints what the agent measured of itself (requests.agent_ns: the
 time spent in its own code on the request's thread).  Never fails (exit
 status 0 whatever happens).
 
-    python3 bench/agent_bench.py [--quick] [--rounds N] [--seconds S]
+    python3 bench/agent_bench.py [--quick] [--rounds N] [--pairs P]
 """
 import argparse
 import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -41,9 +43,7 @@ import time
 REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), ".."))
 PROJECT = os.path.join(REPO, "tests", "targets", "agent_django")
 AGENT_PY = os.environ.get("AGENT_BENCH_PY", os.path.join(REPO, "build", "agent", "python"))
-LUA = os.path.join(REPO, "bench", "agent_latency.lua")
 GUNICORN = "/usr/bin/gunicorn"
-WRK = shutil.which("wrk") or "/usr/bin/wrk"
 QUERIES = 20
 RAW_N = (0, 10, 40)
 
@@ -93,18 +93,24 @@ class Server:
         self.log.close()
 
 
-def wrk(port, path, seconds):
-    """(median latency in us, requests completed)."""
-    out = subprocess.run([WRK, "-t1", "-c1", "-d%ds" % seconds, "-s", LUA,
-                          "http://127.0.0.1:%d%s" % (port, path)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=seconds + 60
-                         ).stdout.decode()
-    m = re.search(r"^agent-bench p50_us=(\d+(?:\.\d+)?) requests=(\d+) errors=(\d+)", out, re.M)
-    if not m:
-        raise RuntimeError("wrk printed no figures:\n" + out)
-    if int(m.group(3)):
-        raise RuntimeError("wrk saw %s errors:\n%s" % (m.group(3), out))
-    return float(m.group(1)), int(m.group(2))
+def fetch(port, path):
+    """Latency of one request in us (connect to end of response)."""
+    t0 = time.perf_counter_ns()
+    s = socket.create_connection(("127.0.0.1", port))
+    try:
+        s.sendall(b"GET %s HTTP/1.0\r\nHost: bench\r\n\r\n" % path.encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    t1 = time.perf_counter_ns()
+    if not data.startswith(b"HTTP/1.1 200") and not data.startswith(b"HTTP/1.0 200"):
+        raise RuntimeError("%s answered %r" % (path, data[:60]))
+    return (t1 - t0) / 1000.0
 
 
 def warm(port):
@@ -132,11 +138,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="6 rounds")
     ap.add_argument("--rounds", type=int, default=20)
-    ap.add_argument("--seconds", type=int, default=1, help="length of one wrk run")
+    ap.add_argument("--pairs", type=int, default=100,
+                    help="request pairs per endpoint and round (half for the ORM one)")
     args = ap.parse_args()
     if args.quick:
         args.rounds = 6
-    for tool in (GUNICORN, WRK, os.path.join(AGENT_PY, "pyrometer", "_agent.abi3.so")):
+    for tool in (GUNICORN, os.path.join(AGENT_PY, "pyrometer", "_agent.abi3.so")):
         if not os.path.exists(tool):
             print("agent bench: %s missing (make deps; make agent)" % tool)
             return
@@ -158,14 +165,21 @@ def main():
             for agent in (False, True):
                 servers[agent] = Server(env_for(tmp, agent), os.path.join(tmp, "gunicorn-%d.log" % agent))
                 warm(servers[agent].port)
+            rounds_diff = {path: [] for path in paths}
             for r in range(args.rounds):
-                for i, path in enumerate(paths):
-                    # both servers run throughout; each endpoint is measured on
-                    # both back to back, in alternating order
-                    for agent in ((False, True) if (r + i) % 2 == 0 else (True, False)):
-                        p50, n = wrk(servers[agent].port, path, args.seconds)
-                        results[(agent, path)].append(p50)
-                        counts[(agent, path)] += n
+                for path in paths:
+                    pairs = max(4, args.pairs // 2) if path == orm else args.pairs
+                    lat = {False: [], True: []}
+                    for k in range(pairs):
+                        # both servers run throughout; a pair is one request to
+                        # each, back to back, in alternating order
+                        for agent in ((False, True) if k % 2 == 0 else (True, False)):
+                            lat[agent].append(fetch(servers[agent].port, path))
+                    for agent in (False, True):
+                        results[(agent, path)].append(statistics.median(lat[agent]))
+                        counts[(agent, path)] += pairs
+                    rounds_diff[path].append(statistics.median(
+                        [a - b for a, b in zip(lat[True], lat[False])]))
                 if sys.stderr.isatty():
                     sys.stderr.write("\ragent bench: round %d/%d" % (r + 1, args.rounds))
         finally:
@@ -173,8 +187,7 @@ def main():
                 server.stop()
         if sys.stderr.isatty():
             sys.stderr.write("\n")
-        diff = {path: [a - b for a, b in zip(results[(True, path)], results[(False, path)])]
-                for path in paths}
+        diff = rounds_diff
         fits = [slope_intercept(RAW_N, [diff[p][r] for p in raw]) for r in range(args.rounds)]
         per_query = [f[0] for f in fits]
         intercept = [f[1] for f in fits]
@@ -187,12 +200,12 @@ def main():
         own = {k: float(v) for k, v in own.items()}
         stats = subprocess.run(["sqlite3", db, "SELECT COUNT(*), SUM(query_count) FROM requests"],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
-        print("pyrometer agent overhead: Django %s app, gunicorn 1 sync worker, SQLite; wrk 1 "
-              "connection; %d rounds of %d s runs per endpoint and server, alternating"
+        print("pyrometer agent overhead: Django %s app, gunicorn 1 sync worker, SQLite; 1 client; "
+              "%d rounds of %d request pairs per endpoint (%d for the ORM one), alternating"
               % (__import__("django").get_version() if _has_django() else "?", args.rounds,
-                 args.seconds))
-        print("(us; 'added' = median over rounds of (with - without) in the same round, "
-              "IQR = its interquartile range)")
+                 args.pairs, max(4, args.pairs // 2)))
+        print("(us; without/with: medians of the rounds' medians; added: median over rounds of "
+              "the round's median pair difference, IQR its interquartile range over rounds)")
         print()
         print("%-18s %10s %10s %9s %17s %9s" % ("endpoint", "without", "with", "added",
                                                "IQR of added", "requests"))
