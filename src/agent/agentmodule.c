@@ -223,6 +223,35 @@ static const char *text_of(PyObject *o, Py_ssize_t *len, PyObject **owner)
     return s;
 }
 
+/* ---- database aliases: a few strings for the life of the process -------- */
+
+#define MAX_ALIASES 64
+static const char *aliases[MAX_ALIASES];
+static size_t n_aliases;
+
+/* The process-lifetime copy of alias (so that a query record points to it
+ * instead of copying it), or NULL when the table is full.  GIL held. */
+static const char *intern_alias(const char *alias)
+{
+    for (size_t i = 0; i < n_aliases; i++)
+        if (strcmp(aliases[i], alias) == 0)
+            return aliases[i];
+    if (n_aliases == MAX_ALIASES)
+        return NULL;
+    char *copy = strdup(alias);
+    if (copy)
+        aliases[n_aliases++] = copy;
+    return copy;
+}
+
+static int is_interned_alias(const char *alias)
+{
+    for (size_t i = 0; i < n_aliases; i++)
+        if (aliases[i] == alias)
+            return 1;
+    return 0;
+}
+
 /* ---- configuration --------------------------------------------------------- */
 
 static char **exclude_prefixes, **include_prefixes;
@@ -473,7 +502,8 @@ static void add_query_to(struct scope *s, const struct query_data *d, const char
         return;
     q->sql = arena_strndup(&r->arena, sql, (size_t)sql_len);
     q->sql_len = q->sql ? (size_t)sql_len : 0;
-    q->alias = d->alias ? arena_strndup(&r->arena, d->alias, strlen(d->alias)) : NULL;
+    q->alias = d->alias == NULL || is_interned_alias(d->alias)
+                   ? d->alias : arena_strndup(&r->arena, d->alias, strlen(d->alias));
     q->params_hash = params_hash;
     q->params = params_repr ? arena_strndup(&r->arena, params_repr, (size_t)params_len) : NULL;
     q->offset_ns = d->start_ns - r->start_mono_ns;
@@ -529,17 +559,26 @@ static int64_t rowcount_of(PyObject *cursor)
     return rows < 0 ? -1 : (int64_t)rows;
 }
 
-/* Call fn(*args), timing it; record it if a scope is open on this thread
- * and no outer wrapper is already recording this call. */
-static PyObject *timed_call(PyObject *fn, PyObject *args, PyObject *sql, PyObject *params,
-                            int many, const char *alias, PyObject *cursor, PyObject *context,
-                            int64_t entered)
+static PyObject *call_it(PyObject *fn, PyObject *args, PyObject *const *four)
+{
+    if (args)
+        return PyObject_CallObject(fn, args);
+    /* no tuple to make: a vectorcall from CPython 3.9 on */
+    return PyObject_CallFunctionObjArgs(fn, four[0], four[1], four[2], four[3], NULL);
+}
+
+/* Call fn(*args) (or fn(*four) when args is NULL), timing it; record it if
+ * a scope is open on this thread and no outer wrapper is already recording
+ * this call. */
+static PyObject *timed_call(PyObject *fn, PyObject *args, PyObject *const *four, PyObject *sql,
+                            PyObject *params, int many, const char *alias, PyObject *cursor,
+                            PyObject *context, int64_t entered)
 {
     if (tls_top == NULL || tls_in_query)
-        return PyObject_CallObject(fn, args);
+        return call_it(fn, args, four);
     tls_in_query = 1;
     int64_t t0 = clock_ns(CLOCK_MONOTONIC);
-    PyObject *result = PyObject_CallObject(fn, args);
+    PyObject *result = call_it(fn, args, four);
     int64_t t1 = clock_ns(CLOCK_MONOTONIC);
     tls_in_query = 0;
     PyObject *type, *value, *tb;
@@ -581,15 +620,18 @@ static int QueryWrapper_init(PyObject *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|z", kwlist, &alias))
         return -1;
     QueryWrapper *w = (QueryWrapper *)self;
-    free(w->alias);
-    w->alias = alias ? strdup(alias) : NULL;
+    if (w->alias && !is_interned_alias(w->alias))
+        free(w->alias);
+    const char *interned = alias ? intern_alias(alias) : NULL;
+    w->alias = interned ? (char *)interned : alias ? strdup(alias) : NULL;
     return 0;
 }
 
 static void QueryWrapper_dealloc(PyObject *self)
 {
     QueryWrapper *w = (QueryWrapper *)self;
-    free(w->alias);
+    if (w->alias && !is_interned_alias(w->alias))
+        free(w->alias);
     PyTypeObject *tp = Py_TYPE(self);
     freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
     tp_free(self);
@@ -607,13 +649,9 @@ static PyObject *QueryWrapper_call(PyObject *self, PyObject *args, PyObject *kwd
     }
     if (!PyArg_UnpackTuple(args, "QueryWrapper", 5, 5, &execute, &sql, &params, &many, &context))
         return NULL;
-    PyObject *call_args = PyTuple_GetSlice(args, 1, 5);
-    if (call_args == NULL)
-        return NULL;
-    PyObject *result = timed_call(execute, call_args, sql, params, PyObject_IsTrue(many) == 1,
-                                  ((QueryWrapper *)self)->alias, NULL, context, entered);
-    Py_DECREF(call_args);
-    return result;
+    PyObject *four[4] = {sql, params, many, context};
+    return timed_call(execute, NULL, four, sql, params, many == Py_True || PyObject_IsTrue(many) == 1,
+                      ((QueryWrapper *)self)->alias, NULL, context, entered);
 }
 
 static PyType_Slot QueryWrapper_slots[] = {
@@ -846,8 +884,9 @@ static PyObject *agent_dbapi_call(PyObject *self, PyObject *args)
         PyTuple_SetItem(call_args, i + 2, item);
     }
     PyObject *params = n > 0 ? PyTuple_GetItem(extra, 0) : NULL;
-    PyObject *result = timed_call(method, call_args, sql, params, many, alias, cursor, NULL,
-                                  entered);
+    const char *interned = alias ? intern_alias(alias) : NULL;
+    PyObject *result = timed_call(method, call_args, NULL, sql, params, many,
+                                  interned ? interned : alias, cursor, NULL, entered);
     Py_DECREF(call_args);
     return result;
 }

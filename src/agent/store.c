@@ -48,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -440,6 +441,9 @@ static int write_batch(struct agent_request *list)
 static void *writer_main(void *arg)
 {
     (void)arg;
+    /* The lowest priority (Linux: nice is per thread): on a busy machine the
+     * application's own threads run first; the queue absorbs the delay. */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
     pthread_mutex_lock(&lock);
     for (;;) {
         while (queue_head == NULL)
