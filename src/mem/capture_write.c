@@ -48,10 +48,15 @@ uint32_t capture_checksum(const uint8_t *p, size_t n)
 
 static void *raw_mmap(size_t len, int fd, off_t off)
 {
-    /* populated at once: one system call instead of a fault per page */
-    long r = syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, off);
+    long r = syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off);
     if (r < 0 && r > -4096)
         return NULL;
+    /* populated writable at once: one system call instead of a write
+     * fault per page (MAP_POPULATE maps a shared file's pages read-only,
+     * so each first write would still fault); older kernels get
+     * MAP_POPULATE's read-only half */
+    if (syscall(SYS_madvise, (void *)r, len, MADV_POPULATE_WRITE) != 0)
+        syscall(SYS_madvise, (void *)r, len, MADV_WILLNEED);
     return (void *)r;
 }
 

@@ -91,6 +91,7 @@
 #include "capture.h"
 
 #define EXPORT __attribute__((visibility("default")))
+#define HOT static inline __attribute__((always_inline))
 #define TLS __thread __attribute__((tls_model("initial-exec")))
 
 #define MAX_DEPTH 256u            /* Python frames kept per stack (innermost) */
@@ -131,6 +132,7 @@ struct thread_state {
     uint64_t last_addr;
     uint32_t events;                    /* since the last clock check */
     uint32_t rounds;                    /* destructor rounds seen */
+    uint64_t self;                      /* pthread_self() */
     struct thread_state *next;          /* g_threads */
     struct stack_memo memo[STACK_MEMO];
 };
@@ -162,6 +164,7 @@ static struct py_layout g_layout;
 static void *(*g_this_tstate)(void);
 static uint64_t g_code_type, g_runtime;
 static uint64_t g_tstate_current;       /* 2.7: &_PyThreadState_Current */
+static uint64_t g_gil_holder;           /* 3.7+: where the GIL's last holder is, 0 = unknown */
 static struct py_objects g_objects;
 static struct reader g_self_reader;
 
@@ -394,6 +397,7 @@ static __attribute__((noinline)) struct thread_state *thread_new(void)
     }
     t->index = g_next_thread++;
     t->s.id = t->index;
+    t->self = (uint64_t)pthread_self();
     t->need_mark = 1;
     t->next = g_threads;
     g_threads = t;
@@ -410,7 +414,7 @@ static __attribute__((noinline)) struct thread_state *thread_new(void)
     return t;
 }
 
-static inline struct thread_state *thread_get(void)
+HOT struct thread_state *thread_get(void)
 {
     struct thread_state *t = t_st;
     return __builtin_expect(t != NULL, 1) ? t : thread_new();
@@ -451,7 +455,7 @@ static __attribute__((noinline)) uint8_t *event_room_slow(struct thread_state *t
 
 /* Where to write an event of at most EVENT_MAX bytes in this thread's
  * stream (after a MARK when another thread wrote since), or NULL. */
-static inline uint8_t *event_room(struct thread_state *t)
+HOT uint8_t *event_room(struct thread_state *t)
 {
     uint64_t o = __atomic_load_n(&g_owner, __ATOMIC_RELAXED);
     uint8_t *p = capture_stream_room(&t->s, EVENT_MAX);
@@ -509,18 +513,20 @@ static __attribute__((noinline)) void check_finalizing(struct thread_state *t)
 }
 
 /* After each event: the clock now and then, shutdown once. */
-static inline void after_event(struct thread_state *t)
+HOT void after_event(struct thread_state *t)
 {
     if (__builtin_expect(++t->events >= TIME_EVERY, 0) || g_sample_bytes) {
         t->events = 0;
         write_time(t);
     }
-    if (!g_saw_finalizing)
-        check_finalizing(t);   /* a load: the frees of shutdown must come after it */
+    /* a load or two: the frees of shutdown must come after the note */
+    if (__builtin_expect(!g_saw_finalizing, 1) &&
+        (g_finalizing ? *(volatile uint64_t *)(uintptr_t)g_finalizing != 0 : g_is_initialized != NULL))
+        check_finalizing(t);
 }
 
 /* One event into this thread's stream. */
-static inline void write_event(struct thread_state *t, uint8_t tag, uint64_t addr, uint64_t size,
+HOT void write_event(struct thread_state *t, uint8_t tag, uint64_t addr, uint64_t size,
                                uint32_t stack)
 {
     uint8_t *p = event_room(t);
@@ -760,12 +766,14 @@ static size_t capture_native(uint64_t *out)
     return k;
 }
 
-static inline void hash_step(uint64_t *h1, uint64_t *h2, uint64_t k)
+/* One element into the chain's two hashes: the multiplies do not depend
+ * on the hash so far (they overlap from frame to frame); only a rotate and
+ * an add or xor do. */
+HOT void hash_step(uint64_t *h1, uint64_t *h2, uint64_t k)
 {
-    *h1 = (*h1 ^ k) * 0x100000001b3ULL;
-    *h1 ^= *h1 >> 29;
-    *h2 = (*h2 + k) * 0xff51afd7ed558ccdULL;
-    *h2 ^= *h2 >> 31;
+    uint64_t a = (k ^ (k >> 29)) * 0x9e3779b97f4a7c15ULL;
+    *h1 = ((*h1 << 23) | (*h1 >> 41)) + (a ^ (a >> 32));
+    *h2 = ((*h2 << 41) | (*h2 >> 23)) ^ (k + 0x632be59bd9b4e019ULL);
 }
 
 /* The stack's key, cheaply: this thread's frames as (code, position),
@@ -778,7 +786,7 @@ static inline void hash_step(uint64_t *h1, uint64_t *h2, uint64_t k)
  * starts with the object); where those frees are not seen (2.7, PYTHONMALLOC
  * =malloc) the key also reads the code object's fingerprint.  Returns the
  * depth (Python frames | native frames << 32); 0: no stack. */
-static uint64_t chain_hash(uint64_t *h1p, uint64_t *h2p, uint64_t *native, size_t *nnative)
+HOT uint64_t chain_hash(const struct thread_state *t, uint64_t *h1p, uint64_t *h2p, uint64_t *native, size_t *nnative)
 {
     uint64_t h1 = 0x243f6a8885a308d3ULL, h2 = 0x13198a2e03707344ULL;
     uint64_t npy = 0;
@@ -787,10 +795,19 @@ static uint64_t chain_hash(uint64_t *h1p, uint64_t *h2p, uint64_t *native, size_
         uint64_t ts = 0;
         if (g_tstate_current) {
             ts = load64(g_tstate_current);
-            if (ts && load64(ts + (uint64_t)l->tstate_thread_id) != (uint64_t)pthread_self())
+            if (ts && load64(ts + (uint64_t)l->tstate_thread_id) != t->self)
                 ts = 0;
         } else {
-            ts = (uint64_t)(uintptr_t)g_this_tstate();
+            /* Python's allocators run with the GIL held: its holder is
+             * this thread's state when it says it is ours (two loads,
+             * against a call into PyGILState and pthread_getspecific) */
+            if (g_gil_holder) {
+                ts = load64(g_gil_holder);
+                if (ts && load64(ts + (uint64_t)l->tstate_thread_id) != t->self)
+                    ts = 0;
+            }
+            if (ts == 0)
+                ts = (uint64_t)(uintptr_t)g_this_tstate();
         }
         uint64_t frame = ts ? load64(ts + (uint64_t)l->tstate_frame) : 0;
         if (l->frames == PY_FRAMES_CFRAME && frame)
@@ -831,8 +848,8 @@ static uint64_t chain_hash(uint64_t *h1p, uint64_t *h2p, uint64_t *native, size_
         for (size_t i = 0; i < *nnative; i++)
             hash_step(&h1, &h2, native[i]);
     }
-    *h1p = h1;
-    *h2p = h2;
+    *h1p = h1 ^ (npy * 0xc2b2ae3d27d4eb4fULL);
+    *h2p = h2 ^ (npy << 48);
     return npy | ((uint64_t)*nnative << 32);
 }
 
@@ -852,19 +869,12 @@ static __attribute__((noinline)) uint32_t stack_intern_walk(const uint64_t *nati
     return node;
 }
 
-/* This thread's current stack id: the per-thread cache on its key, then
- * the shared table (lock), then a full walk. */
-static uint32_t stack_id(struct thread_state *t)
+/* A key the thread's cache did not have: the shared table (lock), then a
+ * full walk. */
+static __attribute__((noinline)) uint32_t stack_id_miss(struct stack_memo *m, uint64_t h1,
+                                                        uint64_t h2, uint64_t depth,
+                                                        const uint64_t *native, size_t nnative)
 {
-    uint64_t h1, h2, native[MAX_NATIVE];
-    size_t nnative;
-    uint64_t depth = chain_hash(&h1, &h2, native, &nnative);
-    if (depth == 0)
-        return 0;
-    h2 ^= depth;
-    struct stack_memo *m = &t->memo[(h1 ^ (h1 >> 32)) & (STACK_MEMO - 1)];
-    if (__builtin_expect(m->h1 == h1 && m->h2 == h2, 1))
-        return m->id;
     lock();
     uint32_t id = 0;
     if (g_state == ST_ON) {
@@ -880,6 +890,21 @@ static uint32_t stack_id(struct thread_state *t)
     m->h2 = h2;
     m->id = id;
     return id;
+}
+
+/* This thread's current stack id: its key, looked up in the thread's own
+ * cache (no lock, no write). */
+HOT uint32_t stack_id(struct thread_state *t)
+{
+    uint64_t h1, h2, native[MAX_NATIVE];
+    size_t nnative;
+    uint64_t depth = chain_hash(t, &h1, &h2, native, &nnative);
+    if (depth == 0)
+        return 0;
+    struct stack_memo *m = &t->memo[(h1 ^ (h1 >> 32)) & (STACK_MEMO - 1)];
+    if (__builtin_expect(m->h1 == h1 && m->h2 == h2, 1))
+        return m->id;
+    return stack_id_miss(m, h1, h2, depth, native, nnative);
 }
 
 /* ---- events --------------------------------------------------------------- */
@@ -918,7 +943,7 @@ static __attribute__((noinline)) uint64_t sample_hit(size_t size)
 
 /* The weight to record for an allocation of size bytes, 0 = not sampled:
  * in sampled mode one subtraction unless the countdown runs out. */
-static inline uint64_t sample_weight(size_t size)
+HOT uint64_t sample_weight(size_t size)
 {
     if (g_sample_bytes == 0)
         return size;
@@ -939,7 +964,7 @@ static int g_hooks_checked;
 #define MAYBE_SLOTS 4096u
 static uint8_t g_maybe_sampled[MAYBE_SLOTS];
 
-static inline size_t maybe_slot(uint64_t a)
+HOT size_t maybe_slot(uint64_t a)
 {
     return (size_t)(((a >> 4) * 0x9e3779b97f4a7c15ULL) >> 52) & (MAYBE_SLOTS - 1);
 }
@@ -973,13 +998,13 @@ static int sampled_take(uint64_t a)
     return 0;
 }
 
-static inline int maybe_sampled(uint64_t a)
+HOT int maybe_sampled(uint64_t a)
 {
     return __atomic_load_n(&g_maybe_sampled[maybe_slot(a)], __ATOMIC_RELAXED) != 0;
 }
 
 /* An allocation: its stack and the event, in this thread's stream. */
-static void record_alloc(void *p, size_t size, int is_mmap)
+HOT void record_alloc(void *p, size_t size, int is_mmap)
 {
     uint64_t w = sample_weight(size);
     if (w == 0)
@@ -1003,7 +1028,7 @@ static void record_alloc(void *p, size_t size, int is_mmap)
 
 /* A free, written before the block is released (so it precedes any reuse):
  * the address alone.  Sampled mode: only blocks that were sampled. */
-static void record_free(void *p)
+HOT void record_free(void *p)
 {
     uint64_t a = (uint64_t)(uintptr_t)p;
     if (g_sample_bytes) {
@@ -1063,7 +1088,7 @@ static void *py_hook_malloc(void *ctx, size_t size)
     void *p = o->malloc(o->ctx, size);
     t_busy = 0;
     if (p)
-        record_alloc(p, size, 0);
+        record_alloc(p, size, 0);   /* sampled: a subtraction, mostly */
     return p;
 }
 
@@ -1084,10 +1109,19 @@ static void py_hook_free(void *ctx, void *ptr)
 {
     const struct pymem_allocator *o = ctx;
     if (ptr && TRACKING()) {
-        /* a code object going away: stack keys made with its address are
-         * stale (code objects are not GC objects: the block is the object) */
-        if (load64((uint64_t)(uintptr_t)ptr + (uint64_t)g_layout.ob_type) == g_code_type)
+        if (g_sample_bytes) {
+            /* a block never sampled (nearly all): one load, and the free;
+             * the free() pymalloc may call for it asks the same */
+            if (__builtin_expect(!maybe_sampled((uint64_t)(uintptr_t)ptr), 1)) {
+                o->free(o->ctx, ptr);
+                return;
+            }
+        } else if (load64((uint64_t)(uintptr_t)ptr + (uint64_t)g_layout.ob_type) == g_code_type) {
+            /* a code object going away: stack keys made with its address
+             * are stale (code objects are not GC objects: the block is the
+             * object) */
             __atomic_add_fetch(&g_code_gen, 0x9e3779b97f4a7c15ULL, __ATOMIC_RELAXED);
+        }
         record_free(ptr);
         t_busy = 1;
         o->free(o->ctx, ptr);
@@ -1146,10 +1180,22 @@ static __attribute__((noinline)) void check_python_hooks(void)
         return;   /* not yet */
     lock();
     if (!g_hooks_checked) {
+        const struct py_layout *l = &g_layout;
+        if (g_runtime && l->runtime_gil_last_holder != PY_OFF_NONE) {
+            g_gil_holder = g_runtime + (uint64_t)l->runtime_gil_last_holder;
+        } else if (g_runtime && l->runtime_interpreters_head != PY_OFF_NONE &&
+                   l->interp_gil_ptr != PY_OFF_NONE && l->gil_last_holder != PY_OFF_NONE) {
+            uint64_t interp = load64(g_runtime + (uint64_t)l->runtime_interpreters_head);
+            uint64_t gil = interp ? load64(interp + (uint64_t)l->interp_gil_ptr) : 0;
+            if (gil)
+                g_gil_holder = gil + (uint64_t)l->gil_last_holder;
+        }
         struct pymem_allocator cur;
         g_get_allocator(PYMEM_DOMAIN_OBJ, &cur);
         if (cur.malloc == py_hook_malloc) {
-            g_code_frees_seen = 1;
+            /* sampled mode does not look at frees it need not see: keys
+             * read fingerprints (only sampled allocations make keys) */
+            g_code_frees_seen = !g_sample_bytes;
         } else {
             install_python_hooks();
         }
