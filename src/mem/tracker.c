@@ -1148,9 +1148,48 @@ static void *py_hook_realloc(void *ctx, void *old, size_t size)
     return p;
 }
 
-/* Wrap the MEM and OBJ domains. */
+/* PyObjectArenaAllocator (3.4+): pymalloc's arenas, and 3.11+'s frame
+ * stack chunks.  Wrapped so that they are never counted: pymalloc's are
+ * already inside a tracked allocation (the guard is set) except between
+ * Py_Main's resetting of the allocators and check_python_hooks (3.6/3.7,
+ * PYTHONMALLOC), where they would be counted once as a mapping and again
+ * as the objects later put in them. */
+struct arena_allocator {
+    void *ctx;
+    void *(*alloc)(void *ctx, size_t size);
+    void (*free)(void *ctx, void *ptr, size_t size);
+};
+static void (*g_get_arena)(struct arena_allocator *a);
+static void (*g_set_arena)(struct arena_allocator *a);
+static struct arena_allocator g_orig_arena;
+
+static void *arena_hook_alloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    int busy = t_busy;
+    t_busy = 1;
+    void *p = g_orig_arena.alloc(g_orig_arena.ctx, size);
+    t_busy = busy;
+    return p;
+}
+
+static void arena_hook_free(void *ctx, void *ptr, size_t size)
+{
+    (void)ctx;
+    int busy = t_busy;
+    t_busy = 1;
+    g_orig_arena.free(g_orig_arena.ctx, ptr, size);
+    t_busy = busy;
+}
+
+/* Wrap the MEM and OBJ domains (and, once, the arena allocator). */
 static void install_python_hooks(void)
 {
+    if (g_get_arena && g_set_arena && g_orig_arena.alloc == NULL) {
+        g_get_arena(&g_orig_arena);
+        struct arena_allocator hook = {NULL, arena_hook_alloc, arena_hook_free};
+        g_set_arena(&hook);
+    }
     static const int domains[] = {PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
     for (int i = 0; i < 2; i++) {
         int d = domains[i];
@@ -1429,6 +1468,10 @@ static void find_python(void)
                                                                           "PyMem_GetAllocator");
         g_set_allocator = (void (*)(int, struct pymem_allocator *))dlsym(RTLD_DEFAULT,
                                                                           "PyMem_SetAllocator");
+        g_get_arena = (void (*)(struct arena_allocator *))dlsym(RTLD_DEFAULT,
+                                                                 "PyObject_GetArenaAllocator");
+        g_set_arena = (void (*)(struct arena_allocator *))dlsym(RTLD_DEFAULT,
+                                                                 "PyObject_SetArenaAllocator");
     }
     if (g_finalizing == 0)
         g_is_initialized = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsInitialized");
