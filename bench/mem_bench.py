@@ -6,7 +6,7 @@ Workload: bench/mem_workload.py (4 M small allocations and frees in 30
 rounds, and a known 64 MiB bytearray held once), on Debian's
 /usr/bin/python3.11 (where python3-scalene lives) unless --python is given.
 Each configuration is run --runs times, interleaved (plain, full, sampled,
-scalene, plain, ...); the workload reports its loop's wall and CPU time, and
+scalene, then the same rotated by one, ...); the workload reports its loop's wall and CPU time, and
 slowdowns are medians (and minimums: the least disturbed run on a shared
 machine) over the plain run's:
   full      pyrometer mem run (every allocation, Python stacks)
@@ -113,7 +113,9 @@ def main():
     bpe = []
     tty = sys.stderr.isatty()
     for i in range(a.runs):
-        for c in configs:
+        # rotate the order each round: no configuration always follows
+        # another (a capture's writeback, caches)
+        for c in configs[i % len(configs):] + configs[:i % len(configs)]:
             cap = os.path.join(tmp, "%s.cap" % c)
             if c == "plain":
                 argv = [a.python, WORKLOAD, str(a.rounds)]
@@ -143,6 +145,7 @@ def main():
             for f in os.listdir(tmp):
                 if f.endswith(".cap") or ".cap." in f:
                     os.unlink(os.path.join(tmp, f))
+            os.sync()
         if tty:
             sys.stderr.write("\rmem_bench: run %d/%d" % (i + 1, a.runs))
     if tty:
