@@ -128,9 +128,10 @@ struct stack_memo {
 struct thread_state {
     struct capture_stream s;
     uint32_t index;                     /* stream number, from 1 */
-    int need_mark;                      /* the next event starts a segment */
+    int64_t limit;                      /* room for an event while s.used <= limit */
+    uint32_t owner_tag;                 /* index & OWNER_MASK; ~0: the next event starts a segment */
     uint64_t last_addr;
-    uint32_t events;                    /* since the last clock check */
+    uint32_t events;                    /* until the next clock check */
     uint32_t rounds;                    /* destructor rounds seen */
     uint64_t self;                      /* pthread_self() */
     struct thread_state *next;          /* g_threads */
@@ -398,7 +399,9 @@ static __attribute__((noinline)) struct thread_state *thread_new(void)
     t->index = g_next_thread++;
     t->s.id = t->index;
     t->self = (uint64_t)pthread_self();
-    t->need_mark = 1;
+    t->limit = -1;
+    t->owner_tag = ~0u;
+    t->events = 1;
     t->next = g_threads;
     g_threads = t;
     uint8_t rec[32];
@@ -430,12 +433,13 @@ static __attribute__((noinline)) uint8_t *event_room_slow(struct thread_state *t
         if (rc != 0 && g_state == ST_ON)
             g_state = ST_DONE;
         unlock();
+        t->limit = rc == 0 ? (int64_t)(t->s.size - CAPTURE_BLOCK_HEADER - EVENT_MAX - 16) : -1;
         if (rc != 0)
             return NULL;
         p = capture_stream_room(&t->s, EVENT_MAX + 16);
     }
     uint64_t o = __atomic_load_n(&g_owner, __ATOMIC_RELAXED);
-    if (t->need_mark || (o & OWNER_MASK) != (t->index & OWNER_MASK)) {
+    if ((uint32_t)(o & OWNER_MASK) != t->owner_tag) {
         /* a new segment: the counter and the writer change together, so
          * whoever sees itself named is the last to have taken a number */
         uint64_t n;
@@ -448,21 +452,21 @@ static __attribute__((noinline)) uint8_t *event_room_slow(struct thread_state *t
         k += capture_put_u(p + k, n >> OWNER_BITS);
         capture_stream_commit(&t->s, k);
         p += k;
-        t->need_mark = 0;
+        t->owner_tag = (uint32_t)(t->index & OWNER_MASK);
     }
     return p;
 }
 
 /* Where to write an event of at most EVENT_MAX bytes in this thread's
- * stream (after a MARK when another thread wrote since), or NULL. */
+ * stream (after a MARK when another thread wrote since), or NULL: a load
+ * and two compares. */
 HOT uint8_t *event_room(struct thread_state *t)
 {
     uint64_t o = __atomic_load_n(&g_owner, __ATOMIC_RELAXED);
-    uint8_t *p = capture_stream_room(&t->s, EVENT_MAX);
-    if (__builtin_expect(p == NULL || t->need_mark || (o & OWNER_MASK) != (t->index & OWNER_MASK),
+    if (__builtin_expect((int64_t)t->s.used > t->limit || (uint32_t)(o & OWNER_MASK) != t->owner_tag,
                          0))
         return event_room_slow(t);
-    return p;
+    return t->s.block + CAPTURE_BLOCK_HEADER + t->s.used;
 }
 
 static void write_time(struct thread_state *t)
@@ -488,6 +492,10 @@ static uint64_t g_finalizing;           /* &_PyRuntime._finalizing, or 2.7/3.6's
  * handlers and its non-daemon threads are done, modules not yet cleared. */
 static int (*g_is_initialized)(void);   /* 2.7: Py_IsInitialized, which Py_Finalize clears first */
 static int g_was_initialized;
+/* What after_event looks at: *g_finalizing, or a word that says "call
+ * check_finalizing" (2.7) or "nothing to watch" (no Python, or noted). */
+static const uint64_t g_one = 1, g_zero = 0;
+static const volatile uint64_t *g_fin_watch = &g_zero;
 
 static __attribute__((noinline)) void check_finalizing(struct thread_state *t)
 {
@@ -504,6 +512,7 @@ static __attribute__((noinline)) void check_finalizing(struct thread_state *t)
     int expected = 0;
     if (now && __atomic_compare_exchange_n(&g_saw_finalizing, &expected, 1, 0, __ATOMIC_RELAXED,
                                            __ATOMIC_RELAXED)) {
+        g_fin_watch = &g_zero;
         uint8_t *p = event_room(t);
         if (p) {
             p[0] = CAPTURE_FINALIZING;
@@ -515,14 +524,29 @@ static __attribute__((noinline)) void check_finalizing(struct thread_state *t)
 /* After each event: the clock now and then, shutdown once. */
 HOT void after_event(struct thread_state *t)
 {
-    if (__builtin_expect(++t->events >= TIME_EVERY, 0) || g_sample_bytes) {
-        t->events = 0;
+    if (__builtin_expect(--t->events == 0, 0)) {
+        /* every TIME_EVERY events, and every event in sampled mode */
+        t->events = g_sample_bytes ? 1 : TIME_EVERY;
         write_time(t);
     }
-    /* a load or two: the frees of shutdown must come after the note */
-    if (__builtin_expect(!g_saw_finalizing, 1) &&
-        (g_finalizing ? *(volatile uint64_t *)(uintptr_t)g_finalizing != 0 : g_is_initialized != NULL))
+    /* two loads: the frees of shutdown must come after the note */
+    if (__builtin_expect(*g_fin_watch != 0, 0))
         check_finalizing(t);
+}
+
+/* capture_put_u, the one- and two-byte cases first (sizes, stack ids). */
+HOT size_t put_u_short(uint8_t *out, uint64_t v)
+{
+    if (v < 0x80) {
+        out[0] = (uint8_t)v;
+        return 1;
+    }
+    if (v < 0x4000) {
+        out[0] = (uint8_t)(v | 0x80);
+        out[1] = (uint8_t)(v >> 7);
+        return 2;
+    }
+    return capture_put_u(out, v);
 }
 
 /* One event into this thread's stream. */
@@ -537,9 +561,9 @@ HOT void write_event(struct thread_state *t, uint8_t tag, uint64_t addr, uint64_
     k += capture_put_s(p + k, (int64_t)(addr - t->last_addr));
     t->last_addr = addr;
     if (tag != CAPTURE_FREE)
-        k += capture_put_u(p + k, size);
+        k += put_u_short(p + k, size);
     if (tag == CAPTURE_ALLOC || tag == CAPTURE_MMAP)
-        k += capture_put_u(p + k, stack);
+        k += put_u_short(p + k, stack);
     capture_stream_commit(&t->s, k);
     after_event(t);
 }
@@ -771,9 +795,9 @@ static size_t capture_native(uint64_t *out)
  * an add or xor do. */
 HOT void hash_step(uint64_t *h1, uint64_t *h2, uint64_t k)
 {
-    uint64_t a = (k ^ (k >> 29)) * 0x9e3779b97f4a7c15ULL;
-    *h1 = ((*h1 << 23) | (*h1 >> 41)) + (a ^ (a >> 32));
-    *h2 = ((*h2 << 41) | (*h2 >> 23)) ^ (k + 0x632be59bd9b4e019ULL);
+    uint64_t a = k * 0x9e3779b97f4a7c15ULL;
+    *h1 = ((*h1 << 23) | (*h1 >> 41)) + (a ^ (a >> 29));
+    *h2 = ((*h2 << 41) | (*h2 >> 23)) ^ k;
 }
 
 /* The stack's key, cheaply: this thread's frames as (code, position),
@@ -815,6 +839,24 @@ HOT uint64_t chain_hash(const struct thread_state *t, uint64_t *h1p, uint64_t *h
         int check_type = l->minor >= 13;   /* f_executable may be another object */
         int fingerprint = !g_code_frees_seen;
         h1 ^= __atomic_load_n(&g_code_gen, __ATOMIC_RELAXED);
+        if (l->frames == PY_FRAMES_CFRAME && !fingerprint) {
+            /* the common case (3.11, 3.12), the offsets in registers; a
+             * cycle (a damaged chain) ends at MAX_DEPTH frames or shims */
+            const uint64_t oc = (uint64_t)l->iframe_code, oi = (uint64_t)l->iframe_instr,
+                           op = (uint64_t)l->iframe_previous, oo = (uint64_t)l->iframe_owner;
+            const int shims = l->minor >= 12;
+            unsigned left = MAX_DEPTH * 4;
+            while (frame != 0 && npy < MAX_DEPTH && left-- > 0) {
+                uint64_t code = load64(frame + oc), pos = load64(frame + oi);
+                int shim = shims && *(const uint8_t *)(uintptr_t)(frame + oo) == FRAME_OWNED_BY_CSTACK;
+                frame = load64(frame + op);
+                if (__builtin_expect(shim, 0))
+                    continue;
+                hash_step(&h1, &h2, code ^ (pos << 40) ^ (pos >> 24));
+                npy++;
+            }
+            frame = 0;
+        }
         for (unsigned guard = 0; frame != 0 && guard < 100000 && npy < MAX_DEPTH; guard++) {
             uint64_t code, pos;
             if (l->frames == PY_FRAMES_OBJECT) {
@@ -1575,6 +1617,10 @@ static int open_capture(int child)
     g_t0_ns = g_last_time_ns = now_ns();
     g_owner = 0;
     g_saw_finalizing = 0;
+    if (g_finalizing)
+        g_fin_watch = (const volatile uint64_t *)(uintptr_t)g_finalizing;
+    else if (g_is_initialized)
+        g_fin_watch = &g_one;
     write_preamble();
     return 0;
 }
@@ -1716,6 +1762,8 @@ __attribute__((destructor)) static void tracker_stop(void)
     /* this thread's block and stream 0 are sealed; other threads may still
      * be writing theirs, which stay mapped and readable as they are */
     capture_writer_close(&g_w, t ? &t->s : NULL);
+    if (t)
+        t->limit = -1;
     unlock();
     t_busy = 0;
 }
