@@ -549,6 +549,28 @@ HOT size_t put_u_short(uint8_t *out, uint64_t v)
     return capture_put_u(out, v);
 }
 
+/* capture_put_u for address deltas: three bytes (within 1 MiB) and four
+ * are the common cases. */
+HOT size_t put_u_delta(uint8_t *out, uint64_t v)
+{
+    if (v < (1u << 21)) {
+        if (v < 0x4000)
+            return put_u_short(out, v);
+        out[0] = (uint8_t)(v | 0x80);
+        out[1] = (uint8_t)((v >> 7) | 0x80);
+        out[2] = (uint8_t)(v >> 14);
+        return 3;
+    }
+    if (v < (1u << 28)) {
+        out[0] = (uint8_t)(v | 0x80);
+        out[1] = (uint8_t)((v >> 7) | 0x80);
+        out[2] = (uint8_t)((v >> 14) | 0x80);
+        out[3] = (uint8_t)(v >> 21);
+        return 4;
+    }
+    return capture_put_u(out, v);
+}
+
 /* One event into this thread's stream. */
 HOT void write_event(struct thread_state *t, uint8_t tag, uint64_t addr, uint64_t size,
                                uint32_t stack)
@@ -558,7 +580,8 @@ HOT void write_event(struct thread_state *t, uint8_t tag, uint64_t addr, uint64_
         return;
     size_t k = 0;
     p[k++] = tag;
-    k += capture_put_s(p + k, (int64_t)(addr - t->last_addr));
+    int64_t delta = (int64_t)(addr - t->last_addr);
+    k += put_u_delta(p + k, ((uint64_t)delta << 1) ^ (uint64_t)(delta >> 63));
     t->last_addr = addr;
     if (tag != CAPTURE_FREE)
         k += put_u_short(p + k, size);
@@ -800,6 +823,14 @@ HOT void hash_step(uint64_t *h1, uint64_t *h2, uint64_t k)
     *h2 = ((*h2 << 41) | (*h2 >> 23)) ^ k;
 }
 
+/* One frame (code object, position) into the chain's hashes: four and
+ * three instructions; h1 multiplies (order and position matter), h2 adds. */
+HOT void hash_frame(uint64_t *h1, uint64_t *h2, uint64_t code, uint64_t pos)
+{
+    *h1 = (((*h1 << 23) | (*h1 >> 41)) ^ code) * 0x9e3779b97f4a7c15ULL + pos;
+    *h2 = ((*h2 << 17) | (*h2 >> 47)) + (code ^ (pos << 20));
+}
+
 /* The stack's key, cheaply: this thread's frames as (code, position),
  * innermost first, hashed (128 bits) with their number.  The key is the
  * stack itself, not where its frames happen to be: two call chains that
@@ -844,16 +875,25 @@ HOT uint64_t chain_hash(const struct thread_state *t, uint64_t *h1p, uint64_t *h
              * cycle (a damaged chain) ends at MAX_DEPTH frames or shims */
             const uint64_t oc = (uint64_t)l->iframe_code, oi = (uint64_t)l->iframe_instr,
                            op = (uint64_t)l->iframe_previous, oo = (uint64_t)l->iframe_owner;
-            const int shims = l->minor >= 12;
-            unsigned left = MAX_DEPTH * 4;
-            while (frame != 0 && npy < MAX_DEPTH && left-- > 0) {
-                uint64_t code = load64(frame + oc), pos = load64(frame + oi);
-                int shim = shims && *(const uint8_t *)(uintptr_t)(frame + oo) == FRAME_OWNED_BY_CSTACK;
-                frame = load64(frame + op);
-                if (__builtin_expect(shim, 0))
-                    continue;
-                hash_step(&h1, &h2, code ^ (pos << 40) ^ (pos >> 24));
-                npy++;
+            if (l->minor < 12) {
+                while (frame != 0 && npy < MAX_DEPTH) {
+                    uint64_t code = load64(frame + oc), pos = load64(frame + oi);
+                    frame = load64(frame + op);
+                    hash_frame(&h1, &h2, code, pos);
+                    npy++;
+                }
+            } else {
+                /* 3.12: C-stack shims are skipped (and a cycle of them ends) */
+                unsigned left = MAX_DEPTH * 4;
+                while (frame != 0 && npy < MAX_DEPTH && left-- > 0) {
+                    uint64_t code = load64(frame + oc), pos = load64(frame + oi);
+                    int shim = *(const uint8_t *)(uintptr_t)(frame + oo) == FRAME_OWNED_BY_CSTACK;
+                    frame = load64(frame + op);
+                    if (__builtin_expect(shim, 0))
+                        continue;
+                    hash_frame(&h1, &h2, code, pos);
+                    npy++;
+                }
             }
             frame = 0;
         }
@@ -876,7 +916,7 @@ HOT uint64_t chain_hash(const struct thread_state *t, uint64_t *h1p, uint64_t *h
             if (check_type && (code == 0 || (code & 7) != 0 ||
                                load64(code + (uint64_t)l->ob_type) != g_code_type))
                 continue;
-            hash_step(&h1, &h2, code ^ (pos << 40) ^ (pos >> 24));
+            hash_frame(&h1, &h2, code, pos);
             if (fingerprint)
                 hash_step(&h1, &h2, load64(code + (uint64_t)l->code_linetable) ^
                                         (load64(code + (uint64_t)l->code_filename) << 1) ^
@@ -890,7 +930,7 @@ HOT uint64_t chain_hash(const struct thread_state *t, uint64_t *h1p, uint64_t *h
         for (size_t i = 0; i < *nnative; i++)
             hash_step(&h1, &h2, native[i]);
     }
-    *h1p = h1 ^ (npy * 0xc2b2ae3d27d4eb4fULL);
+    *h1p = (h1 ^ (h1 >> 31)) + npy * 0xc2b2ae3d27d4eb4fULL;
     *h2p = h2 ^ (npy << 48);
     return npy | ((uint64_t)*nnative << 32);
 }
