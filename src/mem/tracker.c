@@ -166,6 +166,7 @@ static void *(*g_this_tstate)(void);
 static uint64_t g_code_type, g_runtime;
 static uint64_t g_tstate_current;       /* 2.7: &_PyThreadState_Current */
 static uint64_t g_gil_holder;           /* 3.7+: where the GIL's last holder is, 0 = unknown */
+static int g_walk_311;                  /* chain_hash's straight path applies */
 static struct py_objects g_objects;
 static struct reader g_self_reader;
 
@@ -845,6 +846,30 @@ HOT uint64_t chain_hash(const struct thread_state *t, uint64_t *h1p, uint64_t *h
 {
     uint64_t h1 = 0x243f6a8885a308d3ULL, h2 = 0x13198a2e03707344ULL;
     uint64_t npy = 0;
+    if (__builtin_expect(g_walk_311 != 0, 1)) {
+        /* 3.11 with the hooks checked, no C frames: the GIL holder's
+         * state when it is ours, its frames, nothing else to decide */
+        const struct py_layout *l = &g_layout;
+        uint64_t ts = load64(g_gil_holder);
+        if (ts && load64(ts + (uint64_t)l->tstate_thread_id) == t->self) {
+            uint64_t frame = load64(ts + (uint64_t)l->tstate_frame);
+            if (frame)
+                frame = load64(frame + (uint64_t)l->cframe_current_frame);
+            const uint64_t oc = (uint64_t)l->iframe_code, oi = (uint64_t)l->iframe_instr,
+                           op = (uint64_t)l->iframe_previous;
+            h1 ^= __atomic_load_n(&g_code_gen, __ATOMIC_RELAXED);
+            while (frame != 0 && npy < MAX_DEPTH) {
+                uint64_t code = load64(frame + oc), pos = load64(frame + oi);
+                frame = load64(frame + op);
+                hash_frame(&h1, &h2, code, pos);
+                npy++;
+            }
+            *nnative = 0;
+            *h1p = (h1 ^ (h1 >> 31)) + npy * 0xc2b2ae3d27d4eb4fULL;
+            *h2p = h2 ^ (npy << 48);
+            return npy;
+        }
+    }
     if (g_py) {
         const struct py_layout *l = &g_layout;
         uint64_t ts = 0;
@@ -1317,6 +1342,8 @@ static __attribute__((noinline)) void check_python_hooks(void)
             /* sampled mode does not look at frees it need not see: keys
              * read fingerprints (only sampled allocations make keys) */
             g_code_frees_seen = !g_sample_bytes;
+            g_walk_311 = g_code_frees_seen && g_gil_holder && !g_native &&
+                         l->frames == PY_FRAMES_CFRAME && l->minor == 11;
         } else {
             install_python_hooks();
         }
