@@ -1035,7 +1035,7 @@ static int64_t next_gap(void)
  * record (the size scaled by 1/p), or 0 for the first call of a thread. */
 static __attribute__((noinline)) uint64_t sample_hit(size_t size)
 {
-    if (t_countdown + (int64_t)size == 0 && t_rng == 0) {
+    if (t_rng == 0) {
         /* the thread's first allocation: start its countdown */
         t_countdown = next_gap() - (int64_t)size;
         if (t_countdown > 0)
@@ -1157,6 +1157,33 @@ HOT void record_free(void *p)
     t_busy = 0;
 }
 
+/* Sampled mode's slow paths, out of line: the sampled hooks stay small. */
+static __attribute__((noinline)) void record_alloc_sampled(void *p, size_t size)
+{
+    uint64_t w = sample_hit(size);
+    if (w != 0) {
+        int busy = t_busy;
+        t_busy = 1;
+        struct thread_state *t = thread_get();
+        if (t != NULL) {
+            if (__builtin_expect(!g_hooks_checked, 0))
+                check_python_hooks();
+            uint32_t id = stack_id(t);
+            uint64_t a = (uint64_t)(uintptr_t)p;
+            lock();
+            sampled_add(a);
+            unlock();
+            write_event(t, CAPTURE_ALLOC, a, w, id);
+        }
+        t_busy = busy;
+    }
+}
+
+static __attribute__((noinline)) void record_free_sampled(void *p)
+{
+    record_free(p);
+}
+
 static void record_munmap(void *p, size_t len)
 {
     t_busy = 1;
@@ -1255,6 +1282,38 @@ static void *py_hook_realloc(void *ctx, void *old, size_t size)
     return p;
 }
 
+/* Sampled mode's hooks: an allocation is a subtraction, a free of a block
+ * never sampled a load; the rest is out of line. */
+static void *py_hook_malloc_sampled(void *ctx, size_t size)
+{
+    const struct pymem_allocator *o = ctx;
+    if (!TRACKING())
+        return o->malloc(o->ctx, size);
+    t_busy = 1;
+    void *p = o->malloc(o->ctx, size);
+    t_busy = 0;
+    if (p) {
+        t_countdown -= (int64_t)size;
+        if (__builtin_expect(t_countdown <= 0, 0))
+            record_alloc_sampled(p, size);
+    }
+    return p;
+}
+
+static void py_hook_free_sampled(void *ctx, void *ptr)
+{
+    const struct pymem_allocator *o = ctx;
+    /* the free() pymalloc may call for a block asks the same question */
+    if (ptr && TRACKING() && __builtin_expect(maybe_sampled((uint64_t)(uintptr_t)ptr), 0)) {
+        record_free_sampled(ptr);
+        t_busy = 1;
+        o->free(o->ctx, ptr);
+        t_busy = 0;
+        return;
+    }
+    o->free(o->ctx, ptr);
+}
+
 /* PyObjectArenaAllocator (3.4+): pymalloc's arenas, and 3.11+'s frame
  * stack chunks.  Wrapped so that they are never counted: pymalloc's are
  * already inside a tracked allocation (the guard is set) except between
@@ -1303,6 +1362,10 @@ static void install_python_hooks(void)
         g_get_allocator(d, &g_orig[d]);
         struct pymem_allocator hook = {&g_orig[d], py_hook_malloc, py_hook_calloc,
                                        py_hook_realloc, py_hook_free};
+        if (g_sample_bytes) {
+            hook.malloc = py_hook_malloc_sampled;
+            hook.free = py_hook_free_sampled;
+        }
         g_set_allocator(d, &hook);
     }
     g_hooks_installed = 1;
@@ -1338,7 +1401,7 @@ static __attribute__((noinline)) void check_python_hooks(void)
         }
         struct pymem_allocator cur;
         g_get_allocator(PYMEM_DOMAIN_OBJ, &cur);
-        if (cur.malloc == py_hook_malloc) {
+        if (cur.malloc == py_hook_malloc || cur.malloc == py_hook_malloc_sampled) {
             /* sampled mode does not look at frees it need not see: keys
              * read fingerprints (only sampled allocations make keys) */
             g_code_frees_seen = !g_sample_bytes;
