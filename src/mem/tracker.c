@@ -1243,21 +1243,14 @@ static void py_hook_free(void *ctx, void *ptr)
 {
     const struct pymem_allocator *o = ctx;
     if (ptr && TRACKING()) {
-        if (g_sample_bytes) {
-            /* a block never sampled (nearly all): one load, and the free;
-             * the free() pymalloc may call for it asks the same */
-            if (__builtin_expect(!maybe_sampled((uint64_t)(uintptr_t)ptr), 1)) {
-                o->free(o->ctx, ptr);
-                return;
-            }
-        } else if (load64((uint64_t)(uintptr_t)ptr + (uint64_t)g_layout.ob_type) == g_code_type) {
-            /* a code object going away: stack keys made with its address
-             * are stale (code objects are not GC objects: the block is the
-             * object) */
+        /* a code object going away: stack keys made with its address are
+         * stale (code objects are not GC objects: the block is the object) */
+        if (load64((uint64_t)(uintptr_t)ptr + (uint64_t)g_layout.ob_type) == g_code_type)
             __atomic_add_fetch(&g_code_gen, 0x9e3779b97f4a7c15ULL, __ATOMIC_RELAXED);
-        }
-        record_free(ptr);
         t_busy = 1;
+        struct thread_state *t = thread_get();
+        if (t != NULL)
+            write_event(t, CAPTURE_FREE, (uint64_t)(uintptr_t)ptr, 0, 0);
         o->free(o->ctx, ptr);
         t_busy = 0;
         return;
@@ -1265,13 +1258,15 @@ static void py_hook_free(void *ctx, void *ptr)
     o->free(o->ctx, ptr);
 }
 
+static void *py_hook_malloc_sampled(void *ctx, size_t size);
+
 static void *py_hook_realloc(void *ctx, void *old, size_t size)
 {
     const struct pymem_allocator *o = ctx;
     if (!TRACKING())
         return o->realloc(o->ctx, old, size);
     if (old == NULL)
-        return py_hook_malloc(ctx, size);
+        return g_sample_bytes ? py_hook_malloc_sampled(ctx, size) : py_hook_malloc(ctx, size);
     /* the free first: once moved, the old block may be reused at once */
     record_free(old);
     t_busy = 1;
