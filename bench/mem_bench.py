@@ -23,6 +23,12 @@ pyrometer's peak view summed over the stacks that go through main().  The
 whole-process peak is printed beside tracemalloc's for context only:
 tracemalloc does not see what the interpreter allocated before it started
 or outside Python's allocators.  Bytes per event: capture size / events.
+
+--instructions (needs valgrind): instructions per round counted by
+callgrind, a figure the machine's load does not move: 2 and 4 rounds of
+each configuration, the difference halved, so start-up is left out; and
+the tracker's extra instructions per allocation event (an allocation or a
+free; --events-per-round of them).
 """
 import argparse
 import os
@@ -81,6 +87,20 @@ def held_by_main(capture, tmp):
     return total
 
 
+def instructions(python, extra_env):
+    """Instructions per round (4 rounds minus 2, halved) under callgrind."""
+    counts = []
+    for rounds in (2, 4):
+        env = dict(os.environ, PYTHONHASHSEED="0", **extra_env)
+        _, _, err = run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python,
+                         WORKLOAD, str(rounds)], env=env)
+        m = re.search(r"I\s+refs:\s+([\d,]+)", err)
+        if not m:
+            return None
+        counts.append(int(m.group(1).replace(",", "")))
+    return (counts[1] - counts[0]) / 2
+
+
 def stat(values, base):
     if not values or not base:
         return "%9s %9s %9s %9s" % ("-", "-", "-", "-")
@@ -94,6 +114,8 @@ def main():
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--instructions", action="store_true")
+    ap.add_argument("--events-per-round", type=int, default=276000)
     a = ap.parse_args()
     if a.quick:
         a.runs, a.rounds = 3, 12
@@ -178,6 +200,23 @@ def main():
               % (tm_peak / 2 ** 20))
     if bpe:
         print("capture: %.1f bytes per allocation event (median)" % statistics.median(bpe))
+    if a.instructions:
+        if run(["sh", "-c", "command -v valgrind"])[0] != 0:
+            print("instructions: valgrind not installed")
+        else:
+            lib = os.path.join(REPO, "build", "libpyrometer-mem.so")
+            cap = os.path.join(tmp, "ir.cap")
+            base = instructions(a.python, {})
+            for name, env in (("full", {}), ("sampled", {"PYROMETER_MEM_SAMPLE": "524288"})):
+                env = dict(env, LD_PRELOAD=lib, PYROMETER_MEM_OUT=cap)
+                n = instructions(a.python, env)
+                for f in os.listdir(tmp):
+                    if f.startswith("ir.cap"):
+                        os.unlink(os.path.join(tmp, f))
+                if base and n:
+                    print("instructions per round, %-8s %.1f M against %.1f M: %.2fx, %.0f more per "
+                          "event" % (name, n / 1e6, base / 1e6, n / base,
+                                     (n - base) / a.events_per_round))
     try:
         os.rmdir(tmp)
     except OSError:
