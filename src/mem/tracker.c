@@ -23,45 +23,85 @@
  *                         allocation)
  *   PYROMETER_MEM_NATIVE  1: record C frames too
  *
- * Python allocators: once the first thread state is seen (Py_Initialize has
- * set its allocators by then), the MEM and OBJ domains are wrapped with
- * PyMem_SetAllocator (3.6+); the wrapped allocator runs with the guard set,
- * so pymalloc's own mallocs (blocks > 512 bytes) and arena mmaps are not
- * counted twice.  Measured on bench/mem_workload.py (3.11, 4 M allocations,
- * loop time, same machine, medians): plain 0.31 s; PYTHONMALLOC=malloc alone
- * (no tracker) 1.2-1.3 s, i.e. glibc's malloc costs ~2x pymalloc there;
- * tracked with PYTHONMALLOC=malloc 0.88-1.15 s; tracked through
- * PyMem_SetAllocator 0.85-1.0 s.  So the hooks are the default and
- * PYROMETER_MEM_PYALLOC=malloc selects PYTHONMALLOC=malloc.  2.7 has neither:
- * its small objects appear as pymalloc arenas (256 KiB mmaps) attributed to
- * the stack that needed a new arena.
+ * Python allocators: the MEM and OBJ domains (and the arena allocator) are
+ * wrapped with PyMem_SetAllocator from this library's constructor (3.6+),
+ * before main: no thread runs and no allocator mutex can be held (3.12
+ * creates its lock in Py_Initialize and PyMem_SetAllocator skips it while it
+ * is NULL; 3.13's is a static PyMutex), and every object and pymalloc arena
+ * of the interpreter is made through the hooks.  The wrapped allocator runs
+ * with the guard set, so pymalloc's own mallocs (blocks > 512 bytes) and its
+ * arenas are never counted twice.  Where the interpreter sets its allocators
+ * up again after us (3.6/3.7's Py_Main always, PYTHONMALLOC, -X dev),
+ * check_python_hooks() installs them again at the first allocation made by
+ * Python code (a thread state with a frame: outside CPython's allocator
+ * code, the only place 3.12+ hold the allocators' mutex, which never
+ * allocates); arenas mapped in between are not counted (the arena hook),
+ * objects made in between are not seen.  PYROMETER_MEM_PYALLOC=malloc uses
+ * PYTHONMALLOC=malloc instead, which measures slower: bench/mem_workload.py
+ * (3.11, 30 rounds, CPU time, medians of 7 interleaved runs) plain 0.25 s,
+ * PYTHONMALLOC=malloc alone 1.32x, tracked through malloc 2.26x, tracked
+ * through the hooks 2.06x (at the time of that measurement).  2.7 has
+ * neither: its small objects appear as pymalloc arenas (256 KiB mmaps)
+ * attributed to the stack that needed a new arena.
  *
- * Per-event cost (perf, same workload): the stack walk and chain hash ~20 ns,
- * the chain lookup ~10 ns, the write (varint, copy, checksum into the shared
- * mapping) ~7 ns, the spinlock ~7 ns per event; windows are mapped with
- * MAP_POPULATE (one call instead of a page fault per 4 KiB).  A per-thread
- * memo of the last stack skips the lookup for repeated call sites.
+ * Events: each thread writes its own stream (capture.h) straight into a
+ * block of the shared file mapping, without a lock; a lock is taken only to
+ * start a block (1 MiB once a thread is busy), to intern a new stack and for
+ * the process's stream 0 (definitions).  Order across threads: one shared
+ * word holds a segment counter and the last writer; a thread that is not
+ * the last writer takes the next number (CAS) and writes MARK(n) first, so
+ * the reader can put segments back in order, and any event that happened
+ * before another in the program (a free, then the reuse of the block by
+ * another thread) is in an earlier segment.  Frees are written before the
+ * block is released and allocations after.  A free is the address alone
+ * (zigzag delta from the thread's previous address, about 3 bytes); an
+ * allocation adds its size and stack id.
  *
- * Python stacks are read in-process, directly, with the per-version layout
- * tables of python/layout.h (3.13: _Py_DebugOffsets in _PyRuntime): the
- * allocating thread's own frames cannot change under it.  The thread state
- * is PyGILState_GetThisThreadState() (the thread's own, GIL held or not).
- * A stack is identified by a 128-bit hash of its (code, line-table, position)
- * chain: a hit costs the walk plus one probe; a miss interns its frames and
- * a trie of STACK records (parent, frame), so each stack prefix is written
- * once.  Code objects are decoded once (name, file, first line, line table)
- * through process_vm_readv on ourselves, so a bad pointer is an error and
- * never a crash; line numbers are computed by the report.
+ * Stacks: a thread's stack is keyed by its whole chain of (code object,
+ * position) pairs, hashed (128 bits, four and three instructions a frame)
+ * by walking its frames in-process with the per-version layouts of
+ * python/layout.h (3.13: _Py_DebugOffsets in _PyRuntime); the key is looked
+ * up in the thread's own cache (256 entries, no lock).  Keys do not depend
+ * on where frames are: 3.11+ frames live on a per-thread stack, so two call
+ * chains that differ only below their top frames have those at the same
+ * addresses, and a cache keyed on the top frames would mix them (the e2e
+ * test `same_frames_different_callers` fails that way).  A code object is
+ * its address and g_code_gen, bumped whenever the OBJ hook frees a code
+ * object (not a GC object: the block is the object), so a new code object
+ * at a freed one's address gets new keys; where those frees are not seen
+ * (2.7, PYTHONMALLOC=malloc, sampled mode) keys read each code object's
+ * fingerprint (line table, name, file) too.  The thread state is the GIL
+ * holder when it is ours (Python's allocators run with the GIL), else
+ * PyGILState_GetThisThreadState().  A key the thread has not seen goes to
+ * the shared table (lock), and a stack never seen is walked again in full
+ * and interned: its frames and a trie of STACK records (parent, frame), so
+ * each stack prefix is written once.  Code objects are decoded once (name,
+ * file, first line, line table) through process_vm_readv on ourselves, so a
+ * bad pointer is an error and never a crash; line numbers are computed by
+ * the report.
  *
- * Threads: one spinlock around interning and writing (the walk and the
- * sampling decision happen outside it); with the GIL, Python's allocations
- * are mostly serialised anyway, and a single stream keeps events ordered
- * without per-thread sequence numbers.  Sampled mode: frees of blocks that
- * were never sampled are filtered without the lock (a byte per address
- * hash).  Frees are written before the block
- * is released and allocations after, so the one ordered stream never shows an
- * address reused before its free.  fork: the child drops the parent's
- * capture, its tables, and starts PATH.CHILDPID.
+ * Sampled mode (--sample BYTES) installs its own hooks: an allocation is a
+ * thread-local countdown subtraction (Poisson by bytes); only when it runs
+ * out is the stack walked and the event written, and the block noted in a
+ * table (lock) and in a 4 KiB table of counters by address hash that stays
+ * in the cache: a free of a block never sampled is that one load.
+ *
+ * Measured (bench/mem_bench.py: 4 M allocations and 4 M frees of small
+ * objects in 30 rounds, Debian's python3.11, loop CPU time, 9 interleaved
+ * runs on a loaded 2-core machine; callgrind instructions per round are
+ * the steady figure):
+ *                      before (single stream,   now
+ *                      lock, FNV per record)
+ *   full, CPU time     3.06x                    1.82x (minimum 1.93x)
+ *   full, instructions 3.20x (+489 per event)   1.71x (+158 per event)
+ *   sampled 512K, CPU  1.46x                    0.97-1.25x
+ *   sampled, instr.    1.34x (+76 per event)    1.16x (+35 per event)
+ * What the +158 are: the frame walk and hash (~13 a frame, 3.6 frames deep
+ * here) and the cache probe on allocations, the event write (~45), the
+ * hooks themselves (an indirect call through Python's allocator table and
+ * the guard).  The hooks alone, tracking nothing, cost 1.07-1.09x here.
+ * fork: the child drops the parent's streams, tables and capture, and
+ * starts PATH.CHILDPID.
  */
 #include <dlfcn.h>
 #include <errno.h>
