@@ -87,7 +87,7 @@
 #define CAPTURE_ALIGN 4096u              /* blocks start and end on this */
 #define CAPTURE_BLOCK_MAGIC 0x4b4c4250u
 #define CAPTURE_BLOCK_HEADER 32u
-#define CAPTURE_BLOCK_MIN (16u << 10)    /* a stream's first block */
+#define CAPTURE_BLOCK_MIN 4096u          /* a stream's first block (threads may be many) */
 #define CAPTURE_BLOCK_GROW (1u << 20)    /* blocks double up to this */
 #define CAPTURE_BLOCK_MAX (4u << 20)     /* largest block the reader accepts */
 #define CAPTURE_STR_MAX 4096u            /* longest STRING / META value / NOTE */
