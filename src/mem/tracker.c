@@ -562,7 +562,7 @@ static __attribute__((noinline)) void check_finalizing(struct thread_state *t)
     }
 }
 
-/* After each event: the clock now and then, shutdown once. */
+/* After each event: the clock now and then. */
 HOT void after_event(struct thread_state *t)
 {
     if (__builtin_expect(--t->events == 0, 0)) {
@@ -570,9 +570,6 @@ HOT void after_event(struct thread_state *t)
         t->events = g_sample_bytes ? 1 : TIME_EVERY;
         write_time(t);
     }
-    /* two loads: the frees of shutdown must come after the note */
-    if (__builtin_expect(*g_fin_watch != 0, 0))
-        check_finalizing(t);
 }
 
 /* capture_put_u, the one- and two-byte cases first (sizes, stack ids). */
@@ -616,6 +613,10 @@ HOT size_t put_u_delta(uint8_t *out, uint64_t v)
 HOT void write_event(struct thread_state *t, uint8_t tag, uint64_t addr, uint64_t size,
                                uint32_t stack)
 {
+    /* before the event (two loads): the first free of shutdown must come
+     * after the note, and in sampled mode it may be the first event since */
+    if (__builtin_expect(*g_fin_watch != 0, 0))
+        check_finalizing(t);
     uint8_t *p = event_room(t);
     if (__builtin_expect(p == NULL, 0))
         return;
