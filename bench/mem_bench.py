@@ -6,14 +6,29 @@ Workload: bench/mem_workload.py (4 M small allocations and frees in 30
 rounds, and a known 64 MiB bytearray held once), on Debian's
 /usr/bin/python3.11 (where python3-scalene lives) unless --python is given.
 Each configuration is run --runs times, interleaved (plain, full, sampled,
-scalene, plain, ...), and the workload's own loop time is compared by medians:
+scalene, then the same rotated by one, ...); the workload reports its loop's wall and CPU time, and
+slowdowns are medians (and minimums: the least disturbed run on a shared
+machine) over the plain run's:
   full      pyrometer mem run (every allocation, Python stacks)
   sampled   pyrometer mem run --sample 512K
   scalene   python3 -m scalene --cli --memory (Debian's python3-scalene),
             reported as missing when not installed
-Peak accuracy: pyrometer's peak against the true peak (tracemalloc's peak of
-the same workload in a separate run).  Bytes per event: capture size /
-(allocations + frees) of the full run.
+CPU time is the steadier figure here: other work on the machine stretches
+wall time, not the CPU a run takes (though it still slows it somewhat).
+
+Peak accuracy, against a peak known by construction: what main() holds at
+its peak (one round's rows and the 64 MiB block; `mem_workload.py
+--construction` sums sys.getsizeof over exactly those objects) against
+pyrometer's peak view summed over the stacks that go through main().  The
+whole-process peak is printed beside tracemalloc's for context only:
+tracemalloc does not see what the interpreter allocated before it started
+or outside Python's allocators.  Bytes per event: capture size / events.
+
+--instructions (needs valgrind): instructions per round counted by
+callgrind, a figure the machine's load does not move: 2 and 4 rounds of
+each configuration, the difference halved, so start-up is left out; and
+the tracker's extra instructions per allocation event (an allocation or a
+free; --events-per-round of them).
 """
 import argparse
 import os
@@ -28,11 +43,7 @@ PYROMETER = os.path.join(REPO, "build", "pyrometer")
 WORKLOAD = os.path.join(REPO, "bench", "mem_workload.py")
 SIZE = re.compile(r"([\d.]+) (B|KiB|MiB|GiB)")
 UNITS = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3}
-
-
-def loop_time(text):
-    m = re.search(r"^done ([\d.]+)", text, re.M)
-    return float(m.group(1)) if m else None
+DONE = re.compile(r"^done ([\d.]+) \d+ cpu ([\d.]+)", re.M)
 
 
 def run(argv, env=None):
@@ -45,7 +56,7 @@ def parse_bytes(text):
     return float(m.group(1)) * UNITS[m.group(2)] if m else None
 
 
-def true_peak(python, rounds):
+def tracemalloc_peak(python, rounds):
     code = ("import tracemalloc,runpy,sys; tracemalloc.start(); sys.argv=[%r,%r]; "
             "runpy.run_path(%r, run_name='__main__'); print('peak', tracemalloc.get_traced_memory()[1])"
             % (WORKLOAD, str(rounds), WORKLOAD))
@@ -54,12 +65,57 @@ def true_peak(python, rounds):
     return int(m.group(1)) if m else None
 
 
+def by_construction(python):
+    _, out, _ = run([python, WORKLOAD, "--construction"])
+    m = re.search(r"construction (\d+)", out)
+    return int(m.group(1)) if m else None
+
+
+def held_by_main(capture, tmp):
+    """Bytes of pyrometer's peak view whose stack goes through main()."""
+    out = os.path.join(tmp, "peak.txt")
+    rc, _, _ = run([PYROMETER, "mem", "report", capture, "--peak", "-f", "raw", "-o", out])
+    if rc != 0:
+        return None
+    total = 0
+    with open(out, encoding="utf-8") as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if any(fr.startswith("main (") and "mem_workload.py" in fr for fr in stack.split(";")):
+                total += int(count)
+    os.unlink(out)
+    return total
+
+
+def instructions(python, extra_env):
+    """Instructions per round (4 rounds minus 2, halved) under callgrind."""
+    counts = []
+    for rounds in (2, 4):
+        env = dict(os.environ, PYTHONHASHSEED="0", **extra_env)
+        _, _, err = run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python,
+                         WORKLOAD, str(rounds)], env=env)
+        m = re.search(r"I\s+refs:\s+([\d,]+)", err)
+        if not m:
+            return None
+        counts.append(int(m.group(1).replace(",", "")))
+    return (counts[1] - counts[0]) / 2
+
+
+def stat(values, base):
+    if not values or not base:
+        return "%9s %9s %9s %9s" % ("-", "-", "-", "-")
+    med, low = statistics.median(values), min(values)
+    return "%9.3f %8.2fx %9.3f %8.2fx" % (med, med / statistics.median(base), low, low / min(base))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--python", default="/usr/bin/python3.11")
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--instructions", action="store_true")
+    ap.add_argument("--events-per-round", type=int, default=276000)
     a = ap.parse_args()
     if a.quick:
         a.runs, a.rounds = 3, 12
@@ -72,10 +128,16 @@ def main():
     tmp = tempfile.mkdtemp(prefix="pyrometer-membench-")
     has_scalene = run([a.python, "-c", "import scalene"])[0] == 0
     configs = ["plain", "full", "sampled"] + (["scalene"] if has_scalene else [])
-    times = {c: [] for c in configs}
-    full_peaks, sampled_peaks, bpe = [], [], []
+    wall = {c: [] for c in configs}
+    cpu = {c: [] for c in configs}
+    peaks = {"full": [], "sampled": []}
+    mains = {"full": [], "sampled": []}
+    bpe = []
+    tty = sys.stderr.isatty()
     for i in range(a.runs):
-        for c in configs:
+        # rotate the order each round: no configuration always follows
+        # another (a capture's writeback, caches)
+        for c in configs[i % len(configs):] + configs[:i % len(configs)]:
             cap = os.path.join(tmp, "%s.cap" % c)
             if c == "plain":
                 argv = [a.python, WORKLOAD, str(a.rounds)]
@@ -88,44 +150,77 @@ def main():
                 argv = [a.python, "-m", "scalene", "--cli", "--memory", "--outfile",
                         os.path.join(tmp, "scalene.txt"), WORKLOAD, str(a.rounds)]
             rc, out, err = run(argv)
-            t = loop_time(out)
-            if t is not None:
-                times[c].append(t)
-            if c in ("full", "sampled"):
+            m = DONE.search(out)
+            if m:
+                wall[c].append(float(m.group(1)))
+                cpu[c].append(float(m.group(2)))
+            if c in peaks:
                 m = re.search(r"peak (\S+ \S+) at", err)
                 if m:
-                    (full_peaks if c == "full" else sampled_peaks).append(parse_bytes(m.group(1)))
+                    peaks[c].append(parse_bytes(m.group(1)))
+                held = held_by_main(cap, tmp) if os.path.exists(cap) else None
+                if held:
+                    mains[c].append(held)
                 m = re.search(r"([\d.]+) bytes per event", err)
                 if m and c == "full":
                     bpe.append(float(m.group(1)))
             for f in os.listdir(tmp):
                 if f.endswith(".cap") or ".cap." in f:
                     os.unlink(os.path.join(tmp, f))
-        sys.stderr.write("\rmem_bench: run %d/%d" % (i + 1, a.runs))
-    sys.stderr.write("\n")
-    truth = true_peak(a.python, a.rounds)
-    base = statistics.median(times["plain"]) if times["plain"] else None
-    print("pyrometer mem benchmark: %s, workload bench/mem_workload.py %d rounds, %d interleaved runs"
+            os.sync()
+        if tty:
+            sys.stderr.write("\rmem_bench: run %d/%d" % (i + 1, a.runs))
+    if tty:
+        sys.stderr.write("\n")
+    truth = by_construction(a.python)
+    tm_peak = tracemalloc_peak(a.python, a.rounds)
+    print("pyrometer mem benchmark: %s, bench/mem_workload.py %d rounds, %d interleaved runs"
           % (a.python, a.rounds, a.runs))
-    print("%-10s %10s %9s" % ("config", "median s", "slowdown"))
+    print("%-9s %9s %9s %9s %9s   %9s %9s %9s %9s" % ("", "cpu med", "slowdown", "cpu min",
+                                                     "slowdown", "wall med", "slowdown",
+                                                     "wall min", "slowdown"))
     for c in ["plain", "full", "sampled", "scalene"]:
         if c == "scalene" and not has_scalene:
-            print("%-10s %10s %9s" % (c, "missing", "(python3-scalene not installed)"))
+            print("%-9s missing (python3-scalene not installed)" % c)
             continue
-        if not times[c]:
-            print("%-10s %10s" % (c, "failed"))
-            continue
-        m = statistics.median(times[c])
-        print("%-10s %10.3f %8.2fx" % (c, m, m / base if base else float("nan")))
+        print("%-9s %s   %s" % (c, stat(cpu[c], cpu["plain"]), stat(wall[c], wall["plain"])))
     if truth:
-        print("true peak (tracemalloc): %.1f MiB" % (truth / 2 ** 20))
-        for name, peaks in (("full", full_peaks), ("sampled", sampled_peaks)):
-            if peaks:
-                errs = [abs(p - truth) / truth * 100 for p in peaks]
-                print("peak %-8s median %.1f MiB, error median %.1f%% (max %.1f%%)"
-                      % (name, statistics.median(peaks) / 2 ** 20, statistics.median(errs), max(errs)))
+        print("main()'s peak by construction: %d bytes (%.2f MiB)" % (truth, truth / 2 ** 20))
+        for name in ("full", "sampled"):
+            if mains[name]:
+                errs = [(h - truth) / truth * 100 for h in mains[name]]
+                print("  %-8s held by main() at the peak: median %.2f MiB, error median %+.2f%% "
+                      "(worst %+.2f%%)" % (name, statistics.median(mains[name]) / 2 ** 20,
+                                          statistics.median(errs), max(errs, key=abs)))
+    for name in ("full", "sampled"):
+        if peaks[name]:
+            print("whole-process peak, %-8s median %.1f MiB" % (name, statistics.median(peaks[name]) / 2 ** 20))
+    if tm_peak:
+        print("whole-process peak, tracemalloc %.1f MiB (Python's allocators after it started)"
+              % (tm_peak / 2 ** 20))
     if bpe:
         print("capture: %.1f bytes per allocation event (median)" % statistics.median(bpe))
+    if a.instructions:
+        if run(["sh", "-c", "command -v valgrind"])[0] != 0:
+            print("instructions: valgrind not installed")
+        else:
+            lib = os.path.join(REPO, "build", "libpyrometer-mem.so")
+            cap = os.path.join(tmp, "ir.cap")
+            base = instructions(a.python, {})
+            for name, env in (("full", {}), ("sampled", {"PYROMETER_MEM_SAMPLE": "524288"})):
+                env = dict(env, LD_PRELOAD=lib, PYROMETER_MEM_OUT=cap)
+                n = instructions(a.python, env)
+                for f in os.listdir(tmp):
+                    if f.startswith("ir.cap"):
+                        os.unlink(os.path.join(tmp, f))
+                if base and n:
+                    print("instructions per round, %-8s %.1f M against %.1f M: %.2fx, %.0f more per "
+                          "event" % (name, n / 1e6, base / 1e6, n / base,
+                                     (n - base) / a.events_per_round))
+    try:
+        os.rmdir(tmp)
+    except OSError:
+        pass
     return 0
 
 

@@ -6,7 +6,16 @@ str formatting, bytes) like a request handler or a parser would, and at a
 known moment holds one big block: PEAK_MIB MiB as a bytearray inside
 hold_peak(), so the true peak is known (the rest of the live heap at that
 moment is small and measured by the bench with tracemalloc as a check).
-Prints "done SECONDS" (its own wall time for the work loop).
+Prints "done SECONDS TOTAL cpu SECONDS": the work loop's wall time, a check
+value, and the loop's CPU time (steadier than wall time on a shared machine).
+
+`mem_workload.py --construction` prints instead what main() holds at its
+peak, by construction: the bytes of every object one round's rows are made
+of (sys.getsizeof is the size CPython asks its allocator for: object, GC
+header, item arrays, dict key tables), each counted once, without the
+objects every round shares (small ints, the dict keys: constants), plus the
+held bytearray.  Rounds are alike, so one round measured in a plain run
+stands for the peak round under a profiler.
 """
 import sys
 import time
@@ -35,9 +44,29 @@ def hold_peak():
     return len(block)
 
 
+def construction():
+    rows = records(5000)
+    seen, total, todo = set(), 0, [rows]
+    while todo:
+        o = todo.pop()
+        if id(o) in seen or (type(o) is int and -5 <= o <= 256):
+            continue
+        seen.add(id(o))
+        total += sys.getsizeof(o)
+        if isinstance(o, dict):
+            todo.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            todo.extend(o)
+    block = bytearray(PEAK_MIB * 1024 * 1024)
+    return total + sys.getsizeof(block)
+
+
 def main():
+    if sys.argv[1:] == ["--construction"]:
+        sys.stdout.write("construction %d\n" % construction())
+        return
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     total = 0
     for r in range(rounds):
         rows = records(5000)
@@ -45,7 +74,7 @@ def main():
         if r == rounds // 2:
             total += hold_peak()
         del rows
-    sys.stdout.write("done %.4f %d\n" % (time.time() - t0, total))
+    sys.stdout.write("done %.4f %d cpu %.4f\n" % (time.time() - t0, total, time.process_time() - c0))
 
 
 if __name__ == "__main__":

@@ -6,27 +6,45 @@
  * no stdio, safe to run inside malloc itself) and its reader
  * (capture_read.c: untrusted input, every length bounded).  Never prints.
  *
- * Format, version 1 (all integers little-endian):
+ * Format, version 2 (all integers little-endian):
  *
- *   The file is a sequence of WINDOWS of `window` bytes (header field; 4 MiB
- *   by default).  Window 0 starts with the 32-byte file header:
- *       magic "PYRMMEM\0" (8), u32 version (=1), u32 window size,
- *       u32 header size (=32), u32 flags (CAPTURE_F_*), u64 reserved.
- *   Every window then holds exactly one CHUNK (in window 0 right after the
- *   header):
- *       u32 magic 0x4b4e4843 ("CHNK"), u32 payload length, u32 FNV-1a of the
- *       payload, u32 window index; then the payload: whole records.
- *   The writer keeps the chunk header up to date after every record (payload
- *   first, then checksum, then length), through a shared mapping of the file:
- *   a target killed at any instant leaves every record before the last one
- *   whole and covered by the checksum.  A window whose chunk magic is 0 ends
- *   the capture (the writer reserves windows with fallocate, so a killed
- *   target leaves zeros); a length past the window or a wrong checksum ends
- *   it too, keeping what came before (reported as truncated).
+ *   The file starts with a 32-byte header in a page of its own (`align`
+ *   bytes):  magic "PYRMMEM\0" (8), u32 version (=2), u32 align (block
+ *   alignment, 4096), u32 header size (=32), u32 flags (CAPTURE_F_*), u64
+ *   reserved.  Then BLOCKS, back to back from offset `align`, each a
+ *   multiple of `align` bytes:
+ *       u32 magic 0x4b4c4250 ("PBLK"), u32 used (payload bytes), u32 size
+ *       (the whole block), u32 stream, u32 checksum, u32 sealed, u64 0;
+ *   then the payload: whole records.
+ *
+ *   STREAMS: stream 0 is the process's (META, NOTE, THREAD and every
+ *   definition, written under the tracker's lock); stream N > 0 is thread
+ *   N's events, written by that thread alone without a lock, into blocks it
+ *   reserves one at a time (so blocks of different streams interleave in
+ *   the file, each stream's blocks in order).  The writer stores `used`
+ *   after every record, through a shared mapping of the block: a target
+ *   killed at any instant leaves every record whole up to `used`.  A full
+ *   block is SEALED: its checksum (capture_checksum of the payload) is
+ *   written, then sealed = 1; the last block of each stream is usually not
+ *   sealed, and is read as far as its records decode.  A block whose magic
+ *   is 0 ends the capture (blocks are reserved with fallocate, so a killed
+ *   target leaves zeros); a sealed block with a wrong checksum, an
+ *   implausible header or a malformed record ends it too, keeping what came
+ *   before in the file (reported as truncated).
+ *
+ *   ORDER: the reader returns stream 0 first, whole (so definitions precede
+ *   every use), then the events of all threads in SEGMENTS: a thread writes
+ *   MARK(seq) before its first event and whenever another thread wrote
+ *   since its last one, where seq comes from one shared counter that also
+ *   names the last writer (so a thread that sees itself named needs no
+ *   mark).  Segments are read in seq order, each from its MARK to the
+ *   thread's next MARK.  An event that happened before another in the
+ *   program (a block freed by one thread and reused by another) is always
+ *   in an earlier segment, or earlier in the same one.
  *
  *   Records: one tag byte, then unsigned LEB128 varints ("u") and zigzag
  *   varints ("s"); ids count from 1 in order of definition per table, 0 means
- *   none.  Definitions always precede their first use.
+ *   none.
  *       META      key-len u, key, value-len u, value      (strings <= 4 KiB)
  *       STRING    len u, bytes                             → string id
  *       CODE      name u, file u, firstline s, table-len u, table bytes
@@ -36,19 +54,21 @@
  *       NATFRAME  lib u (string), offset u (in the file), symbol u (string,
  *                 0 = resolve offline)                    → frame id
  *       STACK     parent u, frame u  (parent 0 = root)     → stack id
- *       THREAD    index u, os tid u  (later events are this thread's)
+ *       THREAD    index u, os tid u  (stream `index` is this thread's)
  *       ALLOC     addr-delta s, size u, stack u   (addr-delta from the
- *                 previous ALLOC/FREE/MMAP/MUNMAP address)
+ *                 previous ALLOC/FREE/MMAP/MUNMAP address of the same
+ *                 stream; the reader gives the address itself)
  *       FREE      addr-delta s
  *       MMAP      addr-delta s, size u, stack u
  *       MUNMAP    addr-delta s, size u
- *       TIME      ns-delta u (since the previous TIME; the first is since
- *                 the start), rss u (bytes, 0 = unknown)
+ *       TIME      ns u (since the start), rss u (bytes, 0 = unknown)
  *       NOTE      len u, text
- *       END       (the process exited normally)
+ *       END       file-size u  (the process exited normally; the file's
+ *                 size then: a shorter file lost blocks)
  *       FINALIZING  (the interpreter began to shut down: the script, its
  *                 atexit handlers and non-daemon threads are done; what is
  *                 live here is what the program kept — `--leaks`)
+ *       MARK      seq u  (a segment starts; never returned by the reader)
  *   In sampled mode (flag SAMPLED, META "sample_bytes"), ALLOC and MMAP sizes
  *   are the sampled sizes scaled by 1/p so totals stay unbiased, and FREE is
  *   written only for sampled blocks.
@@ -62,13 +82,14 @@
 #include "../common/error.h"
 
 #define CAPTURE_MAGIC "PYRMMEM"          /* 8 bytes with its NUL */
-#define CAPTURE_VERSION 1u
+#define CAPTURE_VERSION 2u
 #define CAPTURE_HEADER_SIZE 32u
-#define CAPTURE_CHUNK_MAGIC 0x4b4e4843u
-#define CAPTURE_CHUNK_HEADER 16u
-#define CAPTURE_WINDOW_DEFAULT (4u << 20)
-#define CAPTURE_WINDOW_MIN 4096u
-#define CAPTURE_WINDOW_MAX (64u << 20)
+#define CAPTURE_ALIGN 4096u              /* blocks start and end on this */
+#define CAPTURE_BLOCK_MAGIC 0x4b4c4250u
+#define CAPTURE_BLOCK_HEADER 32u
+#define CAPTURE_BLOCK_MIN 4096u          /* a stream's first block (threads may be many) */
+#define CAPTURE_BLOCK_GROW (1u << 20)    /* blocks double up to this */
+#define CAPTURE_BLOCK_MAX (4u << 20)     /* largest block the reader accepts */
 #define CAPTURE_STR_MAX 4096u            /* longest STRING / META value / NOTE */
 #define CAPTURE_TABLE_MAX (1u << 20)     /* longest line table in a CODE record */
 
@@ -94,6 +115,7 @@ enum capture_tag {
     CAPTURE_NOTE,
     CAPTURE_END,
     CAPTURE_FINALIZING,
+    CAPTURE_MARK,
     CAPTURE_TAG_LIMIT,
 };
 
@@ -102,8 +124,9 @@ enum capture_tag {
 
 /* ---- encoding helpers (shared by writer, reader and tests) ------------- */
 
-uint32_t capture_fnv1a(uint32_t h, const uint8_t *p, size_t n);
-#define CAPTURE_FNV_INIT 2166136261u
+/* The checksum of a sealed block's payload: 8 bytes at a time (a full
+ * block costs microseconds, not a multiply per byte). */
+uint32_t capture_checksum(const uint8_t *p, size_t n);
 
 static inline size_t capture_put_u(uint8_t *out, uint64_t v)
 {
@@ -123,30 +146,64 @@ static inline size_t capture_put_s(uint8_t *out, int64_t v)
 
 /* ---- writer ------------------------------------------------------------- */
 
-/* Writes through a shared mapping of one window at a time; never calls
- * malloc or stdio (runs inside the target's allocator). */
+/* One stream's current block, written through a shared mapping.  Only its
+ * owner writes it; capture_stream_room/commit are the lock-free fast path,
+ * the rest (a new block) must be serialised by the caller with every other
+ * call on the same writer. */
+struct capture_stream {
+    uint8_t *block;            /* the current block's mapping, NULL before the first */
+    uint32_t size;             /* its size */
+    uint32_t used;             /* payload bytes in it */
+    uint32_t next_size;        /* size of the next block (doubles up to CAPTURE_BLOCK_GROW) */
+    uint32_t id;               /* stream number: 0 = the process, N = thread N */
+};
+
+/* Never calls malloc or stdio (runs inside the target's allocator). */
 struct capture_writer {
     int fd;
-    uint32_t window;           /* window size */
-    uint64_t index;            /* current window */
-    uint8_t *map;              /* the current window's mapping, NULL when failed */
-    uint8_t *chunk;            /* its chunk header */
-    uint32_t used;             /* payload bytes in the current chunk */
-    uint32_t room;             /* payload capacity of the current chunk */
-    uint32_t sum;              /* running FNV-1a of the payload */
+    uint64_t end;              /* bytes of the file reserved so far */
     int failed;                /* a write failed (disk full...): nothing more is written */
     int fail_errno;
-    uint64_t bytes;            /* payload bytes written in all */
+    uint64_t bytes;            /* payload bytes in finished blocks */
+    struct capture_stream main;    /* stream 0 */
 };
 
 /* Create the file (truncating it) and write the header.  0, or -1 with errno. */
 int capture_writer_open(struct capture_writer *w, const char *path, uint32_t flags);
-/* Append one record (tag and body of len bytes) as a whole, moving to the
- * next window when it does not fit.  0, or -1 once the writer has failed. */
+/* Append one record to stream 0 (capture_stream_add on w->main). */
 int capture_writer_add(struct capture_writer *w, const uint8_t *rec, size_t len);
-/* Unmap and truncate the file to what was written; closes the fd. */
-void capture_writer_close(struct capture_writer *w);
-/* After fork, in the child: drop the parent's mapping without touching the
+/* Append one record to s, moving to a new block when it does not fit.  0,
+ * or -1 once the writer has failed. */
+int capture_stream_add(struct capture_writer *w, struct capture_stream *s, const uint8_t *rec,
+                       size_t len);
+/* Seal s's current block and start a new one with room for len bytes. */
+int capture_stream_next(struct capture_writer *w, struct capture_stream *s, size_t len);
+/* Seal and unmap s's block (a thread that exits). */
+void capture_stream_seal(struct capture_writer *w, struct capture_stream *s);
+/* Unmap s's block without touching it (after fork: it is the parent's). */
+void capture_stream_abandon(struct capture_stream *s);
+
+/* Room for len bytes in s's block: where to write them, or NULL (take the
+ * slow path: capture_stream_next). */
+static inline uint8_t *capture_stream_room(struct capture_stream *s, size_t len)
+{
+    if (s->block == NULL || len > (size_t)(s->size - CAPTURE_BLOCK_HEADER - s->used))
+        return NULL;
+    return s->block + CAPTURE_BLOCK_HEADER + s->used;
+}
+
+/* The len bytes written at capture_stream_room are a record: publish it
+ * (the used count last, so a killed target leaves whole records). */
+static inline void capture_stream_commit(struct capture_stream *s, size_t len)
+{
+    s->used += (uint32_t)len;
+    __atomic_store_n((uint32_t *)(void *)(s->block + 4), s->used, __ATOMIC_RELEASE);
+}
+
+/* Seal stream 0 and the calling thread's s (may be NULL); close the fd.
+ * Other streams' blocks stay as they are (unsealed, still readable). */
+void capture_writer_close(struct capture_writer *w, struct capture_stream *s);
+/* After fork, in the child: drop stream 0's mapping without touching the
  * file (it still belongs to the parent), and close our copy of the fd. */
 void capture_writer_abandon(struct capture_writer *w);
 
@@ -158,29 +215,46 @@ struct capture_record {
     enum capture_tag tag;
     uint64_t a, b, c;          /* the record's integer fields, in order */
     int64_t s;                 /* the signed field (pos, firstline, addr delta) */
+    uint64_t addr;             /* ALLOC/FREE/MMAP/MUNMAP: the address */
+    uint32_t stream;           /* the stream it was read from */
     const uint8_t *data;       /* META key / STRING / NOTE bytes / CODE table */
     size_t len;
     const uint8_t *data2;      /* META value */
     size_t len2;
 };
 
+struct capture_block;
+struct capture_segment;
+
 struct capture_file {
     const uint8_t *base;
     size_t size;
-    uint32_t window, flags, version;
+    uint32_t align, flags, version;
+    /* the index, made by capture_open */
+    struct capture_block *blocks;
+    uint32_t nblocks;
+    struct capture_segment *segments;
+    uint32_t nsegments;
+    uint64_t *last_addr;       /* per stream (dense index) */
+    uint32_t nstreams;
+    uint64_t total_records;    /* records in the index (MARKs excluded) */
     /* cursor */
-    uint64_t index;            /* current window */
-    const uint8_t *pos, *end;  /* remaining payload of the current chunk */
+    int phase;                 /* 0: stream 0's blocks; 1: the segments */
+    uint32_t block;            /* current block (index) */
+    uint32_t segment;          /* current segment */
+    const uint8_t *pos, *end;  /* remaining payload of the current block */
+    uint32_t stream_index;     /* dense index of the stream being read */
     int done;
     int truncated;             /* the capture ended without an END record or mid-way */
     char why[160];             /* why reading stopped early */
     int has_end;
-    uint64_t records, chunks, payload_bytes;
+    uint64_t records, payload_bytes;
     int mapped;                /* base is our mmap of the file */
 };
 
 /* Open (mmap) a capture.  PM_ENOTFOUND / PM_EPERM for the file, PM_EFORMAT
- * when it is not a pyrometer memory capture (or an unknown version). */
+ * when it is not a pyrometer memory capture (or an unknown version),
+ * PM_ENOMEM. */
 int capture_open(const char *path, struct capture_file *f, struct pm_error *err);
 /* Parse a capture already in memory (tests, fuzzing); buf is borrowed. */
 int capture_open_buffer(const uint8_t *buf, size_t len, struct capture_file *f,
@@ -188,9 +262,9 @@ int capture_open_buffer(const uint8_t *buf, size_t len, struct capture_file *f,
 /* Start again from the first record. */
 void capture_rewind(struct capture_file *f);
 /* The next record: 1 and *r filled, 0 at the end (f->truncated and f->why
- * say whether it ended early).  Malformed records end the capture there. */
+ * say whether it ended early). */
 int capture_next(struct capture_file *f, struct capture_record *r);
-/* Position of the cursor, as a fraction of the file (progress display). */
+/* How far the cursor is, as a fraction of the records (progress display). */
 double capture_progress(const struct capture_file *f);
 void capture_close(struct capture_file *f);
 

@@ -1,139 +1,47 @@
 /*
  * capture_read.c — reading a memory capture (format: capture.h).
  *
- * The file is untrusted: a killed target leaves a partly written window, a
- * full disk a missing one, and anything else may be garbage.  Every varint is
- * bounded (10 bytes), every length checked against the chunk, every chunk
- * checked against its window and checksum.  The first thing that does not
- * hold ends the capture there, keeping every record before it.  Never prints.
+ * The file is untrusted: a killed target leaves partly written blocks, a
+ * full disk a missing one, and anything else may be garbage.  capture_open
+ * walks every block once and decodes every record (varints bounded to 10
+ * bytes, lengths checked against the block, sealed blocks against their
+ * checksum); the first thing that does not hold ends the capture there,
+ * keeping every record before it in the file.  That walk also makes the
+ * index the cursor follows: each stream's blocks in order, and the segments
+ * (MARK records) sorted by their number, so capture_next returns stream 0
+ * whole and then every thread's events in the order they happened.
+ * Never prints.
  */
 #include "capture.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#define NONE UINT32_MAX
+
+struct capture_block {
+    uint64_t off;              /* of the block in the file */
+    uint32_t stream, used;     /* stream id, payload bytes to read */
+    uint32_t dense;            /* index of the stream */
+    uint32_t next;             /* the stream's next block, NONE */
+};
+
+struct capture_segment {
+    uint64_t seq;
+    uint32_t block, pos;       /* where its records start (after the MARK) */
+    uint64_t order;            /* file order, to break ties */
+};
 
 static uint32_t get32(const uint8_t *p)
 {
     uint32_t v;
     memcpy(&v, p, 4);
     return v;
-}
-
-int capture_open_buffer(const uint8_t *buf, size_t len, struct capture_file *f,
-                        struct pm_error *err)
-{
-    memset(f, 0, sizeof *f);
-    if (len < CAPTURE_HEADER_SIZE + CAPTURE_CHUNK_HEADER || memcmp(buf, CAPTURE_MAGIC, 8) != 0)
-        return pm_fail(err, PM_EFORMAT, "not a pyrometer memory capture");
-    f->version = get32(buf + 8);
-    f->window = get32(buf + 12);
-    f->flags = get32(buf + 20);
-    if (f->version != CAPTURE_VERSION)
-        return pm_fail(err, PM_EFORMAT,
-                       "memory capture format version %u is not supported (this pyrometer "
-                       "reads version %u)", f->version, CAPTURE_VERSION);
-    if (get32(buf + 16) != CAPTURE_HEADER_SIZE || f->window < CAPTURE_WINDOW_MIN ||
-        f->window > CAPTURE_WINDOW_MAX)
-        return pm_fail(err, PM_EFORMAT, "damaged memory capture: implausible header");
-    f->base = buf;
-    f->size = len;
-    capture_rewind(f);
-    return 0;
-}
-
-int capture_open(const char *path, struct capture_file *f, struct pm_error *err)
-{
-    memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        return pm_fail(err, e == ENOENT ? PM_ENOTFOUND : e == EACCES ? PM_EPERM : PM_EFORMAT,
-                       "cannot open capture %s: %s", path, strerror(e));
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return pm_fail(err, PM_EFORMAT, "%s is not a pyrometer memory capture (not a regular file)",
-                       path);
-    }
-    if ((size_t)st.st_size < CAPTURE_HEADER_SIZE + CAPTURE_CHUNK_HEADER) {
-        close(fd);
-        return pm_fail(err, PM_EFORMAT, "%s is not a pyrometer memory capture (%lld bytes)", path,
-                       (long long)st.st_size);
-    }
-    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED)
-        return pm_fail(err, PM_EFORMAT, "cannot map capture %s: %s", path, strerror(errno));
-    if (capture_open_buffer(m, (size_t)st.st_size, f, err) != 0) {
-        munmap(m, (size_t)st.st_size);
-        return pm_wrap(err, "%s", path);
-    }
-    f->mapped = 1;
-    return 0;
-}
-
-static void stop(struct capture_file *f, int truncated, const char *why)
-{
-    f->done = 1;
-    f->pos = f->end = NULL;
-    if (truncated && !f->truncated) {
-        f->truncated = 1;
-        strncpy(f->why, why, sizeof f->why - 1);
-    }
-}
-
-/* Enter window f->index: 0 when its chunk is good, -1 when the capture ends. */
-static int enter_window(struct capture_file *f)
-{
-    uint64_t off = f->index * (uint64_t)f->window;
-    uint64_t start = off + (f->index == 0 ? CAPTURE_HEADER_SIZE : 0);
-    if (start + CAPTURE_CHUNK_HEADER > f->size) {
-        stop(f, !f->has_end, "the capture has no end record (the program was killed, crashed or called _exit)");
-        return -1;
-    }
-    const uint8_t *c = f->base + start;
-    uint32_t magic = get32(c), len = get32(c + 4), sum = get32(c + 8), idx = get32(c + 12);
-    if (magic == 0) {
-        stop(f, !f->has_end, "the capture has no end record (the program was killed, crashed or called _exit)");
-        return -1;
-    }
-    uint64_t limit = off + f->window;
-    if (limit > f->size)
-        limit = f->size;
-    if (magic != CAPTURE_CHUNK_MAGIC || idx != (uint32_t)f->index ||
-        start + CAPTURE_CHUNK_HEADER + len > limit) {
-        stop(f, 1, "damaged or truncated chunk: the rest of the capture is ignored");
-        return -1;
-    }
-    const uint8_t *payload = c + CAPTURE_CHUNK_HEADER;
-    if (capture_fnv1a(CAPTURE_FNV_INIT, payload, len) != sum) {
-        stop(f, 1, "chunk checksum mismatch: the rest of the capture is ignored");
-        return -1;
-    }
-    f->pos = payload;
-    f->end = payload + len;
-    f->chunks++;
-    f->payload_bytes += len;
-    return 0;
-}
-
-void capture_rewind(struct capture_file *f)
-{
-    f->index = 0;
-    f->done = 0;
-    f->truncated = 0;
-    f->why[0] = '\0';
-    f->records = f->chunks = f->payload_bytes = 0;
-    int had_end = f->has_end;
-    f->has_end = 0;
-    if (enter_window(f) != 0 && had_end) {
-        /* unreachable for a good file; keep the flags of this pass */
-    }
 }
 
 static int get_u(const uint8_t **p, const uint8_t *end, uint64_t *out)
@@ -207,12 +115,289 @@ static int decode(const uint8_t **p, const uint8_t *end, struct capture_record *
         return get_s(p, end, &r->s) || get_u(p, end, &r->a) ? -1 : 0;
     case CAPTURE_TIME:
         return get_u(p, end, &r->a) || get_u(p, end, &r->b) ? -1 : 0;
+    case CAPTURE_MARK:
+        return get_u(p, end, &r->a);
     case CAPTURE_END:
+        return get_u(p, end, &r->a);
     case CAPTURE_FINALIZING:
         return 0;
     default:
         return -1;
     }
+}
+
+static void stop(struct capture_file *f, const char *why)
+{
+    if (!f->truncated) {
+        f->truncated = 1;
+        strncpy(f->why, why, sizeof f->why - 1);
+    }
+}
+
+static void index_free(struct capture_file *f)
+{
+    free(f->blocks);
+    free(f->segments);
+    free(f->last_addr);
+    f->blocks = NULL;
+    f->segments = NULL;
+    f->last_addr = NULL;
+    f->nblocks = f->nsegments = f->nstreams = 0;
+}
+
+static int add_segment(struct capture_file *f, uint32_t *cap, uint64_t seq, uint32_t block,
+                       uint32_t pos, uint64_t order)
+{
+    if (f->nsegments == *cap) {
+        uint32_t c = *cap ? *cap * 2 : 256;
+        struct capture_segment *n = realloc(f->segments, (size_t)c * sizeof *n);
+        if (n == NULL)
+            return -1;
+        f->segments = n;
+        *cap = c;
+    }
+    f->segments[f->nsegments++] = (struct capture_segment){seq, block, pos, order};
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_segment(const void *a, const void *b)
+{
+    const struct capture_segment *x = a, *y = b;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Walk and check every block; build blocks, streams and segments. */
+static int build_index(struct capture_file *f, struct pm_error *err)
+{
+    uint32_t bcap = 0, scap = 0;
+    int has_end = 0;
+    uint64_t order = 0, end_size = 0;
+    for (uint64_t off = f->align; off < f->size;) {
+        if (off + CAPTURE_BLOCK_HEADER > f->size) {
+            stop(f, "the capture is cut short: the rest of it is missing");
+            break;
+        }
+        const uint8_t *h = f->base + off;
+        uint32_t magic = get32(h), used = get32(h + 4), size = get32(h + 8), stream = get32(h + 12);
+        uint32_t sum = get32(h + 16), sealed = get32(h + 20);
+        if (magic == 0)
+            break;
+        if (magic != CAPTURE_BLOCK_MAGIC || size < f->align || size % f->align ||
+            size > CAPTURE_BLOCK_MAX || used > size - CAPTURE_BLOCK_HEADER || sealed > 1) {
+            stop(f, "damaged block: the rest of the capture is ignored");
+            break;
+        }
+        int cut = 0;
+        uint64_t avail = f->size - off - CAPTURE_BLOCK_HEADER;
+        if (used > avail) {
+            used = (uint32_t)avail;   /* the file ends inside the block */
+            cut = 1;
+            stop(f, "the capture is cut short: the rest of it is missing");
+        }
+        const uint8_t *payload = h + CAPTURE_BLOCK_HEADER;
+        if (sealed && !cut && capture_checksum(payload, used) != sum) {
+            stop(f, "block checksum mismatch: the rest of the capture is ignored");
+            break;
+        }
+        if (f->nblocks == bcap) {
+            uint32_t c = bcap ? bcap * 2 : 64;
+            struct capture_block *n = realloc(f->blocks, (size_t)c * sizeof *n);
+            if (n == NULL)
+                return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
+            f->blocks = n;
+            bcap = c;
+        }
+        uint32_t bi = f->nblocks;
+        /* decode every record: the cursor can then trust the block */
+        const uint8_t *p = payload, *end = payload + used;
+        struct capture_record r;
+        while (p < end) {
+            const uint8_t *at = p;
+            if (decode(&p, end, &r) != 0) {
+                used = (uint32_t)(at - payload);
+                cut = 1;
+                stop(f, "malformed record: the rest of the capture is ignored");
+                break;
+            }
+            if (r.tag == CAPTURE_MARK) {
+                if (stream != 0 &&
+                    add_segment(f, &scap, r.a, bi, (uint32_t)(p - payload), order++) != 0)
+                    return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
+                continue;
+            }
+            if (r.tag == CAPTURE_END) {
+                has_end = 1;
+                end_size = r.a;
+            }
+            f->total_records++;
+        }
+        f->blocks[f->nblocks++] = (struct capture_block){off, stream, used, 0, NONE};
+        f->payload_bytes += used;
+        if (cut)
+            break;
+        off += size;
+    }
+    if (!has_end)
+        stop(f, "the capture has no end record (the program was killed, crashed or called _exit)");
+    else if (end_size > f->size)
+        stop(f, "the capture is cut short: the rest of it is missing");
+    f->has_end = has_end;
+
+    /* streams: dense indices, and each stream's blocks linked in order */
+    uint32_t *ids = malloc(((size_t)f->nblocks + 1) * sizeof *ids);
+    if (ids == NULL)
+        return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
+    for (uint32_t i = 0; i < f->nblocks; i++)
+        ids[i] = f->blocks[i].stream;
+    qsort(ids, f->nblocks, sizeof *ids, cmp_u32);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < f->nblocks; i++)
+        if (n == 0 || ids[n - 1] != ids[i])
+            ids[n++] = ids[i];
+    f->nstreams = n;
+    uint32_t *last = malloc(((size_t)n + 1) * sizeof *last);
+    f->last_addr = calloc((size_t)n + 1, sizeof *f->last_addr);
+    if (last == NULL || f->last_addr == NULL) {
+        free(ids);
+        free(last);
+        return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
+    }
+    for (uint32_t i = 0; i < n; i++)
+        last[i] = NONE;
+    for (uint32_t i = 0; i < f->nblocks; i++) {
+        const uint32_t *at = bsearch(&f->blocks[i].stream, ids, n, sizeof *ids, cmp_u32);
+        uint32_t d = (uint32_t)(at - ids);
+        f->blocks[i].dense = d;
+        if (last[d] != NONE) {
+            f->blocks[last[d]].next = i;
+        } else if (f->blocks[i].stream != 0) {
+            /* events before a thread's first MARK (not written by the
+             * tracker, which starts with one) are read first */
+            const uint8_t *first = f->base + f->blocks[i].off + CAPTURE_BLOCK_HEADER;
+            if (f->blocks[i].used > 0 && first[0] != CAPTURE_MARK &&
+                add_segment(f, &scap, 0, i, 0, 0) != 0) {
+                free(ids);
+                free(last);
+                return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
+            }
+        }
+        last[d] = i;
+    }
+    free(ids);
+    free(last);
+    if (f->nsegments)
+        qsort(f->segments, f->nsegments, sizeof *f->segments, cmp_segment);
+    return 0;
+}
+
+int capture_open_buffer(const uint8_t *buf, size_t len, struct capture_file *f,
+                        struct pm_error *err)
+{
+    memset(f, 0, sizeof *f);
+    if (len < CAPTURE_HEADER_SIZE || memcmp(buf, CAPTURE_MAGIC, 8) != 0)
+        return pm_fail(err, PM_EFORMAT, "not a pyrometer memory capture");
+    f->version = get32(buf + 8);
+    f->align = get32(buf + 12);
+    f->flags = get32(buf + 20);
+    if (f->version != CAPTURE_VERSION)
+        return pm_fail(err, PM_EFORMAT,
+                       "memory capture format version %u is not supported (this pyrometer "
+                       "reads version %u)", f->version, CAPTURE_VERSION);
+    if (get32(buf + 16) != CAPTURE_HEADER_SIZE || f->align != CAPTURE_ALIGN)
+        return pm_fail(err, PM_EFORMAT, "damaged memory capture: implausible header");
+    f->base = buf;
+    f->size = len;
+    if (build_index(f, err) != 0) {
+        index_free(f);
+        return -1;
+    }
+    capture_rewind(f);
+    return 0;
+}
+
+int capture_open(const char *path, struct capture_file *f, struct pm_error *err)
+{
+    memset(f, 0, sizeof *f);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        return pm_fail(err, e == ENOENT ? PM_ENOTFOUND : e == EACCES ? PM_EPERM : PM_EFORMAT,
+                       "cannot open capture %s: %s", path, strerror(e));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return pm_fail(err, PM_EFORMAT, "%s is not a pyrometer memory capture (not a regular file)",
+                       path);
+    }
+    if ((size_t)st.st_size < CAPTURE_HEADER_SIZE) {
+        close(fd);
+        return pm_fail(err, PM_EFORMAT, "%s is not a pyrometer memory capture (%lld bytes)", path,
+                       (long long)st.st_size);
+    }
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return pm_fail(err, PM_EFORMAT, "cannot map capture %s: %s", path, strerror(errno));
+    if (capture_open_buffer(m, (size_t)st.st_size, f, err) != 0) {
+        munmap(m, (size_t)st.st_size);
+        return pm_wrap(err, "%s", path);
+    }
+    f->mapped = 1;
+    return 0;
+}
+
+/* Point the cursor at block b from payload offset pos. */
+static void enter(struct capture_file *f, uint32_t b, uint32_t pos)
+{
+    const struct capture_block *k = &f->blocks[b];
+    const uint8_t *payload = f->base + k->off + CAPTURE_BLOCK_HEADER;
+    f->block = b;
+    f->pos = payload + pos;
+    f->end = payload + k->used;
+    f->stream_index = k->dense;
+}
+
+/* Position at the start of segment f->segment, or finish. */
+static void enter_segment(struct capture_file *f)
+{
+    if (f->segment >= f->nsegments) {
+        f->done = 1;
+        f->pos = f->end = NULL;
+        return;
+    }
+    const struct capture_segment *s = &f->segments[f->segment];
+    enter(f, s->block, s->pos);
+}
+
+void capture_rewind(struct capture_file *f)
+{
+    f->done = 0;
+    f->records = 0;
+    f->phase = 0;
+    f->segment = 0;
+    f->pos = f->end = NULL;
+    if (f->last_addr)
+        memset(f->last_addr, 0, ((size_t)f->nstreams + 1) * sizeof *f->last_addr);
+    /* stream 0, when there is one, is the first block of the lowest id */
+    if (f->nblocks) {
+        for (uint32_t i = 0; i < f->nblocks; i++) {
+            if (f->blocks[i].stream == 0) {
+                enter(f, i, 0);
+                return;
+            }
+        }
+    }
+    f->phase = 1;
+    enter_segment(f);
 }
 
 int capture_next(struct capture_file *f, struct capture_record *r)
@@ -221,33 +406,61 @@ int capture_next(struct capture_file *f, struct capture_record *r)
         if (f->pos < f->end) {
             const uint8_t *p = f->pos;
             if (decode(&p, f->end, r) != 0) {
-                stop(f, 1, "malformed record: the rest of the capture is ignored");
+                /* only when the file changed under us */
+                stop(f, "malformed record: the rest of the capture is ignored");
+                f->done = 1;
                 return 0;
             }
+            if (r->tag == CAPTURE_MARK) {
+                if (f->phase == 1) {
+                    /* the thread's next segment: go on with the following one */
+                    f->segment++;
+                    enter_segment(f);
+                } else {
+                    f->pos = p;
+                }
+                continue;
+            }
             f->pos = p;
+            r->stream = f->blocks[f->block].stream;
+            if (r->tag == CAPTURE_ALLOC || r->tag == CAPTURE_FREE || r->tag == CAPTURE_MMAP ||
+                r->tag == CAPTURE_MUNMAP) {
+                uint64_t *last = &f->last_addr[f->stream_index];
+                *last += (uint64_t)r->s;
+                r->addr = *last;
+            }
             f->records++;
-            if (r->tag == CAPTURE_END)
-                f->has_end = 1;
             return 1;
         }
-        f->index++;
-        if (enter_window(f) != 0)
-            return 0;
+        /* the end of a block: the stream goes on in its next one */
+        uint32_t next = f->blocks[f->block].next;
+        if (next != NONE) {
+            enter(f, next, 0);
+            continue;
+        }
+        if (f->phase == 0) {
+            f->phase = 1;
+            f->segment = 0;
+        } else {
+            f->segment++;
+        }
+        enter_segment(f);
     }
     return 0;
 }
 
 double capture_progress(const struct capture_file *f)
 {
-    if (f->size == 0)
+    if (f->total_records == 0)
         return 1.0;
-    uint64_t at = f->pos ? (uint64_t)(f->pos - f->base) : f->size;
-    return (double)at / (double)f->size;
+    double d = (double)f->records / (double)f->total_records;
+    return d > 1.0 ? 1.0 : d;
 }
 
 void capture_close(struct capture_file *f)
 {
     if (f->mapped && f->base)
         munmap((void *)f->base, f->size);
+    index_free(f);
     memset(f, 0, sizeof *f);
 }

@@ -3,10 +3,12 @@
  *
  * Runs inside the tracked program, inside malloc: it never calls malloc,
  * stdio or anything that might; mappings are made with raw system calls so
- * they do not reach the tracker's own mmap hook.  Each window of the file is
+ * they do not reach the tracker's own mmap hook.  Each block of the file is
  * reserved with fallocate before it is mapped, so a full disk is an error
  * here (the writer stops, keeping what is written) and never a SIGBUS later.
- * Must never print.
+ * Appending to a stream's current block is the caller's lock-free fast path
+ * (capture.h); starting a block is serialised by the caller.  Must never
+ * print.
  */
 #include "capture.h"
 
@@ -17,23 +19,44 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-uint32_t capture_fnv1a(uint32_t h, const uint8_t *p, size_t n)
+uint32_t capture_checksum(const uint8_t *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 16777619u;
+    /* two lanes of multiply-xorshift over 8-byte words, the tail zero-padded */
+    uint64_t a = 0x243f6a8885a308d3ULL ^ n, b = 0x13198a2e03707344ULL;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint64_t x, y;
+        memcpy(&x, p + i, 8);
+        memcpy(&y, p + i + 8, 8);
+        a = (a ^ x) * 0x9e3779b97f4a7c15ULL;
+        a ^= a >> 29;
+        b = (b ^ y) * 0xc2b2ae3d27d4eb4fULL;
+        b ^= b >> 31;
     }
-    return h;
+    uint8_t tail[16] = {0};
+    memcpy(tail, p + i, n - i);
+    uint64_t x, y;
+    memcpy(&x, tail, 8);
+    memcpy(&y, tail + 8, 8);
+    a = (a ^ x) * 0x9e3779b97f4a7c15ULL;
+    b = (b ^ y) * 0xc2b2ae3d27d4eb4fULL;
+    uint64_t h = a ^ (b >> 1) ^ (a >> 33);
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 32;
+    return (uint32_t)h;
 }
 
 static void *raw_mmap(size_t len, int fd, off_t off)
 {
-    /* populated at once: one system call instead of a fault per page */
-    long r = syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, off);
+    long r = syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off);
     if (r < 0 && r > -4096)
         return NULL;
-    if (r == -1)
-        return NULL;
+    /* populated writable at once: one system call instead of a write
+     * fault per page (MAP_POPULATE maps a shared file's pages read-only,
+     * so each first write would still fault); older kernels get
+     * MAP_POPULATE's read-only half */
+    if (syscall(SYS_madvise, (void *)r, len, MADV_POPULATE_WRITE) != 0)
+        syscall(SYS_madvise, (void *)r, len, MADV_WILLNEED);
     return (void *)r;
 }
 
@@ -48,120 +71,130 @@ static int writer_fail(struct capture_writer *w, int e)
 {
     w->failed = 1;
     w->fail_errno = e;
-    if (w->map) {
-        raw_munmap(w->map, w->window);
-        w->map = NULL;
-    }
     return -1;
 }
 
-/* Reserve, map and start window w->index. */
-static int map_window(struct capture_writer *w)
+void capture_stream_seal(struct capture_writer *w, struct capture_stream *s)
 {
-    off_t off = (off_t)(w->index * w->window);
+    if (s->block == NULL)
+        return;
+    uint8_t *b = s->block;
+    put32(b + 16, capture_checksum(b + CAPTURE_BLOCK_HEADER, s->used));
+    __atomic_store_n((uint32_t *)(void *)(b + 20), 1u, __ATOMIC_RELEASE);
+    w->bytes += s->used;
+    raw_munmap(b, s->size);
+    s->block = NULL;
+    s->used = 0;
+}
+
+void capture_stream_abandon(struct capture_stream *s)
+{
+    if (s->block)
+        raw_munmap(s->block, s->size);
+    s->block = NULL;
+    s->used = 0;
+}
+
+int capture_stream_next(struct capture_writer *w, struct capture_stream *s, size_t len)
+{
+    if (w->failed || w->fd < 0)
+        return -1;
+    if (len > CAPTURE_RECORD_MAX)
+        return -1;
+    capture_stream_seal(w, s);
+    uint32_t size = s->next_size ? s->next_size : CAPTURE_BLOCK_MIN;
+    size_t need = (len + CAPTURE_BLOCK_HEADER + CAPTURE_ALIGN - 1) & ~(size_t)(CAPTURE_ALIGN - 1);
+    if (need > size)
+        size = (uint32_t)need;
+    off_t off = (off_t)w->end;
     /* fallocate reserves the blocks (ENOSPC now, not SIGBUS later); a file
      * system without it gets the file extended instead */
-    if (fallocate(w->fd, 0, off, w->window) != 0) {
+    if (fallocate(w->fd, 0, off, size) != 0) {
         if (errno != EOPNOTSUPP && errno != ENOSYS)
             return writer_fail(w, errno);
-        if (ftruncate(w->fd, off + (off_t)w->window) != 0)
+        if (ftruncate(w->fd, off + (off_t)size) != 0)
             return writer_fail(w, errno);
     }
-    uint8_t *m = raw_mmap(w->window, w->fd, off);
+    uint8_t *m = raw_mmap(size, w->fd, off);
     if (m == NULL)
         return writer_fail(w, ENOMEM);
-    w->map = m;
-    uint32_t start = w->index == 0 ? CAPTURE_HEADER_SIZE : 0;
-    w->chunk = m + start;
-    w->room = w->window - start - CAPTURE_CHUNK_HEADER;
-    w->used = 0;
-    w->sum = CAPTURE_FNV_INIT;
-    put32(w->chunk + 4, 0);
-    put32(w->chunk + 8, w->sum);
-    put32(w->chunk + 12, (uint32_t)w->index);
-    __atomic_store_n((uint32_t *)(void *)w->chunk, CAPTURE_CHUNK_MAGIC, __ATOMIC_RELEASE);
+    w->end += size;
+    put32(m + 4, 0);
+    put32(m + 8, size);
+    put32(m + 12, s->id);
+    put32(m + 16, 0);
+    put32(m + 20, 0);
+    memset(m + 24, 0, 8);
+    __atomic_store_n((uint32_t *)(void *)m, CAPTURE_BLOCK_MAGIC, __ATOMIC_RELEASE);
+    s->block = m;
+    s->size = size;
+    s->used = 0;
+    if (s->next_size < CAPTURE_BLOCK_GROW)
+        s->next_size = s->next_size ? s->next_size * 2 : CAPTURE_BLOCK_MIN * 2;
     return 0;
 }
 
 int capture_writer_open(struct capture_writer *w, const char *path, uint32_t flags)
 {
     memset(w, 0, sizeof *w);
-    w->window = CAPTURE_WINDOW_DEFAULT;
     w->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0)
         return -1;
-    if (map_window(w) != 0) {
-        int e = w->fail_errno;
+    uint8_t h[CAPTURE_HEADER_SIZE] = {0};
+    memcpy(h, CAPTURE_MAGIC, 8);
+    put32(h + 8, CAPTURE_VERSION);
+    put32(h + 12, CAPTURE_ALIGN);
+    put32(h + 16, CAPTURE_HEADER_SIZE);
+    put32(h + 20, flags);
+    if (pwrite(w->fd, h, sizeof h, 0) != (ssize_t)sizeof h ||
+        ftruncate(w->fd, CAPTURE_ALIGN) != 0) {
+        int e = errno;
         close(w->fd);
         w->fd = -1;
         errno = e;
         return -1;
     }
-    uint8_t *h = w->map;
-    memcpy(h, CAPTURE_MAGIC, 8);
-    put32(h + 8, CAPTURE_VERSION);
-    put32(h + 12, w->window);
-    put32(h + 16, CAPTURE_HEADER_SIZE);
-    put32(h + 20, flags);
+    w->end = CAPTURE_ALIGN;
+    return 0;
+}
+
+int capture_stream_add(struct capture_writer *w, struct capture_stream *s, const uint8_t *rec,
+                       size_t len)
+{
+    if (w->failed)
+        return -1;
+    if (len > CAPTURE_RECORD_MAX)
+        return 0;   /* never written: the reader would not accept it */
+    uint8_t *dst = capture_stream_room(s, len);
+    if (dst == NULL) {
+        if (capture_stream_next(w, s, len) != 0)
+            return -1;
+        dst = capture_stream_room(s, len);
+    }
+    memcpy(dst, rec, len);
+    capture_stream_commit(s, len);
     return 0;
 }
 
 int capture_writer_add(struct capture_writer *w, const uint8_t *rec, size_t len)
 {
-    if (w->failed || w->map == NULL)
-        return -1;
-    if (len > CAPTURE_RECORD_MAX)
-        return 0;   /* never written: the reader would not accept it */
-    if (len > (size_t)(w->room - w->used)) {
-        raw_munmap(w->map, w->window);
-        w->map = NULL;
-        w->index++;
-        if (map_window(w) != 0)
-            return -1;
-    }
-    uint8_t *dst = w->chunk + CAPTURE_CHUNK_HEADER + w->used;
-    uint32_t h = w->sum;
-    if (len <= 32) {
-        /* events are a few bytes: copy and checksum in one loop */
-        for (size_t i = 0; i < len; i++) {
-            dst[i] = rec[i];
-            h = (h ^ rec[i]) * 16777619u;
-        }
-    } else {
-        memcpy(dst, rec, len);
-        h = capture_fnv1a(h, rec, len);
-    }
-    w->sum = h;
-    put32(w->chunk + 8, w->sum);
-    w->used += (uint32_t)len;
-    w->bytes += len;
-    /* the length last: a reader of a killed target's file sees whole records */
-    __atomic_store_n((uint32_t *)(void *)(w->chunk + 4), w->used, __ATOMIC_RELEASE);
-    return 0;
+    return capture_stream_add(w, &w->main, rec, len);
 }
 
-void capture_writer_close(struct capture_writer *w)
+void capture_writer_close(struct capture_writer *w, struct capture_stream *s)
 {
     if (w->fd < 0)
         return;
-    if (w->map) {
-        off_t end = (off_t)(w->index * w->window) + (w->chunk - w->map) + CAPTURE_CHUNK_HEADER +
-                    w->used;
-        raw_munmap(w->map, w->window);
-        w->map = NULL;
-        if (ftruncate(w->fd, end) != 0) {
-            /* the zeros after the last record read as the end anyway */
-        }
-    }
+    capture_stream_seal(w, &w->main);
+    if (s)
+        capture_stream_seal(w, s);
     close(w->fd);
     w->fd = -1;
 }
 
 void capture_writer_abandon(struct capture_writer *w)
 {
-    if (w->map)
-        raw_munmap(w->map, w->window);
-    w->map = NULL;
+    capture_stream_abandon(&w->main);
     if (w->fd >= 0)
         close(w->fd);
     w->fd = -1;

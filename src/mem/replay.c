@@ -355,8 +355,7 @@ static int replay_pass(struct replay *r, int pass, uint64_t stop_at, replay_prog
 {
     struct replay_private *p = r->priv;
     struct capture_record rec;
-    uint64_t last_addr = 0, t_ns = 0, allocs = 0, interval_max = 0;
-    int saw_time = 0;
+    uint64_t t_ns = 0, allocs = 0, interval_max = 0;
     capture_rewind(&p->f);
     p->live_bytes = 0;
     p->nregions = 0;
@@ -397,8 +396,7 @@ static int replay_pass(struct replay *r, int pass, uint64_t stop_at, replay_prog
             break;
         case CAPTURE_ALLOC:
         case CAPTURE_MMAP: {
-            uint64_t addr = last_addr + (uint64_t)rec.s;
-            last_addr = addr;
+            uint64_t addr = rec.addr;
             uint32_t stack = rec.b <= r->nstacks ? (uint32_t)rec.b : 0;
             if (rec.tag == CAPTURE_ALLOC) {
                 uint64_t old_size;
@@ -432,8 +430,7 @@ static int replay_pass(struct replay *r, int pass, uint64_t stop_at, replay_prog
             break;
         }
         case CAPTURE_FREE: {
-            uint64_t addr = last_addr + (uint64_t)rec.s;
-            last_addr = addr;
+            uint64_t addr = rec.addr;
             uint64_t size;
             uint32_t stack;
             if (live_remove(p, addr, &size, &stack))
@@ -443,8 +440,7 @@ static int replay_pass(struct replay *r, int pass, uint64_t stop_at, replay_prog
             break;
         }
         case CAPTURE_MUNMAP: {
-            uint64_t addr = last_addr + (uint64_t)rec.s;
-            last_addr = addr;
+            uint64_t addr = rec.addr;
             if (region_unmap(p, addr, rec.a) != 0)
                 return pm_fail(err, PM_ENOMEM, "out of memory replaying the capture");
             if (pass == 1)
@@ -452,8 +448,9 @@ static int replay_pass(struct replay *r, int pass, uint64_t stop_at, replay_prog
             break;
         }
         case CAPTURE_TIME:
-            t_ns = saw_time ? t_ns + rec.a : 0;
-            saw_time = 1;
+            /* threads write their own TIME records: keep time monotonic */
+            if (rec.a > t_ns)
+                t_ns = rec.a;
             if (pass == 1) {
                 if (grow((void **)&r->points, &p->points_cap, (uint32_t)r->npoints,
                          sizeof *r->points))

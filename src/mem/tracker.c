@@ -23,49 +23,90 @@
  *                         allocation)
  *   PYROMETER_MEM_NATIVE  1: record C frames too
  *
- * Python allocators: once the first thread state is seen (Py_Initialize has
- * set its allocators by then), the MEM and OBJ domains are wrapped with
- * PyMem_SetAllocator (3.6+); the wrapped allocator runs with the guard set,
- * so pymalloc's own mallocs (blocks > 512 bytes) and arena mmaps are not
- * counted twice.  Measured on bench/mem_workload.py (3.11, 4 M allocations,
- * loop time, same machine, medians): plain 0.31 s; PYTHONMALLOC=malloc alone
- * (no tracker) 1.2-1.3 s, i.e. glibc's malloc costs ~2x pymalloc there;
- * tracked with PYTHONMALLOC=malloc 0.88-1.15 s; tracked through
- * PyMem_SetAllocator 0.85-1.0 s.  So the hooks are the default and
- * PYROMETER_MEM_PYALLOC=malloc selects PYTHONMALLOC=malloc.  2.7 has neither:
- * its small objects appear as pymalloc arenas (256 KiB mmaps) attributed to
- * the stack that needed a new arena.
+ * Python allocators: the MEM and OBJ domains (and the arena allocator) are
+ * wrapped with PyMem_SetAllocator from this library's constructor (3.6+),
+ * before main: no thread runs and no allocator mutex can be held (3.12
+ * creates its lock in Py_Initialize and PyMem_SetAllocator skips it while it
+ * is NULL; 3.13's is a static PyMutex), and every object and pymalloc arena
+ * of the interpreter is made through the hooks.  The wrapped allocator runs
+ * with the guard set, so pymalloc's own mallocs (blocks > 512 bytes) and its
+ * arenas are never counted twice.  Where the interpreter sets its allocators
+ * up again after us (3.6/3.7's Py_Main always, PYTHONMALLOC, -X dev),
+ * check_python_hooks() installs them again at the first allocation made by
+ * Python code (a thread state with a frame: outside CPython's allocator
+ * code, the only place 3.12+ hold the allocators' mutex, which never
+ * allocates); arenas mapped in between are not counted (the arena hook),
+ * objects made in between are not seen.  PYROMETER_MEM_PYALLOC=malloc uses
+ * PYTHONMALLOC=malloc instead, which measures slower: bench/mem_workload.py
+ * (3.11, 30 rounds, CPU time, medians of 7 interleaved runs) plain 0.25 s,
+ * PYTHONMALLOC=malloc alone 1.32x, tracked through malloc 2.26x, tracked
+ * through the hooks 2.06x (at the time of that measurement).  2.7 has
+ * neither: its small objects appear as pymalloc arenas (256 KiB mmaps)
+ * attributed to the stack that needed a new arena.
  *
- * Per-event cost (perf, same workload): the stack walk and chain hash ~20 ns,
- * the chain lookup ~10 ns, the write (varint, copy, checksum into the shared
- * mapping) ~7 ns, the spinlock ~7 ns per event; windows are mapped with
- * MAP_POPULATE (one call instead of a page fault per 4 KiB).  A per-thread
- * memo of the last stack skips the lookup for repeated call sites.
+ * Events: each thread writes its own stream (capture.h) straight into a
+ * block of the shared file mapping, without a lock; a lock is taken only to
+ * start a block (1 MiB once a thread is busy), to intern a new stack and for
+ * the process's stream 0 (definitions).  Order across threads: one shared
+ * word holds a segment counter and the last writer; a thread that is not
+ * the last writer takes the next number (CAS) and writes MARK(n) first, so
+ * the reader can put segments back in order, and any event that happened
+ * before another in the program (a free, then the reuse of the block by
+ * another thread) is in an earlier segment.  Frees are written before the
+ * block is released and allocations after.  A free is the address alone
+ * (zigzag delta from the thread's previous address, about 3 bytes); an
+ * allocation adds its size and stack id.
  *
- * Python stacks are read in-process, directly, with the per-version layout
- * tables of python/layout.h (3.13: _Py_DebugOffsets in _PyRuntime): the
- * allocating thread's own frames cannot change under it.  The thread state
- * is PyGILState_GetThisThreadState() (the thread's own, GIL held or not).
- * A stack is identified by a 128-bit hash of its (code, line-table, position)
- * chain: a hit costs the walk plus one probe; a miss interns its frames and
- * a trie of STACK records (parent, frame), so each stack prefix is written
- * once.  Code objects are decoded once (name, file, first line, line table)
- * through process_vm_readv on ourselves, so a bad pointer is an error and
- * never a crash; line numbers are computed by the report.
+ * Stacks: a thread's stack is keyed by its whole chain of (code object,
+ * position) pairs, hashed (128 bits, four and three instructions a frame)
+ * by walking its frames in-process with the per-version layouts of
+ * python/layout.h (3.13: _Py_DebugOffsets in _PyRuntime); the key is looked
+ * up in the thread's own cache (256 entries, no lock).  Keys do not depend
+ * on where frames are: 3.11+ frames live on a per-thread stack, so two call
+ * chains that differ only below their top frames have those at the same
+ * addresses, and a cache keyed on the top frames would mix them (the e2e
+ * test `same_frames_different_callers` fails that way).  A code object is
+ * its address and g_code_gen, bumped whenever the OBJ hook frees a code
+ * object (not a GC object: the block is the object), so a new code object
+ * at a freed one's address gets new keys; where those frees are not seen
+ * (2.7, PYTHONMALLOC=malloc, sampled mode) keys read each code object's
+ * fingerprint (line table, name, file) too.  The thread state is the GIL
+ * holder when it is ours (Python's allocators run with the GIL), else
+ * PyGILState_GetThisThreadState().  A key the thread has not seen goes to
+ * the shared table (lock), and a stack never seen is walked again in full
+ * and interned: its frames and a trie of STACK records (parent, frame), so
+ * each stack prefix is written once.  Code objects are decoded once (name,
+ * file, first line, line table) through process_vm_readv on ourselves, so a
+ * bad pointer is an error and never a crash; line numbers are computed by
+ * the report.
  *
- * Threads: one spinlock around interning and writing (the walk and the
- * sampling decision happen outside it); with the GIL, Python's allocations
- * are mostly serialised anyway, and a single stream keeps events ordered
- * without per-thread sequence numbers.  Sampled mode: frees of blocks that
- * were never sampled are filtered without the lock (a byte per address
- * hash).  Frees are written before the block
- * is released and allocations after, so the one ordered stream never shows an
- * address reused before its free.  fork: the child drops the parent's
- * capture, its tables, and starts PATH.CHILDPID.
+ * Sampled mode (--sample BYTES) installs its own hooks: an allocation is a
+ * thread-local countdown subtraction (Poisson by bytes); only when it runs
+ * out is the stack walked and the event written, and the block noted in a
+ * table (lock) and in a 4 KiB table of counters by address hash that stays
+ * in the cache: a free of a block never sampled is that one load.
+ *
+ * Measured (bench/mem_bench.py: 4 M allocations and 4 M frees of small
+ * objects in 30 rounds, Debian's python3.11, loop CPU time, 9 interleaved
+ * runs on a loaded 2-core machine; callgrind instructions per round are
+ * the steady figure):
+ *                      before (single stream,   now
+ *                      lock, FNV per record)
+ *   full, CPU time     3.06x                    1.82x (minimum 1.93x)
+ *   full, instructions 3.20x (+489 per event)   1.71x (+158 per event)
+ *   sampled 512K, CPU  1.46x                    0.97-1.25x
+ *   sampled, instr.    1.34x (+76 per event)    1.16x (+35 per event)
+ * What the +158 are: the frame walk and hash (~13 a frame, 3.6 frames deep
+ * here) and the cache probe on allocations, the event write (~45), the
+ * hooks themselves (an indirect call through Python's allocator table and
+ * the guard).  The hooks alone, tracking nothing, cost 1.07-1.09x here.
+ * fork: the child drops the parent's streams, tables and capture, and
+ * starts PATH.CHILDPID.
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <link.h>
 #include <malloc.h>
 #include <math.h>
@@ -90,6 +131,7 @@
 #include "capture.h"
 
 #define EXPORT __attribute__((visibility("default")))
+#define HOT static inline __attribute__((always_inline))
 #define TLS __thread __attribute__((tls_model("initial-exec")))
 
 #define MAX_DEPTH 256u            /* Python frames kept per stack (innermost) */
@@ -109,26 +151,53 @@ extern void *__libc_memalign(size_t, size_t);
 
 enum { ST_OFF = 0, ST_ON, ST_DONE };
 
+#define STACK_MEMO 256u                 /* per-thread stack cache entries */
+#define EVENT_MAX 48u                   /* longest event record */
+#define OWNER_BITS 24                   /* g_owner: thread index bits */
+#define OWNER_MASK ((1ull << OWNER_BITS) - 1)
+
+struct stack_memo {
+    uint64_t h1, h2;                    /* the chain's hash (see chain_hash) */
+    uint32_t id;                        /* its stack id */
+    uint32_t pad;
+};
+
+/* One thread's tracking state: its stream, its last address (events are
+ * delta-encoded per stream) and its stack cache.  Made at the thread's
+ * first event, freed when it exits (a pthread key destructor). */
+struct thread_state {
+    struct capture_stream s;
+    uint32_t index;                     /* stream number, from 1 */
+    int64_t limit;                      /* room for an event while s.used <= limit */
+    uint32_t owner_tag;                 /* index & OWNER_MASK; ~0: the next event starts a segment */
+    uint64_t last_addr;
+    uint32_t events;                    /* until the next clock check */
+    uint32_t rounds;                    /* destructor rounds seen */
+    uint64_t self;                      /* pthread_self() */
+    struct thread_state *next;          /* g_threads */
+    struct stack_memo memo[STACK_MEMO];
+};
+
 static volatile int g_state;            /* ST_* */
-static int g_lock;
+static int g_lock;                      /* stream 0, the tables, new blocks */
 static struct capture_writer g_w;
 static char g_path[4096];
 static uint64_t g_sample_bytes;         /* 0: every allocation */
 static int g_native;
 static uint64_t g_t0_ns, g_last_time_ns;
-static uint64_t g_events;
-static uint64_t g_last_addr;
-static uint32_t g_cur_thread;           /* thread index of the last written event */
 static uint32_t g_next_thread = 1;
 static int g_saw_finalizing;
+static struct thread_state *g_threads;  /* every thread's state (lock) */
+static uint64_t g_owner;                /* (segment << OWNER_BITS) | last writer */
+static uint64_t g_code_gen;             /* bumped when a code object is freed */
+static int g_code_frees_seen;           /* code objects are freed through our hooks */
+static pthread_key_t g_key;
+static int g_key_ok;
 
 static TLS int t_busy;                  /* inside the tracker: do not track */
-static TLS uint32_t t_thread;           /* this thread's index, 0 = not yet */
+static TLS struct thread_state *t_st;   /* this thread's state, NULL = not yet */
 static TLS int64_t t_countdown;         /* sampling: bytes until the next sample */
 static TLS uint64_t t_rng;
-static TLS uint64_t t_last_h1, t_last_h2, t_last_depth, t_last_gen;   /* last stack seen */
-static TLS uint32_t t_last_id;
-static uint64_t g_generation = 1;       /* bumped when ids restart (fork) */
 
 /* Python, found at load time */
 static int g_py;                        /* Python stacks available */
@@ -136,6 +205,8 @@ static struct py_layout g_layout;
 static void *(*g_this_tstate)(void);
 static uint64_t g_code_type, g_runtime;
 static uint64_t g_tstate_current;       /* 2.7: &_PyThreadState_Current */
+static uint64_t g_gil_holder;           /* 3.7+: where the GIL's last holder is, 0 = unknown */
+static int g_walk_311;                  /* chain_hash's straight path applies */
 static struct py_objects g_objects;
 static struct reader g_self_reader;
 
@@ -289,7 +360,7 @@ static struct table g_chains;           /* (hash1, hash2, depth) -> stack id */
 static struct table g_sampled;          /* sampled mode: live sampled blocks (addr) */
 static uint32_t g_nstrings, g_ncodes, g_nframes, g_nstacks;
 
-/* ---- writing -------------------------------------------------------------- */
+/* ---- writing: stream 0 (lock held) ---------------------------------------- */
 
 static void emit(const uint8_t *rec, size_t len)
 {
@@ -335,10 +406,11 @@ static uint32_t intern_string(const char *s, size_t n)
         return 0;
     if (n > CAPTURE_STR_MAX)
         n = CAPTURE_STR_MAX;
-    uint64_t h1 = CAPTURE_FNV_INIT, h2 = 0;
-    h1 = capture_fnv1a((uint32_t)h1, (const uint8_t *)s, n);
-    for (size_t i = 0; i < n; i++)
-        h2 = (h2 * 1099511628211ULL) ^ (uint8_t)s[i];
+    uint64_t h1 = 14695981039346656037ULL, h2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        h1 = (h1 ^ (uint8_t)s[i]) * 1099511628211ULL;
+        h2 = (h2 * 31) + (uint8_t)s[i];
+    }
     uint32_t id = table_get(&g_strings, h1, h2, n);
     if (id)
         return id;
@@ -348,16 +420,111 @@ static uint32_t intern_string(const char *s, size_t n)
     return id;
 }
 
-static void emit_time(void)
+/* ---- writing: a thread's own stream (no lock) ----------------------------- */
+
+static void thread_exit(void *arg);
+
+/* Make this thread's state (t_busy set by the caller); NULL when tracking
+ * has stopped or memory is short. */
+static __attribute__((noinline)) struct thread_state *thread_new(void)
 {
-    uint64_t t = now_ns();
+    struct thread_state *t = raw_map(sizeof *t);
+    if (t == NULL)
+        return NULL;
+    lock();
+    if (g_state != ST_ON) {
+        unlock();
+        raw_unmap(t, sizeof *t);
+        return NULL;
+    }
+    t->index = g_next_thread++;
+    t->s.id = t->index;
+    t->self = (uint64_t)pthread_self();
+    t->limit = -1;
+    t->owner_tag = ~0u;
+    t->events = 1;
+    t->next = g_threads;
+    g_threads = t;
     uint8_t rec[32];
     size_t k = 0;
-    rec[k++] = CAPTURE_TIME;
-    k += capture_put_u(rec + k, t - g_last_time_ns);
-    k += capture_put_u(rec + k, read_rss());
-    g_last_time_ns = t;
+    rec[k++] = CAPTURE_THREAD;
+    k += capture_put_u(rec + k, t->index);
+    k += capture_put_u(rec + k, (uint64_t)syscall(SYS_gettid));
     emit(rec, k);
+    unlock();
+    t_st = t;
+    if (g_key_ok)
+        pthread_setspecific(g_key, t);   /* may allocate: t_busy is set */
+    return t;
+}
+
+HOT struct thread_state *thread_get(void)
+{
+    struct thread_state *t = t_st;
+    return __builtin_expect(t != NULL, 1) ? t : thread_new();
+}
+
+/* The slow path of event_room: a new block, and/or a MARK first. */
+static __attribute__((noinline)) uint8_t *event_room_slow(struct thread_state *t)
+{
+    uint8_t *p = capture_stream_room(&t->s, EVENT_MAX + 16);
+    if (p == NULL) {
+        lock();
+        int rc = g_state == ST_ON ? capture_stream_next(&g_w, &t->s, EVENT_MAX + 16) : -1;
+        if (rc != 0 && g_state == ST_ON)
+            g_state = ST_DONE;
+        unlock();
+        t->limit = rc == 0 ? (int64_t)(t->s.size - CAPTURE_BLOCK_HEADER - EVENT_MAX - 16) : -1;
+        if (rc != 0)
+            return NULL;
+        p = capture_stream_room(&t->s, EVENT_MAX + 16);
+    }
+    uint64_t o = __atomic_load_n(&g_owner, __ATOMIC_RELAXED);
+    if ((uint32_t)(o & OWNER_MASK) != t->owner_tag) {
+        /* a new segment: the counter and the writer change together, so
+         * whoever sees itself named is the last to have taken a number */
+        uint64_t n;
+        do {
+            n = (((o >> OWNER_BITS) + 1) << OWNER_BITS) | (t->index & OWNER_MASK);
+        } while (!__atomic_compare_exchange_n(&g_owner, &o, n, 0, __ATOMIC_ACQ_REL,
+                                              __ATOMIC_RELAXED));
+        size_t k = 0;
+        p[k++] = CAPTURE_MARK;
+        k += capture_put_u(p + k, n >> OWNER_BITS);
+        capture_stream_commit(&t->s, k);
+        p += k;
+        t->owner_tag = (uint32_t)(t->index & OWNER_MASK);
+    }
+    return p;
+}
+
+/* Where to write an event of at most EVENT_MAX bytes in this thread's
+ * stream (after a MARK when another thread wrote since), or NULL: a load
+ * and two compares. */
+HOT uint8_t *event_room(struct thread_state *t)
+{
+    uint64_t o = __atomic_load_n(&g_owner, __ATOMIC_RELAXED);
+    if (__builtin_expect((int64_t)t->s.used > t->limit || (uint32_t)(o & OWNER_MASK) != t->owner_tag,
+                         0))
+        return event_room_slow(t);
+    return t->s.block + CAPTURE_BLOCK_HEADER + t->s.used;
+}
+
+static void write_time(struct thread_state *t)
+{
+    uint64_t now = now_ns(), last = __atomic_load_n(&g_last_time_ns, __ATOMIC_RELAXED);
+    if (now - last < TIME_PERIOD_NS ||
+        !__atomic_compare_exchange_n(&g_last_time_ns, &last, now, 0, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED))
+        return;
+    uint8_t *p = event_room(t);
+    if (p == NULL)
+        return;
+    size_t k = 0;
+    p[k++] = CAPTURE_TIME;
+    k += capture_put_u(p + k, now - g_t0_ns);
+    k += capture_put_u(p + k, read_rss());
+    capture_stream_commit(&t->s, k);
 }
 
 static uint64_t g_finalizing;           /* &_PyRuntime._finalizing, or 2.7/3.6's _Py_Finalizing */
@@ -366,11 +533,13 @@ static uint64_t g_finalizing;           /* &_PyRuntime._finalizing, or 2.7/3.6's
  * handlers and its non-daemon threads are done, modules not yet cleared. */
 static int (*g_is_initialized)(void);   /* 2.7: Py_IsInitialized, which Py_Finalize clears first */
 static int g_was_initialized;
+/* What after_event looks at: *g_finalizing, or a word that says "call
+ * check_finalizing" (2.7) or "nothing to watch" (no Python, or noted). */
+static const uint64_t g_one = 1, g_zero = 0;
+static const volatile uint64_t *g_fin_watch = &g_zero;
 
-static void check_finalizing(void)
+static __attribute__((noinline)) void check_finalizing(struct thread_state *t)
 {
-    if (g_saw_finalizing)
-        return;
     int now;
     if (g_finalizing) {
         now = *(volatile uint64_t *)(uintptr_t)g_finalizing != 0;
@@ -381,32 +550,87 @@ static void check_finalizing(void)
     } else {
         return;
     }
-    if (now) {
-        g_saw_finalizing = 1;
-        uint8_t rec[1] = {CAPTURE_FINALIZING};
-        emit(rec, 1);
+    int expected = 0;
+    if (now && __atomic_compare_exchange_n(&g_saw_finalizing, &expected, 1, 0, __ATOMIC_RELAXED,
+                                           __ATOMIC_RELAXED)) {
+        g_fin_watch = &g_zero;
+        uint8_t *p = event_room(t);
+        if (p) {
+            p[0] = CAPTURE_FINALIZING;
+            capture_stream_commit(&t->s, 1);
+        }
     }
 }
 
-/* Called with the lock held before each event record. */
-static void before_event(void)
+/* After each event: the clock now and then. */
+HOT void after_event(struct thread_state *t)
 {
-    if (t_thread == 0)
-        t_thread = g_next_thread++;
-    if (t_thread != g_cur_thread) {
-        uint8_t rec[32];
-        size_t k = 0;
-        rec[k++] = CAPTURE_THREAD;
-        k += capture_put_u(rec + k, t_thread);
-        k += capture_put_u(rec + k, (uint64_t)syscall(SYS_gettid));
-        emit(rec, k);
-        g_cur_thread = t_thread;
+    if (__builtin_expect(--t->events == 0, 0)) {
+        /* every TIME_EVERY events, and every event in sampled mode */
+        t->events = g_sample_bytes ? 1 : TIME_EVERY;
+        write_time(t);
     }
-    check_finalizing();   /* one load: the frees of shutdown must come after it */
-    if (++g_events % TIME_EVERY == 0 || g_sample_bytes) {
-        if (now_ns() - g_last_time_ns >= TIME_PERIOD_NS)
-            emit_time();
+}
+
+/* capture_put_u, the one- and two-byte cases first (sizes, stack ids). */
+HOT size_t put_u_short(uint8_t *out, uint64_t v)
+{
+    if (v < 0x80) {
+        out[0] = (uint8_t)v;
+        return 1;
     }
+    if (v < 0x4000) {
+        out[0] = (uint8_t)(v | 0x80);
+        out[1] = (uint8_t)(v >> 7);
+        return 2;
+    }
+    return capture_put_u(out, v);
+}
+
+/* capture_put_u for address deltas: three bytes (within 1 MiB) and four
+ * are the common cases. */
+HOT size_t put_u_delta(uint8_t *out, uint64_t v)
+{
+    if (v < (1u << 21)) {
+        if (v < 0x4000)
+            return put_u_short(out, v);
+        out[0] = (uint8_t)(v | 0x80);
+        out[1] = (uint8_t)((v >> 7) | 0x80);
+        out[2] = (uint8_t)(v >> 14);
+        return 3;
+    }
+    if (v < (1u << 28)) {
+        out[0] = (uint8_t)(v | 0x80);
+        out[1] = (uint8_t)((v >> 7) | 0x80);
+        out[2] = (uint8_t)((v >> 14) | 0x80);
+        out[3] = (uint8_t)(v >> 21);
+        return 4;
+    }
+    return capture_put_u(out, v);
+}
+
+/* One event into this thread's stream. */
+HOT void write_event(struct thread_state *t, uint8_t tag, uint64_t addr, uint64_t size,
+                               uint32_t stack)
+{
+    /* before the event (two loads): the first free of shutdown must come
+     * after the note, and in sampled mode it may be the first event since */
+    if (__builtin_expect(*g_fin_watch != 0, 0))
+        check_finalizing(t);
+    uint8_t *p = event_room(t);
+    if (__builtin_expect(p == NULL, 0))
+        return;
+    size_t k = 0;
+    p[k++] = tag;
+    int64_t delta = (int64_t)(addr - t->last_addr);
+    k += put_u_delta(p + k, ((uint64_t)delta << 1) ^ (uint64_t)(delta >> 63));
+    t->last_addr = addr;
+    if (tag != CAPTURE_FREE)
+        k += put_u_short(p + k, size);
+    if (tag == CAPTURE_ALLOC || tag == CAPTURE_MMAP)
+        k += put_u_short(p + k, stack);
+    capture_stream_commit(&t->s, k);
+    after_event(t);
 }
 
 /* ---- Python stacks -------------------------------------------------------- */
@@ -610,84 +834,225 @@ struct raw_stack {
     size_t npy;
     uint64_t ip[MAX_NATIVE];
     size_t nnative;
-    uint64_t h1, h2;
 };
 
 static uint64_t g_eval_start, g_eval_end;   /* the eval loop: native frames stop there */
 static uint64_t g_self_start, g_self_end;   /* this library: its frames are skipped */
 
-static void capture_native(struct raw_stack *s)
+static size_t capture_native(uint64_t *out)
 {
     void *ips[MAX_NATIVE + 8];
     int n = unw_backtrace(ips, (int)(sizeof ips / sizeof ips[0]));
-    s->nnative = 0;
-    for (int i = 0; i < n && s->nnative < MAX_NATIVE; i++) {
+    size_t k = 0;
+    for (int i = 0; i < n && k < MAX_NATIVE; i++) {
         uint64_t ip = (uint64_t)(uintptr_t)ips[i];
         if (ip >= g_self_start && ip < g_self_end)
             continue;
         if (g_eval_start && ip >= g_eval_start && ip < g_eval_end)
             break;   /* above here the Python frames say it better */
-        s->ip[s->nnative++] = ip;
+        out[k++] = ip;
     }
+    return k;
 }
 
-static void stack_capture(struct raw_stack *s)
+/* One element into the chain's two hashes: the multiplies do not depend
+ * on the hash so far (they overlap from frame to frame); only a rotate and
+ * an add or xor do. */
+HOT void hash_step(uint64_t *h1, uint64_t *h2, uint64_t k)
 {
-    s->npy = walk_python(s->py, MAX_DEPTH);
-    s->nnative = 0;
-    if (g_native)
-        capture_native(s);
-    /* two cheap multiplicative hashes of the chain (128 bits together) */
+    uint64_t a = k * 0x9e3779b97f4a7c15ULL;
+    *h1 = ((*h1 << 23) | (*h1 >> 41)) + (a ^ (a >> 29));
+    *h2 = ((*h2 << 41) | (*h2 >> 23)) ^ k;
+}
+
+/* One frame (code object, position) into the chain's hashes: four and
+ * three instructions; h1 multiplies (order and position matter), h2 adds. */
+HOT void hash_frame(uint64_t *h1, uint64_t *h2, uint64_t code, uint64_t pos)
+{
+    *h1 = (((*h1 << 23) | (*h1 >> 41)) ^ code) * 0x9e3779b97f4a7c15ULL + pos;
+    *h2 = ((*h2 << 17) | (*h2 >> 47)) + (code ^ (pos << 20));
+}
+
+/* The stack's key, cheaply: this thread's frames as (code, position),
+ * innermost first, hashed (128 bits) with their number.  The key is the
+ * stack itself, not where its frames happen to be: two call chains that
+ * share their top frames' addresses (3.11+ frames live on a per-thread
+ * stack, so the same depth means the same address) never share a key.  A
+ * code object is its address plus g_code_gen, bumped whenever one is freed
+ * (seen in the OBJ hook: code objects are not GC objects, so the block
+ * starts with the object); where those frees are not seen (2.7, PYTHONMALLOC
+ * =malloc) the key also reads the code object's fingerprint.  Returns the
+ * depth (Python frames | native frames << 32); 0: no stack. */
+HOT uint64_t chain_hash(const struct thread_state *t, uint64_t *h1p, uint64_t *h2p, uint64_t *native, size_t *nnative)
+{
     uint64_t h1 = 0x243f6a8885a308d3ULL, h2 = 0x13198a2e03707344ULL;
-    for (size_t i = 0; i < s->npy; i++) {
-        uint64_t k = s->py[i].code ^ (s->py[i].table << 17) ^ ((uint64_t)s->py[i].pos << 48) ^
-                     (s->py[i].ident * 0x9e3779b97f4a7c15ULL);
-        h1 = (h1 ^ k) * 0x100000001b3ULL;
-        h1 ^= h1 >> 29;
-        h2 = (h2 + k) * 0xff51afd7ed558ccdULL;
-        h2 ^= h2 >> 31;
+    uint64_t npy = 0;
+    if (__builtin_expect(g_walk_311 != 0, 1)) {
+        /* 3.11 with the hooks checked, no C frames: the GIL holder's
+         * state when it is ours, its frames, nothing else to decide */
+        const struct py_layout *l = &g_layout;
+        uint64_t ts = load64(g_gil_holder);
+        if (ts && load64(ts + (uint64_t)l->tstate_thread_id) == t->self) {
+            uint64_t frame = load64(ts + (uint64_t)l->tstate_frame);
+            if (frame)
+                frame = load64(frame + (uint64_t)l->cframe_current_frame);
+            const uint64_t oc = (uint64_t)l->iframe_code, oi = (uint64_t)l->iframe_instr,
+                           op = (uint64_t)l->iframe_previous;
+            h1 ^= __atomic_load_n(&g_code_gen, __ATOMIC_RELAXED);
+            while (frame != 0 && npy < MAX_DEPTH) {
+                uint64_t code = load64(frame + oc), pos = load64(frame + oi);
+                frame = load64(frame + op);
+                hash_frame(&h1, &h2, code, pos);
+                npy++;
+            }
+            *nnative = 0;
+            *h1p = (h1 ^ (h1 >> 31)) + npy * 0xc2b2ae3d27d4eb4fULL;
+            *h2p = h2 ^ (npy << 48);
+            return npy;
+        }
     }
-    for (size_t i = 0; i < s->nnative; i++) {
-        h1 = (h1 ^ s->ip[i]) * 0x100000001b3ULL;
-        h1 ^= h1 >> 29;
-        h2 = (h2 + s->ip[i]) * 0xff51afd7ed558ccdULL;
-        h2 ^= h2 >> 31;
+    if (g_py) {
+        const struct py_layout *l = &g_layout;
+        uint64_t ts = 0;
+        if (g_tstate_current) {
+            ts = load64(g_tstate_current);
+            if (ts && load64(ts + (uint64_t)l->tstate_thread_id) != t->self)
+                ts = 0;
+        } else {
+            /* Python's allocators run with the GIL held: its holder is
+             * this thread's state when it says it is ours (two loads,
+             * against a call into PyGILState and pthread_getspecific) */
+            if (g_gil_holder) {
+                ts = load64(g_gil_holder);
+                if (ts && load64(ts + (uint64_t)l->tstate_thread_id) != t->self)
+                    ts = 0;
+            }
+            if (ts == 0)
+                ts = (uint64_t)(uintptr_t)g_this_tstate();
+        }
+        uint64_t frame = ts ? load64(ts + (uint64_t)l->tstate_frame) : 0;
+        if (l->frames == PY_FRAMES_CFRAME && frame)
+            frame = load64(frame + (uint64_t)l->cframe_current_frame);
+        int check_type = l->minor >= 13;   /* f_executable may be another object */
+        int fingerprint = !g_code_frees_seen;
+        h1 ^= __atomic_load_n(&g_code_gen, __ATOMIC_RELAXED);
+        if (l->frames == PY_FRAMES_CFRAME && !fingerprint) {
+            /* the common case (3.11, 3.12), the offsets in registers; a
+             * cycle (a damaged chain) ends at MAX_DEPTH frames or shims */
+            const uint64_t oc = (uint64_t)l->iframe_code, oi = (uint64_t)l->iframe_instr,
+                           op = (uint64_t)l->iframe_previous, oo = (uint64_t)l->iframe_owner;
+            if (l->minor < 12) {
+                while (frame != 0 && npy < MAX_DEPTH) {
+                    uint64_t code = load64(frame + oc), pos = load64(frame + oi);
+                    frame = load64(frame + op);
+                    hash_frame(&h1, &h2, code, pos);
+                    npy++;
+                }
+            } else {
+                /* 3.12: C-stack shims are skipped (and a cycle of them ends) */
+                unsigned left = MAX_DEPTH * 4;
+                while (frame != 0 && npy < MAX_DEPTH && left-- > 0) {
+                    uint64_t code = load64(frame + oc), pos = load64(frame + oi);
+                    int shim = *(const uint8_t *)(uintptr_t)(frame + oo) == FRAME_OWNED_BY_CSTACK;
+                    frame = load64(frame + op);
+                    if (__builtin_expect(shim, 0))
+                        continue;
+                    hash_frame(&h1, &h2, code, pos);
+                    npy++;
+                }
+            }
+            frame = 0;
+        }
+        for (unsigned guard = 0; frame != 0 && guard < 100000 && npy < MAX_DEPTH; guard++) {
+            uint64_t code, pos;
+            if (l->frames == PY_FRAMES_OBJECT) {
+                code = load64(frame + (uint64_t)l->frame_code);
+                pos = *(const uint32_t *)(uintptr_t)(frame + (uint64_t)l->frame_lasti);
+                frame = load64(frame + (uint64_t)l->frame_back);
+            } else {
+                code = load64(frame + (uint64_t)l->iframe_code);
+                pos = load64(frame + (uint64_t)l->iframe_instr);
+                int shim = l->minor >= 12 && *(const uint8_t *)(uintptr_t)(
+                                                 frame + (uint64_t)l->iframe_owner) ==
+                                                 FRAME_OWNED_BY_CSTACK;
+                frame = load64(frame + (uint64_t)l->iframe_previous);
+                if (shim)
+                    continue;
+            }
+            if (check_type && (code == 0 || (code & 7) != 0 ||
+                               load64(code + (uint64_t)l->ob_type) != g_code_type))
+                continue;
+            hash_frame(&h1, &h2, code, pos);
+            if (fingerprint)
+                hash_step(&h1, &h2, load64(code + (uint64_t)l->code_linetable) ^
+                                        (load64(code + (uint64_t)l->code_filename) << 1) ^
+                                        load64(code + (uint64_t)l->code_name));
+            npy++;
+        }
     }
-    s->h1 = h1;
-    s->h2 = h2;
+    *nnative = 0;
+    if (g_native) {
+        *nnative = capture_native(native);
+        for (size_t i = 0; i < *nnative; i++)
+            hash_step(&h1, &h2, native[i]);
+    }
+    *h1p = (h1 ^ (h1 >> 31)) + npy * 0xc2b2ae3d27d4eb4fULL;
+    *h2p = h2 ^ (npy << 48);
+    return npy | ((uint64_t)*nnative << 32);
 }
 
-/* The stack id of s (called with the lock held). */
-static uint32_t stack_intern(const struct raw_stack *s)
+/* Intern a stack whose key missed (lock held): walk it fully (fingerprints,
+ * positions) and write what is new. */
+static __attribute__((noinline)) uint32_t stack_intern_walk(const uint64_t *native, size_t nnative)
 {
-    uint64_t depth = (uint64_t)s->npy | ((uint64_t)s->nnative << 32);
+    struct raw_stack s;
+    s.npy = walk_python(s.py, MAX_DEPTH);
+    s.nnative = nnative;
+    memcpy(s.ip, native, nnative * sizeof *native);
+    uint32_t node = 0;
+    for (size_t i = s.npy; i-- > 0;)
+        node = intern_node(node, intern_pyframe(&s.py[i]));
+    for (size_t i = s.nnative; i-- > 0;)
+        node = intern_node(node, intern_natframe(s.ip[i]));
+    return node;
+}
+
+/* A key the thread's cache did not have: the shared table (lock), then a
+ * full walk. */
+static __attribute__((noinline)) uint32_t stack_id_miss(struct stack_memo *m, uint64_t h1,
+                                                        uint64_t h2, uint64_t depth,
+                                                        const uint64_t *native, size_t nnative)
+{
+    lock();
+    uint32_t id = 0;
+    if (g_state == ST_ON) {
+        id = table_get(&g_chains, h1, h2, depth);
+        if (id == 0) {
+            id = stack_intern_walk(native, nnative);
+            if (id)
+                table_put(&g_chains, h1, h2, depth, id);
+        }
+    }
+    unlock();
+    m->h1 = h1;
+    m->h2 = h2;
+    m->id = id;
+    return id;
+}
+
+/* This thread's current stack id: its key, looked up in the thread's own
+ * cache (no lock, no write). */
+HOT uint32_t stack_id(struct thread_state *t)
+{
+    uint64_t h1, h2, native[MAX_NATIVE];
+    size_t nnative;
+    uint64_t depth = chain_hash(t, &h1, &h2, native, &nnative);
     if (depth == 0)
         return 0;
-    /* loops allocate from the same place over and over */
-    if (s->h1 == t_last_h1 && s->h2 == t_last_h2 && depth == t_last_depth &&
-        t_last_gen == g_generation)
-        return t_last_id;
-    uint32_t id = table_get(&g_chains, s->h1, s->h2, depth);
-    if (id) {
-        t_last_h1 = s->h1;
-        t_last_h2 = s->h2;
-        t_last_depth = depth;
-        t_last_gen = g_generation;
-        t_last_id = id;
-        return id;
-    }
-    uint32_t node = 0;
-    for (size_t i = s->npy; i-- > 0;)
-        node = intern_node(node, intern_pyframe(&s->py[i]));
-    for (size_t i = s->nnative; i-- > 0;)
-        node = intern_node(node, intern_natframe(s->ip[i]));
-    table_put(&g_chains, s->h1, s->h2, depth, node);
-    t_last_h1 = s->h1;
-    t_last_h2 = s->h2;
-    t_last_depth = depth;
-    t_last_gen = g_generation;
-    t_last_id = node;
-    return node;
+    struct stack_memo *m = &t->memo[(h1 ^ (h1 >> 32)) & (STACK_MEMO - 1)];
+    if (__builtin_expect(m->h1 == h1 && m->h2 == h2, 1))
+        return m->id;
+    return stack_id_miss(m, h1, h2, depth, native, nnative);
 }
 
 /* ---- events --------------------------------------------------------------- */
@@ -707,16 +1072,16 @@ static int64_t next_gap(void)
     return (int64_t)(-log(rand_unit()) * (double)g_sample_bytes) + 1;
 }
 
-/* Sampling by volume: 0 = not sampled, else the weight to record. */
-static uint64_t sample_weight(size_t size)
+/* Sampling by volume, once the countdown has run out: the weight to
+ * record (the size scaled by 1/p), or 0 for the first call of a thread. */
+static __attribute__((noinline)) uint64_t sample_hit(size_t size)
 {
-    if (g_sample_bytes == 0)
-        return size;
-    if (t_countdown == 0)
-        t_countdown = next_gap();
-    t_countdown -= (int64_t)size;
-    if (t_countdown > 0)
-        return 0;
+    if (t_rng == 0) {
+        /* the thread's first allocation: start its countdown */
+        t_countdown = next_gap() - (int64_t)size;
+        if (t_countdown > 0)
+            return 0;
+    }
     while (t_countdown <= 0)
         t_countdown += next_gap();
     double p = 1.0 - exp(-(double)size / (double)g_sample_bytes);
@@ -724,143 +1089,150 @@ static uint64_t sample_weight(size_t size)
     return (uint64_t)(w + 0.5);
 }
 
-static void write_addr_event(uint8_t tag, uint64_t addr, uint64_t size, uint32_t stack, int sized,
-                             int has_stack)
+/* The weight to record for an allocation of size bytes, 0 = not sampled:
+ * in sampled mode one subtraction unless the countdown runs out. */
+HOT uint64_t sample_weight(size_t size)
 {
-    uint8_t rec[40];
-    size_t k = 0;
-    rec[k++] = tag;
-    k += capture_put_s(rec + k, (int64_t)(addr - g_last_addr));
-    g_last_addr = addr;
-    if (sized)
-        k += capture_put_u(rec + k, size);
-    if (has_stack)
-        k += capture_put_u(rec + k, stack);
-    emit(rec, k);
+    if (g_sample_bytes == 0)
+        return size;
+    t_countdown -= (int64_t)size;
+    if (__builtin_expect(t_countdown > 0, 1))
+        return 0;
+    return sample_hit(size);
 }
 
 #define TRACKING() (g_state == ST_ON && !t_busy)
-static void install_python_hooks(void);
-static int g_hooks_installed;
-static int g_use_setallocator;
+static void check_python_hooks(void);
+static int g_hooks_checked;
 
-/* Sampled mode: a byte per address hash, set for every sampled block and
- * never cleared, so most frees are known not to be sampled without the lock
- * (a set byte only means "look in the table"). */
-#define MAYBE_SLOTS (1u << 20)
+/* Sampled mode: which blocks were sampled.  The exact set is g_sampled
+ * (lock); in front of it, a counter per address hash in 4 KiB that stays in
+ * the cache, raised for each sampled block and lowered when it is freed, so
+ * a free of a block never sampled (nearly all of them) costs a load. */
+#define MAYBE_SLOTS 4096u
 static uint8_t g_maybe_sampled[MAYBE_SLOTS];
 
-static size_t maybe_slot(uint64_t a)
+HOT size_t maybe_slot(uint64_t a)
 {
-    return (size_t)((a >> 4) * 0x9e3779b97f4a7c15ULL >> 44) & (MAYBE_SLOTS - 1);
+    return (size_t)(((a >> 4) * 0x9e3779b97f4a7c15ULL) >> 52) & (MAYBE_SLOTS - 1);
 }
 
-static void record_alloc(void *p, size_t size, int is_mmap)
+/* Sampled block bookkeeping (lock held). */
+static void sampled_add(uint64_t a)
+{
+    table_put(&g_sampled, a, 0, 0, 1);
+    uint8_t *c = &g_maybe_sampled[maybe_slot(a)];
+    if (*c < 255)
+        __atomic_store_n(c, (uint8_t)(*c + 1), __ATOMIC_RELAXED);
+}
+
+/* Was a sampled (and live)?  Forgets it.  Lock held. */
+static int sampled_take(uint64_t a)
+{
+    if (g_sampled.cap == 0)
+        return 0;
+    size_t i = slot_hash(a, 0, 0) & (g_sampled.cap - 1);
+    while (g_sampled.slots[i].value) {
+        struct slot *sl = &g_sampled.slots[i];
+        if (sl->k1 == a && sl->k3 == 0) {
+            sl->k3 = 1;   /* dead (value 0 would end probes); a later sample of a gets a new slot */
+            uint8_t *c = &g_maybe_sampled[maybe_slot(a)];
+            if (*c > 0 && *c < 255)   /* a saturated counter stays: "look in the table" */
+                __atomic_store_n(c, (uint8_t)(*c - 1), __ATOMIC_RELAXED);
+            return 1;
+        }
+        i = (i + 1) & (g_sampled.cap - 1);
+    }
+    return 0;
+}
+
+HOT int maybe_sampled(uint64_t a)
+{
+    return __atomic_load_n(&g_maybe_sampled[maybe_slot(a)], __ATOMIC_RELAXED) != 0;
+}
+
+/* An allocation: its stack and the event, in this thread's stream. */
+HOT void record_alloc(void *p, size_t size, int is_mmap)
 {
     uint64_t w = sample_weight(size);
     if (w == 0)
         return;
     t_busy = 1;
-    struct raw_stack s;
-    stack_capture(&s);
-    if (!g_hooks_installed && g_use_setallocator && s.npy > 0)
-        install_python_hooks();
-    lock();
-    if (g_state == ST_ON) {
-        uint32_t id = stack_intern(&s);
-        before_event();
-        write_addr_event(is_mmap ? CAPTURE_MMAP : CAPTURE_ALLOC, (uint64_t)(uintptr_t)p, w, id,
-                         1, 1);
-        if (g_sample_bytes && !is_mmap) {
-            table_put(&g_sampled, (uint64_t)(uintptr_t)p, 0, 0, 1);
-            __atomic_store_n(&g_maybe_sampled[maybe_slot((uint64_t)(uintptr_t)p)], 1,
-                             __ATOMIC_RELAXED);
-        }
-    }
-    unlock();
-    t_busy = 0;
-}
-
-static void record_free(void *p)
-{
-    if (g_sample_bytes && !__atomic_load_n(&g_maybe_sampled[maybe_slot((uint64_t)(uintptr_t)p)],
-                                           __ATOMIC_RELAXED))
-        return;
-    t_busy = 1;
-    lock();
-    if (g_state == ST_ON) {
+    struct thread_state *t = thread_get();
+    if (t != NULL) {
+        if (__builtin_expect(!g_hooks_checked, 0))
+            check_python_hooks();
+        uint32_t id = stack_id(t);
         uint64_t a = (uint64_t)(uintptr_t)p;
-        int wanted = 1;
-        if (g_sample_bytes) {
-            /* only sampled blocks: tombstone the entry (value 0 would end probes) */
-            wanted = 0;
-            if (g_sampled.cap) {
-                size_t i = slot_hash(a, 0, 0) & (g_sampled.cap - 1);
-                while (g_sampled.slots[i].value) {
-                    struct slot *sl = &g_sampled.slots[i];
-                    if (sl->k1 == a && sl->k3 == 0) {
-                        sl->k3 = 1;   /* dead; a later sample of a gets a new slot */
-                        wanted = 1;
-                        break;
-                    }
-                    i = (i + 1) & (g_sampled.cap - 1);
-                }
-            }
+        if (g_sample_bytes && !is_mmap) {
+            lock();
+            sampled_add(a);
+            unlock();
         }
-        if (wanted) {
-            before_event();
-            write_addr_event(CAPTURE_FREE, a, 0, 0, 0, 0);
-        }
+        write_event(t, is_mmap ? CAPTURE_MMAP : CAPTURE_ALLOC, a, w, id);
     }
-    unlock();
     t_busy = 0;
 }
 
-/* A realloc of old into p (lock held): the free, then the allocation. */
-static void realloc_events(void *old, void *p, uint64_t w, const struct raw_stack *s)
+/* A free, written before the block is released (so it precedes any reuse):
+ * the address alone.  Sampled mode: only blocks that were sampled. */
+HOT void record_free(void *p)
 {
-    uint64_t a = (uint64_t)(uintptr_t)old;
-    int was = !g_sample_bytes;
-    if (g_sample_bytes && g_sampled.cap) {
-        size_t i = slot_hash(a, 0, 0) & (g_sampled.cap - 1);
-        while (g_sampled.slots[i].value) {
-            struct slot *sl = &g_sampled.slots[i];
-            if (sl->k1 == a && sl->k3 == 0) {
-                sl->k3 = 1;
-                was = 1;
-                break;
-            }
-            i = (i + 1) & (g_sampled.cap - 1);
+    uint64_t a = (uint64_t)(uintptr_t)p;
+    if (g_sample_bytes) {
+        if (__builtin_expect(!maybe_sampled(a), 1))
+            return;
+        t_busy = 1;
+        lock();
+        int was = sampled_take(a);
+        unlock();
+        if (!was) {
+            t_busy = 0;
+            return;
         }
     }
-    if (was) {
-        before_event();
-        write_addr_event(CAPTURE_FREE, a, 0, 0, 0, 0);
-    }
-    if (w) {
-        uint32_t id = stack_intern(s);
-        before_event();
-        write_addr_event(CAPTURE_ALLOC, (uint64_t)(uintptr_t)p, w, id, 1, 1);
-        if (g_sample_bytes) {
-            table_put(&g_sampled, (uint64_t)(uintptr_t)p, 0, 0, 1);
-            __atomic_store_n(&g_maybe_sampled[maybe_slot((uint64_t)(uintptr_t)p)], 1,
-                             __ATOMIC_RELAXED);
+    t_busy = 1;
+    struct thread_state *t = thread_get();
+    if (t != NULL)
+        write_event(t, CAPTURE_FREE, a, 0, 0);
+    t_busy = 0;
+}
+
+/* Sampled mode's slow paths, out of line: the sampled hooks stay small. */
+static __attribute__((noinline)) void record_alloc_sampled(void *p, size_t size)
+{
+    uint64_t w = sample_hit(size);
+    if (w != 0) {
+        int busy = t_busy;
+        t_busy = 1;
+        struct thread_state *t = thread_get();
+        if (t != NULL) {
+            if (__builtin_expect(!g_hooks_checked, 0))
+                check_python_hooks();
+            uint32_t id = stack_id(t);
+            uint64_t a = (uint64_t)(uintptr_t)p;
+            lock();
+            sampled_add(a);
+            unlock();
+            write_event(t, CAPTURE_ALLOC, a, w, id);
         }
+        t_busy = busy;
     }
+}
+
+static __attribute__((noinline)) void record_free_sampled(void *p)
+{
+    record_free(p);
 }
 
 static void record_munmap(void *p, size_t len)
 {
     t_busy = 1;
-    lock();
-    if (g_state == ST_ON) {
-        before_event();
-        write_addr_event(CAPTURE_MUNMAP, (uint64_t)(uintptr_t)p, len, 0, 1, 0);
-    }
-    unlock();
+    struct thread_state *t = thread_get();
+    if (t != NULL)
+        write_event(t, CAPTURE_MUNMAP, (uint64_t)(uintptr_t)p, len, 0);
     t_busy = 0;
 }
-
 
 /* ---- Python's allocator domains (PyMem_SetAllocator) ---------------------- */
 
@@ -877,6 +1249,8 @@ enum { PYMEM_DOMAIN_MEM = 1, PYMEM_DOMAIN_OBJ = 2 };
 static void (*g_get_allocator)(int domain, struct pymem_allocator *a);
 static void (*g_set_allocator)(int domain, struct pymem_allocator *a);
 static struct pymem_allocator g_orig[3];
+static int g_use_setallocator;
+static int g_hooks_installed;
 
 /* The original allocator runs with the guard set: pymalloc's fallback to
  * malloc for large blocks, and its arenas (mmap), are not counted twice. */
@@ -889,7 +1263,7 @@ static void *py_hook_malloc(void *ctx, size_t size)
     void *p = o->malloc(o->ctx, size);
     t_busy = 0;
     if (p)
-        record_alloc(p, size, 0);
+        record_alloc(p, size, 0);   /* sampled: a subtraction, mostly */
     return p;
 }
 
@@ -910,7 +1284,64 @@ static void py_hook_free(void *ctx, void *ptr)
 {
     const struct pymem_allocator *o = ctx;
     if (ptr && TRACKING()) {
-        record_free(ptr);
+        /* a code object going away: stack keys made with its address are
+         * stale (code objects are not GC objects: the block is the object) */
+        if (load64((uint64_t)(uintptr_t)ptr + (uint64_t)g_layout.ob_type) == g_code_type)
+            __atomic_add_fetch(&g_code_gen, 0x9e3779b97f4a7c15ULL, __ATOMIC_RELAXED);
+        t_busy = 1;
+        struct thread_state *t = thread_get();
+        if (t != NULL)
+            write_event(t, CAPTURE_FREE, (uint64_t)(uintptr_t)ptr, 0, 0);
+        o->free(o->ctx, ptr);
+        t_busy = 0;
+        return;
+    }
+    o->free(o->ctx, ptr);
+}
+
+static void *py_hook_malloc_sampled(void *ctx, size_t size);
+
+static void *py_hook_realloc(void *ctx, void *old, size_t size)
+{
+    const struct pymem_allocator *o = ctx;
+    if (!TRACKING())
+        return o->realloc(o->ctx, old, size);
+    if (old == NULL)
+        return g_sample_bytes ? py_hook_malloc_sampled(ctx, size) : py_hook_malloc(ctx, size);
+    /* the free first: once moved, the old block may be reused at once */
+    record_free(old);
+    t_busy = 1;
+    void *p = o->realloc(o->ctx, old, size);
+    t_busy = 0;
+    if (p)
+        record_alloc(p, size, 0);
+    return p;
+}
+
+/* Sampled mode's hooks: an allocation is a subtraction, a free of a block
+ * never sampled a load; the rest is out of line. */
+static void *py_hook_malloc_sampled(void *ctx, size_t size)
+{
+    const struct pymem_allocator *o = ctx;
+    if (!TRACKING())
+        return o->malloc(o->ctx, size);
+    t_busy = 1;
+    void *p = o->malloc(o->ctx, size);
+    t_busy = 0;
+    if (p) {
+        t_countdown -= (int64_t)size;
+        if (__builtin_expect(t_countdown <= 0, 0))
+            record_alloc_sampled(p, size);
+    }
+    return p;
+}
+
+static void py_hook_free_sampled(void *ctx, void *ptr)
+{
+    const struct pymem_allocator *o = ctx;
+    /* the free() pymalloc may call for a block asks the same question */
+    if (ptr && TRACKING() && __builtin_expect(maybe_sampled((uint64_t)(uintptr_t)ptr), 0)) {
+        record_free_sampled(ptr);
         t_busy = 1;
         o->free(o->ctx, ptr);
         t_busy = 0;
@@ -919,44 +1350,105 @@ static void py_hook_free(void *ctx, void *ptr)
     o->free(o->ctx, ptr);
 }
 
-static void *py_hook_realloc(void *ctx, void *old, size_t size)
+/* PyObjectArenaAllocator (3.4+): pymalloc's arenas, and 3.11+'s frame
+ * stack chunks.  Wrapped so that they are never counted: pymalloc's are
+ * already inside a tracked allocation (the guard is set) except between
+ * Py_Main's resetting of the allocators and check_python_hooks (3.6/3.7,
+ * PYTHONMALLOC), where they would be counted once as a mapping and again
+ * as the objects later put in them. */
+struct arena_allocator {
+    void *ctx;
+    void *(*alloc)(void *ctx, size_t size);
+    void (*free)(void *ctx, void *ptr, size_t size);
+};
+static void (*g_get_arena)(struct arena_allocator *a);
+static void (*g_set_arena)(struct arena_allocator *a);
+static struct arena_allocator g_orig_arena;
+
+static void *arena_hook_alloc(void *ctx, size_t size)
 {
-    const struct pymem_allocator *o = ctx;
-    if (!TRACKING() || old == NULL) {
-        if (old == NULL)
-            return py_hook_malloc(ctx, size);
-        return o->realloc(o->ctx, old, size);
-    }
-    uint64_t w = sample_weight(size ? size : 1);
+    (void)ctx;
+    int busy = t_busy;
     t_busy = 1;
-    struct raw_stack s;
-    if (w)
-        stack_capture(&s);
-    lock();
-    void *p = o->realloc(o->ctx, old, size);
-    if (p && g_state == ST_ON)
-        realloc_events(old, p, w, &s);
-    unlock();
-    t_busy = 0;
+    void *p = g_orig_arena.alloc(g_orig_arena.ctx, size);
+    t_busy = busy;
     return p;
 }
 
-/* Wrap the MEM and OBJ domains once the interpreter is up (before that,
- * Py_Initialize may still reset them).  Called with the guard set, from an
- * allocation of a thread that has a thread state. */
+static void arena_hook_free(void *ctx, void *ptr, size_t size)
+{
+    (void)ctx;
+    int busy = t_busy;
+    t_busy = 1;
+    g_orig_arena.free(g_orig_arena.ctx, ptr, size);
+    t_busy = busy;
+}
+
+/* Wrap the MEM and OBJ domains (and, once, the arena allocator). */
 static void install_python_hooks(void)
 {
-    g_hooks_installed = 1;
-    if (!g_get_allocator || !g_set_allocator)
-        return;
+    if (g_get_arena && g_set_arena && g_orig_arena.alloc == NULL) {
+        g_get_arena(&g_orig_arena);
+        struct arena_allocator hook = {NULL, arena_hook_alloc, arena_hook_free};
+        g_set_arena(&hook);
+    }
     static const int domains[] = {PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
     for (int i = 0; i < 2; i++) {
         int d = domains[i];
         g_get_allocator(d, &g_orig[d]);
         struct pymem_allocator hook = {&g_orig[d], py_hook_malloc, py_hook_calloc,
                                        py_hook_realloc, py_hook_free};
+        if (g_sample_bytes) {
+            hook.malloc = py_hook_malloc_sampled;
+            hook.free = py_hook_free_sampled;
+        }
         g_set_allocator(d, &hook);
     }
+    g_hooks_installed = 1;
+}
+
+/* Once the interpreter runs Python code (a thread state with a frame),
+ * check that the hooks set by the constructor are still there: PYTHONMALLOC,
+ * -X dev, and 3.6/3.7's Py_Main (always) set the allocators up again after
+ * it.  If so, install them again now; code objects freed in between were
+ * not seen, so stack keys go on reading their fingerprints.  Called with
+ * t_busy set, from an allocation outside CPython's allocator code (the only
+ * place where 3.12+ hold the allocators' mutex, which never allocates). */
+static __attribute__((noinline)) void check_python_hooks(void)
+{
+    if (!g_py || !g_hooks_installed || g_tstate_current) {
+        g_hooks_checked = 1;
+        return;
+    }
+    uint64_t ts = (uint64_t)(uintptr_t)g_this_tstate();
+    if (ts == 0 || load64(ts + (uint64_t)g_layout.tstate_frame) == 0)
+        return;   /* not yet */
+    lock();
+    if (!g_hooks_checked) {
+        const struct py_layout *l = &g_layout;
+        if (g_runtime && l->runtime_gil_last_holder != PY_OFF_NONE) {
+            g_gil_holder = g_runtime + (uint64_t)l->runtime_gil_last_holder;
+        } else if (g_runtime && l->runtime_interpreters_head != PY_OFF_NONE &&
+                   l->interp_gil_ptr != PY_OFF_NONE && l->gil_last_holder != PY_OFF_NONE) {
+            uint64_t interp = load64(g_runtime + (uint64_t)l->runtime_interpreters_head);
+            uint64_t gil = interp ? load64(interp + (uint64_t)l->interp_gil_ptr) : 0;
+            if (gil)
+                g_gil_holder = gil + (uint64_t)l->gil_last_holder;
+        }
+        struct pymem_allocator cur;
+        g_get_allocator(PYMEM_DOMAIN_OBJ, &cur);
+        if (cur.malloc == py_hook_malloc || cur.malloc == py_hook_malloc_sampled) {
+            /* sampled mode does not look at frees it need not see: keys
+             * read fingerprints (only sampled allocations make keys) */
+            g_code_frees_seen = !g_sample_bytes;
+            g_walk_311 = g_code_frees_seen && g_gil_holder && !g_native &&
+                         l->frames == PY_FRAMES_CFRAME && l->minor == 11;
+        } else {
+            install_python_hooks();
+        }
+        g_hooks_checked = 1;
+    }
+    unlock();
 }
 
 /* ---- the interposed functions -------------------------------------------- */
@@ -994,19 +1486,14 @@ EXPORT void *realloc(void *old, size_t size)
         free(old);
         return NULL;
     }
-    /* the free is written before the block can be reused by another thread:
-     * hold the lock across the real realloc */
-    uint64_t w = sample_weight(size);
-    t_busy = 1;
-    struct raw_stack s;
-    if (w)
-        stack_capture(&s);
-    lock();
+    /* the free first: once moved, the old block may be reused at once by
+     * another thread, whose allocation must come after it */
+    record_free(old);
     void *p = __libc_realloc(old, size);
-    if (p && g_state == ST_ON)
-        realloc_events(old, p, w, &s);
-    unlock();
-    t_busy = 0;
+    if (p)
+        record_alloc(p, size, 0);
+    else if (!g_sample_bytes)
+        record_alloc(old, malloc_usable_size(old), 0);   /* failed: old is still there */
     return p;
 }
 
@@ -1189,6 +1676,10 @@ static void find_python(void)
                                                                           "PyMem_GetAllocator");
         g_set_allocator = (void (*)(int, struct pymem_allocator *))dlsym(RTLD_DEFAULT,
                                                                           "PyMem_SetAllocator");
+        g_get_arena = (void (*)(struct arena_allocator *))dlsym(RTLD_DEFAULT,
+                                                                 "PyObject_GetArenaAllocator");
+        g_set_arena = (void (*)(struct arena_allocator *))dlsym(RTLD_DEFAULT,
+                                                                 "PyObject_SetArenaAllocator");
     }
     if (g_finalizing == 0)
         g_is_initialized = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsInitialized");
@@ -1267,7 +1758,12 @@ static void write_preamble(void)
     emit_meta("start_unix_ns", num);
     if (g_note[0])
         emit_note(g_note);
-    emit_time();
+    uint8_t rec[24];
+    size_t k = 0;
+    rec[k++] = CAPTURE_TIME;
+    k += capture_put_u(rec + k, 0);
+    k += capture_put_u(rec + k, read_rss());
+    emit(rec, k);
 }
 
 static int open_capture(int child)
@@ -1285,24 +1781,57 @@ static int open_capture(int child)
     if (capture_writer_open(&g_w, path, flags) != 0)
         return -1;
     g_t0_ns = g_last_time_ns = now_ns();
-    g_events = 0;
-    g_last_addr = 0;
-    g_cur_thread = 0;
+    g_owner = 0;
     g_saw_finalizing = 0;
+    if (g_finalizing)
+        g_fin_watch = (const volatile uint64_t *)(uintptr_t)g_finalizing;
+    else if (g_is_initialized)
+        g_fin_watch = &g_one;
     write_preamble();
     return 0;
 }
 
 static void reset_tables(void)
 {
-    g_generation++;
     table_reset(&g_strings);
     table_reset(&g_codes);
     table_reset(&g_frames);
     table_reset(&g_nodes);
     table_reset(&g_chains);
     table_reset(&g_sampled);
+    memset(g_maybe_sampled, 0, sizeof g_maybe_sampled);
     g_nstrings = g_ncodes = g_nframes = g_nstacks = 0;
+}
+
+/* A thread exits (its key's destructor): seal its block and free its
+ * state.  The first rounds only ask to be called again, so that other
+ * keys' destructors, which may still free memory, run before. */
+static void thread_exit(void *arg)
+{
+    struct thread_state *t = arg;
+    if (t == NULL || t != t_st)
+        return;
+    if (++t->rounds < PTHREAD_DESTRUCTOR_ITERATIONS) {
+        pthread_setspecific(g_key, t);
+        return;
+    }
+    int busy = t_busy;
+    t_busy = 1;
+    lock();
+    for (struct thread_state **pp = &g_threads; *pp; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            break;
+        }
+    }
+    if (g_state == ST_ON)
+        capture_stream_seal(&g_w, &t->s);
+    else
+        capture_stream_abandon(&t->s);
+    unlock();
+    t_st = NULL;
+    raw_unmap(t, sizeof *t);
+    t_busy = busy;
 }
 
 static void before_fork(void)
@@ -1317,13 +1846,22 @@ static void after_fork_parent(void)
 
 static void after_fork_child(void)
 {
-    /* this thread is the only one left; the lock is ours */
+    /* this thread is the only one left; the lock is ours.  Every state
+     * (this thread's too) writes into the parent's file: drop them all. */
     t_busy = 1;
     if (g_state == ST_ON || g_w.fd >= 0) {
+        for (struct thread_state *t = g_threads, *next; t; t = next) {
+            next = t->next;
+            capture_stream_abandon(&t->s);
+            raw_unmap(t, sizeof *t);
+        }
+        g_threads = NULL;
+        t_st = NULL;
+        if (g_key_ok)
+            pthread_setspecific(g_key, NULL);
         capture_writer_abandon(&g_w);
         reset_tables();
         g_next_thread = 1;
-        t_thread = 0;
         g_state = open_capture(1) == 0 ? ST_ON : ST_DONE;
     }
     t_busy = 0;
@@ -1356,7 +1894,16 @@ __attribute__((constructor)) static void tracker_start(void)
         t_busy = 0;
         return;
     }
+    g_key_ok = pthread_key_create(&g_key, thread_exit) == 0;
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    /* Python's allocators are wrapped here, before main: no thread runs,
+     * no allocator mutex exists yet (3.12 creates its lock in Py_Initialize
+     * and PyMem_SetAllocator skips it while it is NULL; 3.13's is a static
+     * PyMutex), and every object and every pymalloc arena is made through
+     * the hooks, so none is counted twice.  check_python_hooks() looks
+     * again once Python code runs. */
+    if (g_py && g_use_setallocator && g_get_allocator && g_set_allocator)
+        install_python_hooks();
     g_state = ST_ON;
     t_busy = 0;
 }
@@ -1366,14 +1913,23 @@ __attribute__((destructor)) static void tracker_stop(void)
     if (g_state == ST_OFF)
         return;
     t_busy = 1;
+    struct thread_state *t = t_st;
+    if (g_state == ST_ON && t) {
+        __atomic_store_n(&g_last_time_ns, 0, __ATOMIC_RELAXED);
+        write_time(t);
+    }
     lock();
     if (g_state == ST_ON) {
-        emit_time();
-        uint8_t rec[1] = {CAPTURE_END};
-        emit(rec, 1);
+        uint8_t rec[16];
+        rec[0] = CAPTURE_END;
+        emit(rec, 1 + capture_put_u(rec + 1, g_w.end));
     }
     g_state = ST_DONE;
-    capture_writer_close(&g_w);
+    /* this thread's block and stream 0 are sealed; other threads may still
+     * be writing theirs, which stay mapped and readable as they are */
+    capture_writer_close(&g_w, t ? &t->s : NULL);
+    if (t)
+        t->limit = -1;
     unlock();
     t_busy = 0;
 }

@@ -11,6 +11,14 @@ mem_target.py — allocates known sizes from known functions, for `pyrometer mem
                             test kills it with SIGKILL while it waits)
     mem_target.py fork      grow() in the parent; the child runs child_alloc()
                             (4 MiB), both print their pid and exit normally
+    mem_target.py samedepth via_a() and via_b(), alike, both call middle(),
+                            which calls leaf(): 3 MiB through via_a, 5 MiB
+                            through via_b, both kept over the peak (leaf's
+                            and middle's frames, and their positions, are
+                            the same in both calls: only via_a/via_b differ)
+    mem_target.py threads   a producer thread allocates 64 x 64 KiB and hands
+                            them to a consumer thread (started first), which
+                            frees them and keeps 2 MiB of its own until exit
 
 Sizes are exact: a list of 10 MiB / 8 items has a 10 MiB item array; bytes
 objects of 1 KiB and 64 KiB hold a known payload (plus a small header).
@@ -46,6 +54,52 @@ def child_alloc():
     return [None] * (4 * MIB // 8)  # LINE:child_alloc
 
 
+def leaf(n):
+    return bytearray(n)  # LINE:leaf_alloc
+
+
+def middle(n):
+    return leaf(n)  # LINE:middle_call
+
+
+def via_a(n):
+    return middle(n)  # LINE:via_a_call
+
+
+def via_b(n):
+    return middle(n)  # LINE:via_b_call
+
+
+def produce(q):
+    blocks = [bytearray(64 * 1024) for _ in range(64)]  # LINE:produce_alloc
+    q.put(blocks)
+
+
+def consume(q, ready, out):
+    ready.set()
+    blocks = q.get()
+    out.append(sum(len(b) for b in blocks))
+    del blocks[:]
+    KEPT.append(bytearray(2 * MIB))  # LINE:consume_keep
+
+
+def threads():
+    import threading
+    try:
+        import queue
+    except ImportError:
+        import Queue as queue
+    q, ready, out = queue.Queue(), threading.Event(), []
+    consumer = threading.Thread(target=consume, args=(q, ready, out))
+    consumer.start()
+    ready.wait()
+    producer = threading.Thread(target=produce, args=(q,))
+    producer.start()
+    producer.join()
+    consumer.join()
+    return out[0]
+
+
 def main():
     mode = sys.argv[1]
     if mode == "peak":
@@ -73,6 +127,13 @@ def main():
             os._exit(0)
         os.waitpid(pid, 0)
         sys.stdout.write("parent %d %d\n" % (os.getpid(), len(data)))
+    elif mode == "samedepth":
+        a = via_a(3 * MIB)
+        b = via_b(5 * MIB)
+        sys.stdout.write("held %d\n" % (len(a) + len(b)))
+        del a, b
+    elif mode == "threads":
+        sys.stdout.write("moved %d\n" % threads())
     sys.stdout.flush()
 
 

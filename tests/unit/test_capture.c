@@ -2,9 +2,10 @@
  * test_capture.c — the memory capture format: a round trip through the
  * writer, the reader and the replay (peak, leaks, allocs, frames, lines);
  * truncation at every length of a small capture and at chosen points of a
- * two-window one (a killed target, a full disk) keeps every whole record
- * before the cut; a flipped byte ends the capture at its chunk; garbage is
- * refused with PM_EFORMAT.
+ * many-block one (a killed target, a full disk) keeps every whole record
+ * before the cut; a flipped byte ends the capture at its block; garbage is
+ * refused with PM_EFORMAT; threads' streams are read in the order their
+ * segments say, whatever the order of their blocks in the file.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,7 +35,24 @@ static void add(struct capture_writer *w, const uint8_t *rec, size_t len)
     assert_int_equal(capture_writer_add(w, rec, len), 0);
 }
 
+/* The events' stream (thread 1), as the tracker writes it. */
+static struct capture_stream g_events;
 static uint64_t g_last;
+
+static void add_to(struct capture_writer *w, struct capture_stream *s, const uint8_t *rec,
+                   size_t len)
+{
+    assert_int_equal(capture_stream_add(w, s, rec, len), 0);
+}
+
+static void add_mark(struct capture_writer *w, struct capture_stream *s, uint64_t seq)
+{
+    uint8_t rec[16];
+    size_t k = 0;
+    rec[k++] = CAPTURE_MARK;
+    k += capture_put_u(rec + k, seq);
+    add_to(w, s, rec, k);
+}
 
 static void add_event(struct capture_writer *w, uint8_t tag, uint64_t addr, uint64_t size,
                       uint64_t stack)
@@ -48,7 +66,7 @@ static void add_event(struct capture_writer *w, uint8_t tag, uint64_t addr, uint
         k += capture_put_u(rec + k, size);
     if (tag == CAPTURE_ALLOC || tag == CAPTURE_MMAP)
         k += capture_put_u(rec + k, stack);
-    add(w, rec, k);
+    add_to(w, &g_events, rec, k);
 }
 
 /* A capture: two functions under main; grow() holds 10 MiB at the peak,
@@ -59,6 +77,8 @@ static void write_sample(const char *path, int with_end, size_t extra_events)
     uint8_t rec[256];
     size_t k;
     g_last = 0;
+    memset(&g_events, 0, sizeof g_events);
+    g_events.id = 1;
     assert_int_equal(capture_writer_open(&w, path, CAPTURE_F_PYTHON), 0);
     k = 0;
     rec[k++] = CAPTURE_META;
@@ -102,6 +122,7 @@ static void write_sample(const char *path, int with_end, size_t extra_events)
     k += capture_put_u(rec + k, 1);
     k += capture_put_u(rec + k, 4242);
     add(&w, rec, k);
+    add_mark(&w, &g_events, 1);
     for (uint64_t i = 0; i < 1000; i++)
         add_event(&w, CAPTURE_ALLOC, 0x100000 + i * 2048, 1024, 3);
     for (uint64_t i = 0; i < 1000; i++)
@@ -109,19 +130,23 @@ static void write_sample(const char *path, int with_end, size_t extra_events)
     add_event(&w, CAPTURE_MMAP, 0x7f0000000000, 10u << 20, 2);
     add_event(&w, CAPTURE_ALLOC, 0x200000, 4096, 4);
     add_event(&w, CAPTURE_MUNMAP, 0x7f0000000000, 10u << 20, 0);
-    /* more traffic (to fill windows) that leaves nothing behind */
+    /* more traffic (to fill blocks) that leaves nothing behind */
     for (size_t i = 0; i < extra_events; i++) {
         add_event(&w, CAPTURE_ALLOC, 0x300000 + (i % 64) * 64, 64, 1);
         add_event(&w, CAPTURE_FREE, 0x300000 + (i % 64) * 64, 0, 0);
     }
     rec[0] = CAPTURE_FINALIZING;
-    add(&w, rec, 1);
+    add_to(&w, &g_events, rec, 1);
     add_event(&w, CAPTURE_FREE, 0x200000, 0, 0);
     if (with_end) {
         rec[0] = CAPTURE_END;
-        add(&w, rec, 1);
+        add(&w, rec, 1 + capture_put_u(rec + 1, w.end));
     }
-    capture_writer_close(&w);
+    if (with_end)
+        capture_writer_close(&w, &g_events);
+    else
+        capture_writer_abandon(&w);   /* killed: the last blocks stay unsealed */
+    capture_stream_abandon(&g_events);
 }
 
 static char g_path[64];
@@ -204,21 +229,22 @@ static void test_truncated_everywhere(void **state)
     while (capture_next(&f, &rec))
         all++;
     assert_false(f.truncated);
+    capture_close(&f);   /* the index is ours; the buffer is not */
     uint64_t previous = 0;
-    for (size_t cut = 0; cut <= len; cut++) {
+    for (size_t cut = 0; cut <= len; cut += cut < CAPTURE_ALIGN + 64 ? 1 : 7) {
         uint8_t *copy = malloc(cut ? cut : 1);
         memcpy(copy, whole, cut);
         struct replay r;
         int rc = replay_buffer(copy, cut, &r, &err);
-        if (cut < CAPTURE_HEADER_SIZE + CAPTURE_CHUNK_HEADER) {
+        if (cut < CAPTURE_HEADER_SIZE) {
             assert_int_equal(rc, -1);
             assert_int_equal(err.code, PM_EFORMAT);
         } else {
             assert_int_equal(rc, 0);
             assert_true(r.events <= all);
-            assert_true(r.events >= previous || cut == len);
-            /* a cut inside the chunk loses the chunk (its length says more) */
-            if (cut < len)
+            assert_true(r.events >= previous);
+            /* whatever is lost is said to be */
+            if (r.events < all)
                 assert_true(r.truncated);
             previous = r.events;
         }
@@ -230,42 +256,174 @@ static void test_truncated_everywhere(void **state)
 
 /* A killed target: the file keeps its reserved window of zeros after the
  * last record and has no END; a full disk: the second window is missing. */
+/* The offsets of the blocks of a capture in memory (at most max). */
+static size_t block_offsets(const uint8_t *buf, size_t len, size_t *out, size_t max)
+{
+    size_t n = 0;
+    for (size_t off = CAPTURE_ALIGN; off + CAPTURE_BLOCK_HEADER <= len && n < max;) {
+        uint32_t magic, size;
+        memcpy(&magic, buf + off, 4);
+        memcpy(&size, buf + off + 8, 4);
+        if (magic != CAPTURE_BLOCK_MAGIC)
+            break;
+        out[n++] = off;
+        off += size;
+    }
+    return n;
+}
+
+/* A killed target: no END, the last blocks unsealed, zeros after the last
+ * record; a full disk: the blocks after some point are missing; a flipped
+ * byte in a sealed block ends the capture there. */
 static void test_killed_and_disk_full(void **state)
 {
     (void)state;
-    write_sample(g_path, 0, 600000);   /* > 4 MiB of records: two windows */
+    write_sample(g_path, 0, 600000);   /* > 4 MiB of records: many blocks */
     size_t len;
     uint8_t *whole = slurp(g_path, &len);
-    assert_true(len > CAPTURE_WINDOW_DEFAULT);
+    size_t offs[64];
+    size_t nblocks = block_offsets(whole, len, offs, 64);
+    assert_true(nblocks >= 6);
     struct replay r;
     struct pm_error err = {0};
     assert_int_equal(replay_buffer(whole, len, &r, &err), 0);
     assert_true(r.truncated);   /* no END record */
+    assert_non_null(strstr(r.truncated_why, "no end record"));
     assert_false(r.ended);
     assert_int_equal(r.peak_bytes, (10u << 20) + 4096);
     assert_int_equal(r.leak_bytes, 4096);
+    assert_int_equal(r.end_bytes, 0);
     uint64_t all = r.events;
+    /* META, 5 STRING, 4 CODE, 4 PYFRAME, 4 STACK, THREAD; the events */
+    assert_int_equal(all, 1 + 5 + 4 + 4 + 4 + 1 + 2003 + 2 * 600000 + 2);
     replay_free(&r);
     /* zeros after the data, as a killed writer leaves them */
-    uint8_t *padded = calloc(1, 2 * CAPTURE_WINDOW_DEFAULT);
+    uint8_t *padded = calloc(1, len + (1u << 20));
     memcpy(padded, whole, len);
-    assert_int_equal(replay_buffer(padded, 2 * CAPTURE_WINDOW_DEFAULT, &r, &err), 0);
+    assert_int_equal(replay_buffer(padded, len + (1u << 20), &r, &err), 0);
     assert_int_equal(r.events, all);
     replay_free(&r);
     free(padded);
-    /* only the first window (disk full when the second was reserved) */
-    assert_int_equal(replay_buffer(whole, CAPTURE_WINDOW_DEFAULT, &r, &err), 0);
+    /* only the first four blocks (disk full when the fifth was reserved) */
+    assert_int_equal(replay_buffer(whole, offs[4], &r, &err), 0);
     assert_true(r.truncated);
-    assert_true(r.events > 1000 && r.events < all);
+    assert_true(r.events > 2000 && r.events < all);
     assert_int_equal(r.totals[2].peak_bytes, 10u << 20);
     replay_free(&r);
-    /* a flipped byte in the second window's payload: the first window stays */
-    whole[CAPTURE_WINDOW_DEFAULT + CAPTURE_CHUNK_HEADER + 5] ^= 0x40;
+    /* a flipped byte in the fifth block's (sealed) payload: the four before stay */
+    uint32_t sealed;
+    memcpy(&sealed, whole + offs[4] + 20, 4);
+    assert_int_equal(sealed, 1);
+    whole[offs[4] + CAPTURE_BLOCK_HEADER + 5] ^= 0x40;
     assert_int_equal(replay_buffer(whole, len, &r, &err), 0);
     assert_true(r.truncated);
     assert_non_null(strstr(r.truncated_why, "checksum"));
-    assert_true(r.events > 1000 && r.events < all);
+    assert_true(r.events > 2000 && r.events < all);
     replay_free(&r);
+    free(whole);
+}
+
+/* Two threads whose blocks are in the file in the opposite order of their
+ * segments: thread 2's block comes first, but thread 1 allocated and freed
+ * X, then thread 2 allocated X (it got the freed block), then thread 1 freed
+ * Y that thread 2 had allocated in between. */
+static void test_threads_in_segment_order(void **state)
+{
+    (void)state;
+    struct capture_writer w;
+    uint8_t rec[64];
+    size_t k;
+    assert_int_equal(capture_writer_open(&w, g_path, CAPTURE_F_PYTHON), 0);
+    add(&w, rec, put_bytes(rec, CAPTURE_STRING, "f"));
+    k = 0;
+    rec[k++] = CAPTURE_CODE;
+    k += capture_put_u(rec + k, 1);
+    k += capture_put_u(rec + k, 1);
+    k += capture_put_s(rec + k, 1);
+    k += capture_put_u(rec + k, 0);
+    add(&w, rec, k);
+    k = 0;
+    rec[k++] = CAPTURE_PYFRAME;
+    k += capture_put_u(rec + k, 1);
+    k += capture_put_s(rec + k, 0);
+    add(&w, rec, k);
+    k = 0;
+    rec[k++] = CAPTURE_STACK;
+    k += capture_put_u(rec + k, 0);
+    k += capture_put_u(rec + k, 1);
+    add(&w, rec, k);
+    struct capture_stream t1 = {.id = 1}, t2 = {.id = 2};
+    const uint64_t X = 0x5000, Y = 0x9000;
+    /* thread 2 (its block first in the file): segment 2 allocates X then Y */
+    add_mark(&w, &t2, 2);
+    k = 0;
+    rec[k++] = CAPTURE_ALLOC;
+    k += capture_put_s(rec + k, (int64_t)X);
+    k += capture_put_u(rec + k, 100);
+    k += capture_put_u(rec + k, 1);
+    add_to(&w, &t2, rec, k);
+    k = 0;
+    rec[k++] = CAPTURE_ALLOC;
+    k += capture_put_s(rec + k, (int64_t)(Y - X));
+    k += capture_put_u(rec + k, 1000);
+    k += capture_put_u(rec + k, 1);
+    add_to(&w, &t2, rec, k);
+    /* thread 1: segment 1 allocates X (50) and frees it; segment 3 frees Y */
+    add_mark(&w, &t1, 1);
+    k = 0;
+    rec[k++] = CAPTURE_ALLOC;
+    k += capture_put_s(rec + k, (int64_t)X);
+    k += capture_put_u(rec + k, 50);
+    k += capture_put_u(rec + k, 1);
+    add_to(&w, &t1, rec, k);
+    k = 0;
+    rec[k++] = CAPTURE_FREE;
+    k += capture_put_s(rec + k, 0);
+    add_to(&w, &t1, rec, k);
+    add_mark(&w, &t1, 3);
+    k = 0;
+    rec[k++] = CAPTURE_FREE;
+    k += capture_put_s(rec + k, (int64_t)(Y - X));
+    add_to(&w, &t1, rec, k);
+    rec[0] = CAPTURE_END;
+    add(&w, rec, 1 + capture_put_u(rec + 1, w.end));
+    capture_writer_close(&w, &t1);
+    capture_stream_seal(&w, &t2);
+
+    size_t len;
+    uint8_t *whole = slurp(g_path, &len);
+    size_t offs[8];
+    assert_int_equal(block_offsets(whole, len, offs, 8), 3);
+    uint32_t first_stream;
+    memcpy(&first_stream, whole + offs[1] + 12, 4);
+    assert_int_equal(first_stream, 2);   /* thread 2's block is before thread 1's */
+    struct capture_file f;
+    struct pm_error err = {0};
+    assert_int_equal(capture_open_buffer(whole, len, &f, &err), 0);
+    struct capture_record r;
+    uint64_t seen[8][2];
+    int n = 0;
+    while (capture_next(&f, &r))
+        if (r.tag == CAPTURE_ALLOC || r.tag == CAPTURE_FREE) {
+            assert_true(n < 8);
+            seen[n][0] = r.addr;
+            seen[n++][1] = r.stream;
+        }
+    assert_false(f.truncated);
+    assert_int_equal(n, 5);
+    /* alloc X, free X (thread 1); alloc X, alloc Y (thread 2); free Y (thread 1) */
+    const uint64_t want[5][2] = {{X, 1}, {X, 1}, {X, 2}, {Y, 2}, {Y, 1}};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(seen[i][0], want[i][0]);
+        assert_int_equal(seen[i][1], want[i][1]);
+    }
+    capture_close(&f);
+    struct replay rp;
+    assert_int_equal(replay_buffer(whole, len, &rp, &err), 0);
+    assert_int_equal(rp.peak_bytes, 1100);
+    assert_int_equal(rp.end_bytes, 100);   /* thread 2's X is still held */
+    assert_int_equal(rp.threads, 0);
+    replay_free(&rp);
     free(whole);
 }
 
@@ -296,6 +454,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_everywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_and_disk_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads_in_segment_order, setup, teardown),
         cmocka_unit_test(test_garbage_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
