@@ -1216,12 +1216,15 @@ static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int6
     uint64_t instr = field_u64(block, l->iframe_instr);
     uint64_t start = *code + (uint64_t)l->code_adaptive;
     /* prev_instr may sit one unit before the code (a frame not yet started) */
-    if (instr + 2 < start) {
+    if (instr + 2 < start || (instr >= start && instr - start > (uint64_t)INT32_MAX * 2)) {
+        /* before the code, or implausibly far past it: no position (in
+         * unsigned arithmetic: both come from the target and may be
+         * anything) */
         *has_pos = 0;
         *pos = -1;
         return 0;
     }
-    *pos = ((int64_t)instr - (int64_t)start) / 2;
+    *pos = instr < start ? -1 : (int64_t)((instr - start) / 2);
     return 0;
 }
 
