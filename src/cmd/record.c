@@ -386,15 +386,8 @@ static void write_costs(const char *path, const struct sampler_costs *c,
     double ticks = c->ticks ? (double)c->ticks : 1;
     /* peak RSS: VmHWM of this address space; ru_maxrss would include the
      * memory of whatever forked us before exec */
-    long hwm_kb = -1;
-    FILE *st = fopen("/proc/self/status", "r");
-    if (st) {
-        char line[256];
-        while (fgets(line, sizeof line, st))
-            if (sscanf(line, "VmHWM: %ld", &hwm_kb) == 1)
-                break;
-        fclose(st);
-    }
+    uint64_t hwm = 0;
+    long hwm_kb = proc_status_kib(getpid(), "VmHWM", &hwm) == 0 ? (long)(hwm / 1024) : -1;
     fprintf(f,
             "{\"ticks\": %llu, \"samples\": %llu, \"errors\": %llu, \"elapsed_s\": %.6f,\n"
             " \"cost_us\": {\"median\": %.2f, \"p90\": %.2f, \"p99\": %.2f, \"mean\": %.3f, "

@@ -1282,13 +1282,8 @@ static void snapshot_chunk(struct py_process *py, const struct py_thread *t)
         return;
     if (want > size)
         want = size;
-    if (want > py->chunk_cap) {
-        uint8_t *copy = realloc(py->chunk_copy, want);
-        if (copy == NULL)
-            return;
-        py->chunk_copy = copy;
-        py->chunk_cap = want;
-    }
+    if (ensure_cap(&py->chunk_copy, &py->chunk_cap, want) != 0)
+        return;
     if (reader_read_fresh(py->reader, t->chunk, py->chunk_copy, want, NULL) != 0)
         return;
     py->chunk_base = t->chunk;

@@ -66,7 +66,7 @@ void proc_root_path(pid_t pid, const char *path, char *out, size_t cap)
     snprintf(out, cap, "/proc/%d/root%s", (int)pid, path);
 }
 
-int proc_rss(pid_t pid, uint64_t *bytes)
+int proc_status_kib(pid_t pid, const char *field, uint64_t *bytes)
 {
     char path[64], line[256];
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
@@ -74,15 +74,22 @@ int proc_rss(pid_t pid, uint64_t *bytes)
     if (f == NULL)
         return -1;
     int rc = -1;
+    size_t flen = strlen(field);
     unsigned long long kib;
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %llu kB", &kib) == 1) {
+        if (strncmp(line, field, flen) == 0 && line[flen] == ':' &&
+            sscanf(line + flen + 1, " %llu kB", &kib) == 1) {
             *bytes = (uint64_t)kib * 1024;
             rc = 0;
             break;
         }
     fclose(f);
     return rc;
+}
+
+int proc_rss(pid_t pid, uint64_t *bytes)
+{
+    return proc_status_kib(pid, "VmRSS", bytes);
 }
 
 void proc_cmdline(pid_t pid, char *out, size_t cap)

@@ -28,6 +28,9 @@ void proc_cmdline(pid_t pid, char *out, size_t cap);
 int proc_exe(pid_t pid, char *out, size_t cap);
 /* Resident set size in bytes (VmRSS of /proc/PID/status); -1 when gone. */
 int proc_rss(pid_t pid, uint64_t *bytes);
+/* A "Field:  N kB" line of /proc/PID/status (VmRSS, VmHWM, ...) in bytes;
+ * -1 when the file or the field is missing. */
+int proc_status_kib(pid_t pid, const char *field, uint64_t *bytes);
 
 /* Per-thread run state, with the /proc files kept open between samples. */
 struct thread_states;
