@@ -181,6 +181,9 @@ def field_exprs(major, minor):
         ("iframe_is_entry", when(minor == 11, "offsetof(_PyInterpreterFrame, is_entry)")),
         # 2.7: code names and file names are PyStringObject (bytes-like)
         ("string_sval", when(py2, "offsetof(PyStringObject, ob_sval)")),
+        # 2.7–3.10: Python frames being evaluated (each eval of a frame adds
+        # one); bounds the length of a frame chain copied while it changed
+        ("tstate_recursion_depth", when(old, "offsetof(PyThreadState, recursion_depth)")),
     ]
 
 

@@ -397,6 +397,10 @@ static int replay_pass(struct replay *r, int pass, uint64_t stop_at, replay_prog
         case CAPTURE_ALLOC:
         case CAPTURE_MMAP: {
             uint64_t addr = rec.addr;
+            /* the tracker never records a failed allocation: an ALLOC at
+             * address 0 is a damaged record (and 0 marks a free slot) */
+            if (rec.tag == CAPTURE_ALLOC && addr == 0)
+                break;
             uint32_t stack = rec.b <= r->nstacks ? (uint32_t)rec.b : 0;
             if (rec.tag == CAPTURE_ALLOC) {
                 uint64_t old_size;

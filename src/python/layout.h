@@ -123,6 +123,11 @@ struct py_layout {
      * strings there (ob_size, ob_shash, ob_sstate, then the bytes);
      * PY_OFF_NONE on 3.x, whose names are PEP 393 str */
     int64_t string_sval;
+
+    /* 2.7–3.10: PyThreadState.recursion_depth (int), one per frame being
+     * evaluated (and a few C-level recursions): no true frame chain of the
+     * thread is longer (see py_thread_stack); PY_OFF_NONE from 3.11 */
+    int64_t tstate_recursion_depth;
 };
 
 /* The generated tables (layouts_gen.c): NULL-terminated array. */

@@ -8,7 +8,7 @@
  * such field.  Never reads memory, never prints.
  *
  * Cross-check: CPython 3.11.2 headers in /usr/include/python3.11 give the same 3.11 offsets
- * (all 59 fields) as 3.11.7.
+ * (all 60 fields) as 3.11.7.
  */
 #include "layout.h"
 
@@ -79,6 +79,7 @@ static const struct py_layout layout_2_7 = {
     .chunk_data = PY_OFF_NONE,
     .iframe_is_entry = PY_OFF_NONE,
     .string_sval = 36,
+    .tstate_recursion_depth = 24,
 };
 
 /* CPython 3.6.15, from headers in /root/.pyenv/versions/3.6.15/include/python3.6m */
@@ -146,6 +147,7 @@ static const struct py_layout layout_3_6 = {
     .chunk_data = PY_OFF_NONE,
     .iframe_is_entry = PY_OFF_NONE,
     .string_sval = PY_OFF_NONE,
+    .tstate_recursion_depth = 32,
 };
 
 /* CPython 3.7.16, from headers in /root/.pyenv/versions/3.7.16/include/python3.7m */
@@ -213,6 +215,7 @@ static const struct py_layout layout_3_7 = {
     .chunk_data = PY_OFF_NONE,
     .iframe_is_entry = PY_OFF_NONE,
     .string_sval = PY_OFF_NONE,
+    .tstate_recursion_depth = 32,
 };
 
 /* CPython 3.8.18, from headers in /root/.pyenv/versions/3.8.18/include/python3.8 */
@@ -280,6 +283,7 @@ static const struct py_layout layout_3_8 = {
     .chunk_data = PY_OFF_NONE,
     .iframe_is_entry = PY_OFF_NONE,
     .string_sval = PY_OFF_NONE,
+    .tstate_recursion_depth = 32,
 };
 
 /* CPython 3.9.18, from headers in /root/.pyenv/versions/3.9.18/include/python3.9 */
@@ -347,6 +351,7 @@ static const struct py_layout layout_3_9 = {
     .chunk_data = PY_OFF_NONE,
     .iframe_is_entry = PY_OFF_NONE,
     .string_sval = PY_OFF_NONE,
+    .tstate_recursion_depth = 32,
 };
 
 /* CPython 3.10.13, from headers in /root/.pyenv/versions/3.10.13/include/python3.10 */
@@ -414,6 +419,7 @@ static const struct py_layout layout_3_10 = {
     .chunk_data = PY_OFF_NONE,
     .iframe_is_entry = PY_OFF_NONE,
     .string_sval = PY_OFF_NONE,
+    .tstate_recursion_depth = 32,
 };
 
 /* CPython 3.11.7, from headers in /root/.pyenv/versions/3.11.7/include/python3.11 */
@@ -481,6 +487,7 @@ static const struct py_layout layout_3_11 = {
     .chunk_data = 24,
     .iframe_is_entry = 68,
     .string_sval = PY_OFF_NONE,
+    .tstate_recursion_depth = PY_OFF_NONE,
 };
 
 /* CPython 3.12.1, from headers in /root/.pyenv/versions/3.12.1/include/python3.12 */
@@ -548,6 +555,7 @@ static const struct py_layout layout_3_12 = {
     .chunk_data = 24,
     .iframe_is_entry = PY_OFF_NONE,
     .string_sval = PY_OFF_NONE,
+    .tstate_recursion_depth = PY_OFF_NONE,
 };
 
 const struct py_layout *const py_generated_layouts[] = {

@@ -113,12 +113,14 @@ struct py_process {
         uint64_t copy_base;
         uint8_t *blocks;                 /* <=3.10: pred_n frame blocks */
         size_t blocks_cap, blocks_n;
+        int32_t depth_after;             /* <=3.10: recursion_depth after the copy */
     } snaps[LIST_FAST_MAX];
     size_t since_full;                   /* samples since the list was walked in full */
     const struct thread_snap *walk_snap; /* the walk in progress reads from it */
     size_t walk_cursor;                  /* next predicted frame (<=3.10) */
     const uint8_t *chunk_view;           /* the copy frame_step reads 3.11+ frames from */
     int walk_missed;                     /* the walk read frames outside the batch */
+    int32_t walk_depth_after;            /* <=3.10: recursion_depth read after the copy */
     uint64_t outside[SNAP_FRAMES_MAX];   /* frames the walk found outside a chunk copy */
     size_t outside_n;
     uint64_t now_ns;                     /* CLOCK_MONOTONIC_COARSE at py_begin_sample */
@@ -522,6 +524,27 @@ static void read_thread_fields(struct py_process *py, const uint8_t *ts, struct 
 {
     t->chunk = field_u64(ts, py->layout.tstate_datastack_chunk);
     t->stack_top = field_u64(ts, py->layout.tstate_datastack_top);
+    t->recursion_depth = py->layout.tstate_recursion_depth != PY_OFF_NONE
+                             ? field_i32(ts, py->layout.tstate_recursion_depth)
+                             : -1;
+}
+
+/* The top frame read once more after a batched copy, and (2.7–3.10, where
+ * recursion_depth follows `frame` in PyThreadState) the recursion depth
+ * with it, in the same remote range. */
+struct top_again {
+    uint64_t frame;
+    int32_t depth;      /* -1: not read */
+    int32_t pad;
+};
+
+static struct reader_iov top_again_item(const struct py_layout *l, uint64_t addr,
+                                        struct top_again *out)
+{
+    int with_depth = l->frames == PY_FRAMES_OBJECT &&
+                     l->tstate_recursion_depth == l->tstate_frame + 8;
+    *out = (struct top_again){0, -1, 0};
+    return (struct reader_iov){addr, out, with_depth ? 12 : 8, READER_IOV_LATER};
 }
 
 /* Where the interpreter list starts (0: not known). */
@@ -746,11 +769,11 @@ static int list_threads_fast(struct py_process *py, struct py_thread *out, size_
      * older than the state; the cframe (3.11, 3.12: on the C stack, like
      * the shim frames) goes with the predicted frames, sorted by address */
     size_t budget = SNAP_BYTES_MAX;
-    uint64_t top_again[LIST_FAST_MAX];
+    struct top_again top_again[LIST_FAST_MAX];
     for (size_t i = 0; i < n; i++) {
         iov[k++] = (struct reader_iov){py->list_tstate[i], ts[i], py->tstate_read};
         top[i] = 0;
-        top_again[i] = 0;
+        top_again[i] = (struct top_again){0, -1, 0};
         struct reader_iov cframe = {0};
         if (l->frames == PY_FRAMES_CFRAME && py->list_cframe[i] != 0)
             cframe = (struct reader_iov){py->list_cframe[i] + (uint64_t)l->cframe_current_frame,
@@ -759,9 +782,10 @@ static int list_threads_fast(struct py_process *py, struct py_thread *out, size_
         /* the top frame once more, after the copy: a thread that called or
          * returned meanwhile is walked afresh (py_thread_stack) */
         if (k < READER_MAX_IOV)
-            iov[k++] = (struct reader_iov){cframe.addr ? cframe.addr
-                                                       : py->list_tstate[i] + (uint64_t)l->tstate_frame,
-                                           &top_again[i], 8, READER_IOV_LATER};
+            iov[k++] = top_again_item(l,
+                                      cframe.addr ? cframe.addr
+                                                  : py->list_tstate[i] + (uint64_t)l->tstate_frame,
+                                      &top_again[i]);
         else
             py->snaps[i].pred_tstate = 0;   /* no room to check: not speculated */
     }
@@ -833,8 +857,9 @@ static int list_threads_fast(struct py_process *py, struct py_thread *out, size_
          * the copy, and the walk starts afresh) */
         uint64_t first = l->frames == PY_FRAMES_CFRAME ? top[i] : field_u64(ts[i], l->tstate_frame);
         uint64_t settled = settled_top(py, sn->copy_len ? sn->copy : NULL, sn->copy_base,
-                                       sn->copy_len, sn, first, top_again[i]);
-        sn->valid = (settled != 0 || (first == 0 && top_again[i] == 0)) &&
+                                       sn->copy_len, sn, first, top_again[i].frame);
+        sn->depth_after = top_again[i].depth;
+        sn->valid = (settled != 0 || (first == 0 && top_again[i].frame == 0)) &&
                     (l->frames != PY_FRAMES_CFRAME || t->cframe == py->list_cframe[i]);
         if (sn->valid && settled != first) {
             if (l->frames == PY_FRAMES_CFRAME)
@@ -1364,18 +1389,19 @@ static int start_walk(struct py_process *py, struct py_thread *t, struct thread_
     }
     /* ... and the top frame once more after the copy: when it did not move,
      * the copy is one moment's stack */
-    uint64_t again = 0;
+    struct top_again again;
     uint64_t again_addr = l->frames == PY_FRAMES_CFRAME
                               ? (t->cframe ? t->cframe + (uint64_t)l->cframe_current_frame : 0)
                               : t->tstate + (uint64_t)l->tstate_frame;
     if (again_addr != 0 && nx > 0) {
-        extra[nx++] = (struct reader_iov){again_addr, &again, 8, READER_IOV_LATER};
+        extra[nx++] = top_again_item(l, again_addr, &again);
         struct py_thread fresh = *t;
         if (read_thread_fresh_with(py, &fresh, extra, nx, NULL) == 0) {
             uint64_t settled = settled_top(py, copy_len ? py->chunk_copy : NULL, chunk, copy_len,
                                            sn && sn->pred_tstate == t->tstate ? sn : NULL,
-                                           fresh.top_frame, again);
+                                           fresh.top_frame, again.frame);
             *consistent = settled != 0 && fresh.cframe == t->cframe;
+            py->walk_depth_after = again.depth;
             if (*consistent)
                 fresh.top_frame = settled;
             *t = fresh;
@@ -1541,6 +1567,7 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
     py->walk_snap = NULL;
     py->walk_cursor = 0;
     py->walk_missed = 0;
+    py->walk_depth_after = -1;
     py->outside_n = 0;
     py->chunk_view = NULL;
     py->chunk_base = 0;
@@ -1549,6 +1576,7 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
         sn->valid = 0;   /* one walk per read: a retry reads afresh */
         py->stack_top = t->stack_top;
         py->walk_snap = sn;
+        py->walk_depth_after = sn->depth_after;
         if (sn->copy_len != 0) {
             py->chunk_view = sn->copy;
             py->chunk_base = sn->copy_base;
@@ -1567,7 +1595,8 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
     cycle_init(&cycle);
     int truncated = 0;
     uint64_t addr = t->top_frame;
-    for (size_t walked = 0; addr != 0; walked++) {
+    size_t walked = 0;
+    for (; addr != 0; walked++) {
         if (walked >= MAX_FRAME_WALK || cycle_step(&cycle, addr) != 0)
             return pm_fail(err, PM_ETORN, "frame chain of thread %llu loops",
                            (unsigned long long)t->thread_id);
@@ -1597,6 +1626,21 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
         frames[*depth].addr = frame_addr;
         frames[*depth].entry = entry;
         (*depth)++;
+    }
+    /* 2.7–3.10: frame objects copied in address order while the thread
+     * called and returned can join two chains (a frame freed and reused for
+     * a new call between the copies of its caller and of itself); no chain
+     * that existed is longer than the thread's recursion depth, read before
+     * and after the copy, plus one (the depth drops just before the frame
+     * is popped) */
+    if (py->pid != 0 && t->recursion_depth > 0) {
+        int32_t bound = t->recursion_depth > py->walk_depth_after ? t->recursion_depth
+                                                                   : py->walk_depth_after;
+        if (walked > (size_t)bound + 1)
+            return pm_fail(err, PM_ETORN,
+                           "the stack of thread %llu changed while being read "
+                           "(%zu frames, recursion depth %d)",
+                           (unsigned long long)t->thread_id, walked, bound);
     }
     /* frames read one by one after the batch may be newer than the state
      * the walk started from: check that state again */

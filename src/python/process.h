@@ -51,6 +51,7 @@ struct py_thread {
     uint64_t chunk;         /* 3.11+: current _PyStackChunk, 0 if unknown */
     uint64_t stack_top;     /* 3.11+: datastack_top when top_frame was read */
     uint64_t cframe;        /* 3.11, 3.12: the _PyCFrame top_frame was read from */
+    int32_t recursion_depth; /* 2.7–3.10: tstate->recursion_depth read with it; -1 unknown */
 };
 
 struct py_process;

@@ -427,6 +427,46 @@ static void test_threads_in_segment_order(void **state)
     free(whole);
 }
 
+/* A damaged ALLOC at address 0 (the tracker never writes one; 0 also marks a
+ * free slot of the replay's table) is skipped: it must not count in the peak
+ * without counting in any stack (the capture fuzzer found that). */
+static void test_alloc_at_zero_skipped(void **state)
+{
+    (void)state;
+    struct capture_writer w;
+    uint8_t rec[64];
+    size_t k;
+    assert_int_equal(capture_writer_open(&w, g_path, CAPTURE_F_PYTHON), 0);
+    struct capture_stream t1 = {.id = 1};
+    add_mark(&w, &t1, 1);
+    const uint64_t addrs[3] = {0, 0x5000, 0};
+    const uint64_t sizes[3] = {500, 100, 700};
+    uint64_t last = 0;
+    for (int i = 0; i < 3; i++) {
+        k = 0;
+        rec[k++] = CAPTURE_ALLOC;
+        k += capture_put_s(rec + k, (int64_t)(addrs[i] - last));
+        last = addrs[i];
+        k += capture_put_u(rec + k, sizes[i]);
+        k += capture_put_u(rec + k, 0);
+        add_to(&w, &t1, rec, k);
+    }
+    rec[0] = CAPTURE_END;
+    add(&w, rec, 1 + capture_put_u(rec + 1, w.end));
+    capture_writer_close(&w, &t1);
+    size_t len;
+    uint8_t *whole = slurp(g_path, &len);
+    struct replay rp;
+    struct pm_error err = {0};
+    assert_int_equal(replay_buffer(whole, len, &rp, &err), 0);
+    assert_int_equal(rp.peak_bytes, 100);
+    assert_int_equal(rp.totals[0].peak_bytes, 100);
+    assert_int_equal(rp.end_bytes, 100);
+    assert_int_equal(rp.alloc_events, 1);
+    replay_free(&rp);
+    free(whole);
+}
+
 static void test_garbage_refused(void **state)
 {
     (void)state;
@@ -455,6 +495,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncated_everywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_and_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_in_segment_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_at_zero_skipped, setup, teardown),
         cmocka_unit_test(test_garbage_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
