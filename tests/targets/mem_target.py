@@ -19,6 +19,12 @@ mem_target.py — allocates known sizes from known functions, for `pyrometer mem
     mem_target.py threads   a producer thread allocates 64 x 64 KiB and hands
                             them to a consumer thread (started first), which
                             frees them and keeps 2 MiB of its own until exit
+    mem_target.py small N   small_churn() makes and drops 4 N small objects in
+                            batches (no free list keeps them), then small_keep()
+                            keeps N of them until exit and prints "kept
+                            BYTES" (their sizes and the list's, by
+                            sys.getsizeof: what CPython asked its allocator
+                            for)
 
 Sizes are exact: a list of 10 MiB / 8 items has a 10 MiB item array; bytes
 objects of 1 KiB and 64 KiB hold a known payload (plus a small header).
@@ -83,6 +89,27 @@ def consume(q, ready, out):
     KEPT.append(bytearray(2 * MIB))  # LINE:consume_keep
 
 
+class Small(object):
+    __slots__ = ("a",)
+
+    def __init__(self, a):
+        self.a = a
+
+
+def small_churn(n):
+    # in batches: each batch's blocks are freed and the next batch's spread
+    # over the same addresses (a block reused at once would hide a lost free)
+    for _ in range(n // 10000):
+        batch = [Small(None) for _ in range(10000)]  # LINE:small_churn_alloc
+        del batch
+
+
+def small_keep(n):
+    kept = [Small(None) for _ in range(n)]  # LINE:small_keep_alloc
+    KEPT.append(kept)
+    return sys.getsizeof(kept) + sum(sys.getsizeof(o) for o in kept)
+
+
 def threads():
     import threading
     try:
@@ -132,6 +159,10 @@ def main():
         b = via_b(5 * MIB)
         sys.stdout.write("held %d\n" % (len(a) + len(b)))
         del a, b
+    elif mode == "small":
+        n = int(sys.argv[2])
+        small_churn(4 * n)
+        sys.stdout.write("kept %d\n" % small_keep(n))
     elif mode == "threads":
         sys.stdout.write("moved %d\n" % threads())
     sys.stdout.flush()
