@@ -1205,23 +1205,30 @@ HOT void record_free(void *p)
 }
 
 /* Sampled mode's slow paths, out of line: the sampled hooks stay small. */
+/* A sampled block p of weight w: noted as sampled, its event written with
+ * the thread's stack (t_busy set by the caller). */
+static void write_sampled_alloc(void *p, uint64_t w)
+{
+    struct thread_state *t = thread_get();
+    if (t == NULL)
+        return;
+    if (__builtin_expect(!g_hooks_checked, 0))
+        check_python_hooks();
+    uint32_t id = stack_id(t);
+    uint64_t a = (uint64_t)(uintptr_t)p;
+    lock();
+    sampled_add(a);
+    unlock();
+    write_event(t, CAPTURE_ALLOC, a, w, id);
+}
+
 static __attribute__((noinline)) void record_alloc_sampled(void *p, size_t size)
 {
     uint64_t w = sample_hit(size);
     if (w != 0) {
         int busy = t_busy;
         t_busy = 1;
-        struct thread_state *t = thread_get();
-        if (t != NULL) {
-            if (__builtin_expect(!g_hooks_checked, 0))
-                check_python_hooks();
-            uint32_t id = stack_id(t);
-            uint64_t a = (uint64_t)(uintptr_t)p;
-            lock();
-            sampled_add(a);
-            unlock();
-            write_event(t, CAPTURE_ALLOC, a, w, id);
-        }
+        write_sampled_alloc(p, w);
         t_busy = busy;
     }
 }
@@ -1392,17 +1399,7 @@ static __attribute__((noinline)) void *sampled_small_hit(int domain, void *p, si
             /* pymalloc's free takes its own blocks and the C library's */
             g_orig[domain].free(g_orig[domain].ctx, p);
         }
-        struct thread_state *t = thread_get();
-        if (t != NULL) {
-            if (__builtin_expect(!g_hooks_checked, 0))
-                check_python_hooks();
-            uint32_t id = stack_id(t);
-            uint64_t a = (uint64_t)(uintptr_t)q;
-            lock();
-            sampled_add(a);
-            unlock();
-            write_event(t, CAPTURE_ALLOC, a, w, id);
-        }
+        write_sampled_alloc(q, w);
         p = q;
     }
     t_busy = 0;
