@@ -31,23 +31,14 @@ Usage (from the repository root):
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 
+import header_probe
+
 REGEN_COMMAND = "python3 tools/gen_gclayout.py > src/python/gclayout_gen.c"
 
-PYENV_VERSIONS = {
-    (2, 7): "2.7.18",
-    (3, 6): "3.6.15",
-    (3, 7): "3.7.16",
-    (3, 8): "3.8.18",
-    (3, 9): "3.9.18",
-    (3, 10): "3.10.13",
-    (3, 11): "3.11.7",
-    (3, 12): "3.12.1",
-    (3, 13): "3.13.0",
-}
+VERSIONS = header_probe.versions((2, 7), (3, 13))
 
 # Modules/gcmodule.c of 2.7 and 3.6 (see the docstring).
 GCMODULE_GENERATION = """
@@ -125,59 +116,13 @@ def field_exprs(major, minor):
     ]
 
 
-def fail(msg):
-    sys.stderr.write("gen_gclayout: error: %s\n" % msg)
-    sys.exit(1)
-
-
-def header_dir(pyenv_root, major, minor):
-    """python3.X, or python3.Xm (the ABI tag 3.7 and older install under)."""
-    base = os.path.join(pyenv_root, "versions", PYENV_VERSIONS[(major, minor)], "include")
-    plain = os.path.join(base, "python%d.%d" % (major, minor))
-    if not os.path.isdir(plain) and os.path.isdir(plain + "m"):
-        return plain + "m"
-    return plain
-
-
 def probe(cc, pyenv_root, major, minor, workdir):
-    version = PYENV_VERSIONS[(major, minor)]
-    inc = header_dir(pyenv_root, major, minor)
-    if not os.path.isfile(os.path.join(inc, "Python.h")):
-        fail("headers of CPython %s not found in %s" % (version, inc))
-    lines = ["#define Py_BUILD_CORE 1", '#include "Python.h"']
-    lines += ['#include "%s"' % h for h in includes(major, minor)]
-    lines += ["#include <stddef.h>", "#include <stdio.h>"]
-    lines += ["#if PY_MAJOR_VERSION != %d || PY_MINOR_VERSION != %d" % (major, minor),
-              '#error "headers are not CPython %d.%d"' % (major, minor), "#endif"]
-    if gc_where(major, minor) == "PY_GC_STATIC":
-        lines.append(GCMODULE_GENERATION)
-    lines += ["int main(void)", "{", '    printf("version %s\\n", PY_VERSION);']
-    for name, expr in field_exprs(major, minor):
-        if expr is not None:
-            lines.append('    printf("%s %%lld\\n", (long long)(%s));' % (name, expr))
-    lines += ["    return 0;", "}"]
-    src = os.path.join(workdir, "probe_%d_%d.c" % (major, minor))
-    exe = src[:-2]
-    with open(src, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    cmd = [cc, "-std=gnu11", "-w", "-I", inc, "-I", os.path.join(inc, "internal"), src, "-o", exe]
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         universal_newlines=True)
-    if res.returncode != 0:
-        fail("compiling the %d.%d probe failed:\n  %s\n%s" % (major, minor, " ".join(cmd),
-                                                            res.stdout))
-    out = subprocess.run([exe], stdout=subprocess.PIPE, universal_newlines=True, check=True)
-    got = dict(line.split(" ", 1) for line in out.stdout.splitlines())
-    if got.get("version") != version:
-        fail("%s reports %s, expected %s" % (inc, got.get("version"), version))
-    values = {}
-    for name, expr in field_exprs(major, minor):
-        if expr is None:
-            values[name] = None
-        elif name not in got:
-            fail("the %d.%d probe printed no value for %s" % (major, minor, name))
-        else:
-            values[name] = int(got[name])
+    version = header_probe.PYENV_VERSIONS[(major, minor)]
+    inc = header_probe.header_dir(pyenv_root, major, minor)
+    prelude = GCMODULE_GENERATION if gc_where(major, minor) == "PY_GC_STATIC" else ""
+    _, values = header_probe.probe("gen_gclayout", cc, inc, major, minor, includes(major, minor),
+                                   field_exprs(major, minor), workdir, prelude=prelude,
+                                   expect_version=version)
     return inc, version, values
 
 
@@ -218,13 +163,12 @@ def emit(out, tables):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pyenv-root",
-                    default=os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")))
+    header_probe.add_pyenv_root(ap)
     args = ap.parse_args()
     cc = os.environ.get("CC", "gcc")
     tables = []
     with tempfile.TemporaryDirectory(prefix="gen_gclayout.") as workdir:
-        for key in sorted(PYENV_VERSIONS):
+        for key in VERSIONS:
             tables.append((key, probe(cc, args.pyenv_root, key[0], key[1], workdir)))
     emit(sys.stdout, tables)
 

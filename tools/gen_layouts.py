@@ -22,23 +22,16 @@ stderr (--system-311 DIR to point elsewhere, --no-system-check to skip).
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
+import header_probe
+from header_probe import PYENV_VERSIONS
+
 REGEN_COMMAND = "python3 tools/gen_layouts.py > src/python/layouts_gen.c"
 
-# pyenv version directory for each minor version we generate.
-PYENV_VERSIONS = {
-    (2, 7): "2.7.18",
-    (3, 6): "3.6.15",
-    (3, 7): "3.7.16",
-    (3, 8): "3.8.18",
-    (3, 9): "3.9.18",
-    (3, 10): "3.10.13",
-    (3, 11): "3.11.7",
-    (3, 12): "3.12.1",
-}
+# The versions this table covers (3.13 on: _Py_DebugOffsets, read at run time).
+VERSIONS = header_probe.versions((2, 7), (3, 12))
 
 DEBIAN_311_DIR = "/usr/include/python3.11"
 
@@ -202,20 +195,7 @@ def frames_kind(major, minor):
 
 
 def fail(msg):
-    sys.stderr.write("gen_layouts: error: %s\n" % msg)
-    sys.exit(1)
-
-
-def header_dir_for(pyenv_root, major, minor):
-    """The version's include dir: python3.X, or python3.Xm for the pymalloc
-    ABI tag 3.7 and older carry (3.6.15 installs include/python3.6m)."""
-    version = PYENV_VERSIONS[(major, minor)]
-    base = os.path.join(pyenv_root, "versions", version, "include")
-    plain = os.path.join(base, "python%d.%d" % (major, minor))
-    tagged = plain + "m"
-    if not os.path.isdir(plain) and os.path.isdir(tagged):
-        return tagged
-    return plain
+    header_probe.fail("gen_layouts", msg)
 
 
 def check_header_dir(inc, major, minor, label):
@@ -227,67 +207,11 @@ def check_header_dir(inc, major, minor, label):
                  "%s not found" % (label, major, minor, os.path.join(inc, rel)))
 
 
-def probe_source(major, minor, exprs):
-    out = []
-    out.append("/* probe for CPython %d.%d, written by tools/gen_layouts.py */" % (major, minor))
-    out.append("#define Py_BUILD_CORE 1")
-    out.append('#include "Python.h"')
-    for h in internal_includes(major, minor):
-        out.append('#include "%s"' % h)
-    out.append("#include <stddef.h>")
-    out.append("#include <stdio.h>")
-    out.append("#if PY_MAJOR_VERSION != %d || PY_MINOR_VERSION != %d" % (major, minor))
-    out.append('#error "headers are not CPython %d.%d"' % (major, minor))
-    out.append("#endif")
-    out.append("int main(void)")
-    out.append("{")
-    out.append('    printf("version %s\\n", PY_VERSION);')
-    for name, expr in exprs:
-        if expr is not None:
-            out.append('    printf("%s %%lld\\n", (long long)(%s));' % (name, expr))
-    out.append("    return 0;")
-    out.append("}")
-    return "\n".join(out) + "\n"
-
-
 def run_probe(cc, inc, major, minor, workdir, label):
-    """Compile and run the probe against header dir inc.
-
-    Returns (PY_VERSION string, {field: value or None}).
-    """
-    exprs = field_exprs(major, minor)
-    tag = "%s_%d_%d" % (label, major, minor)
-    src = os.path.join(workdir, "probe_%s.c" % tag)
-    exe = os.path.join(workdir, "probe_%s" % tag)
-    with open(src, "w") as f:
-        f.write(probe_source(major, minor, exprs))
-    cmd = [cc, "-std=gnu11", "-w", "-I", inc, "-I", os.path.join(inc, "internal"),
-           src, "-o", exe]
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         universal_newlines=True)
-    if res.returncode != 0:
-        fail("compiling the %d.%d probe against %s failed:\n  %s\n%s"
-             % (major, minor, inc, " ".join(cmd), res.stdout))
-    res = subprocess.run([exe], stdout=subprocess.PIPE, universal_newlines=True)
-    if res.returncode != 0:
-        fail("the %d.%d probe (%s) exited with %d" % (major, minor, exe, res.returncode))
-    got = {}
-    version = None
-    for line in res.stdout.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "version":
-            version = value
-        else:
-            got[key] = int(value)
-    values = {}
-    for name, expr in exprs:
-        if expr is None:
-            values[name] = None
-        elif name not in got:
-            fail("the %d.%d probe printed no value for %s" % (major, minor, name))
-        else:
-            values[name] = got[name]
-    return version, values
+    """The probe against header dir inc: (PY_VERSION string, {field: value or None})."""
+    return header_probe.probe("gen_layouts", cc, inc, major, minor,
+                              internal_includes(major, minor), field_exprs(major, minor),
+                              workdir, tag=label)
 
 
 def emit(out, tables, system_note):
@@ -362,9 +286,8 @@ def system_check(cc, sysdir, reference, workdir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-o", "--output", help="write here instead of stdout")
-    ap.add_argument("--pyenv-root",
-                    default=os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")),
-                    help="pyenv root holding versions/3.X.Y (default $PYENV_ROOT or ~/.pyenv)")
+    header_probe.add_pyenv_root(
+        ap, help="pyenv root holding versions/3.X.Y (default $PYENV_ROOT or ~/.pyenv)")
     ap.add_argument("--system-311", default=DEBIAN_311_DIR,
                     help="system python3.11 header dir to cross-check (default %s)"
                     % DEBIAN_311_DIR)
@@ -378,8 +301,8 @@ def main():
 
     tables = []
     with tempfile.TemporaryDirectory(prefix="gen_layouts.") as workdir:
-        for (major, minor) in sorted(PYENV_VERSIONS):
-            inc = header_dir_for(args.pyenv_root, major, minor)
+        for (major, minor) in VERSIONS:
+            inc = header_probe.header_dir(args.pyenv_root, major, minor)
             check_header_dir(inc, major, minor, "pyenv %s" % PYENV_VERSIONS[(major, minor)])
             version, values = run_probe(cc, inc, major, minor, workdir, "pyenv")
             if version != PYENV_VERSIONS[(major, minor)]:

@@ -25,20 +25,14 @@ Usage (from the repository root):
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 
+import header_probe
+
 REGEN_COMMAND = "python3 tools/gen_objlayout.py > src/python/objlayout_gen.c"
 
-PYENV_VERSIONS = {
-    (3, 8): "3.8.18",
-    (3, 9): "3.9.18",
-    (3, 10): "3.10.13",
-    (3, 11): "3.11.7",
-    (3, 12): "3.12.1",
-    (3, 13): "3.13.0",
-}
+VERSIONS = header_probe.versions((3, 8), (3, 13))
 
 # Objects/dict-common.h of 3.8–3.10 (see the docstring).
 OLD_DICT_KEYS = {
@@ -152,45 +146,16 @@ def field_exprs(minor):
 SYMBOLIC = ("PY_MANAGED_",)
 
 
-def fail(msg):
-    sys.stderr.write("gen_objlayout: error: %s\n" % msg)
-    sys.exit(1)
-
-
 def probe(cc, pyenv_root, major, minor, workdir):
-    version = PYENV_VERSIONS[(major, minor)]
-    inc = os.path.join(pyenv_root, "versions", version, "include", "python%d.%d" % (major, minor))
-    if not os.path.isfile(os.path.join(inc, "Python.h")):
-        fail("headers of CPython %s not found in %s" % (version, inc))
-    lines = ["#define Py_BUILD_CORE 1", '#include "Python.h"']
-    lines += ['#include "%s"' % h for h in includes(minor)]
-    lines += ["#include <stddef.h>", "#include <stdio.h>", "int main(void)", "{",
-              '    printf("version %s\\n", PY_VERSION);']
-    for name, expr in field_exprs(minor):
-        if expr is not None and not expr.startswith(SYMBOLIC):
-            lines.append('    printf("%s %%lld\\n", (long long)(%s));' % (name, expr))
-    lines += ["    return 0;", "}"]
-    src = os.path.join(workdir, "probe_%d_%d.c" % (major, minor))
-    exe = src[:-2]
-    with open(src, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    cmd = [cc, "-std=gnu11", "-w", "-I", inc, "-I", os.path.join(inc, "internal"), src, "-o", exe]
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         universal_newlines=True)
-    if res.returncode != 0:
-        fail("compiling the %d.%d probe failed:\n%s" % (major, minor, res.stdout))
-    out = subprocess.run([exe], stdout=subprocess.PIPE, universal_newlines=True, check=True)
-    got = dict(line.split(" ", 1) for line in out.stdout.splitlines())
-    if got.get("version") != version:
-        fail("%s reports %s, expected %s" % (inc, got.get("version"), version))
+    version = header_probe.PYENV_VERSIONS[(major, minor)]
+    inc = header_probe.header_dir(pyenv_root, major, minor)
+    exprs = [(name, None if expr is None or expr.startswith(SYMBOLIC) else expr)
+             for name, expr in field_exprs(minor)]
+    _, got = header_probe.probe("gen_objlayout", cc, inc, major, minor, includes(minor), exprs,
+                                workdir, expect_version=version)
     values = {}
     for name, expr in field_exprs(minor):
-        if expr is None:
-            values[name] = None
-        elif expr.startswith(SYMBOLIC):
-            values[name] = expr
-        else:
-            values[name] = got[name]
+        values[name] = expr if expr is not None and expr.startswith(SYMBOLIC) else got[name]
     if minor <= 10:
         values.update(OLD_DICT_KEYS)
     if minor <= 9:
@@ -234,13 +199,12 @@ def emit(out, tables):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pyenv-root",
-                    default=os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")))
+    header_probe.add_pyenv_root(ap)
     args = ap.parse_args()
     cc = os.environ.get("CC", "gcc")
     tables = []
     with tempfile.TemporaryDirectory(prefix="gen_objlayout.") as workdir:
-        for key in sorted(PYENV_VERSIONS):
+        for key in VERSIONS:
             tables.append((key, probe(cc, args.pyenv_root, key[0], key[1], workdir)))
     emit(sys.stdout, tables)
 
