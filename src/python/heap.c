@@ -90,6 +90,47 @@ static size_t slot_of(uint64_t key, size_t cap)
     return (size_t)(((key >> 20) * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
 }
 
+/* The two open-addressing tables here (blocks, types) hold entries whose
+ * first 8 bytes are the key, 0 marking an empty slot; cap is a power of two. */
+typedef size_t (*slot_fn)(uint64_t key, size_t cap);
+
+static uint64_t entry_key(const void *entry)
+{
+    uint64_t key;
+    memcpy(&key, entry, sizeof key);
+    return key;
+}
+
+/* The first empty slot for key (the table is never full). */
+static void *empty_slot(void *slots, size_t cap, size_t size, uint64_t key, slot_fn slot)
+{
+    size_t j = slot(key, cap);
+    while (entry_key((char *)slots + j * size) != 0)
+        j = (j + 1) & (cap - 1);
+    return (char *)slots + j * size;
+}
+
+/* Room for one more entry: the table (doubled from first once half full),
+ * or NULL when out of memory, the table unchanged. */
+static void *table_reserve(void *slots, size_t *cap, size_t used, size_t size, size_t first,
+                           slot_fn slot)
+{
+    if ((used + 1) * 2 <= *cap)
+        return slots;
+    size_t ncap = *cap ? *cap * 2 : first;
+    char *n = calloc(ncap, size);
+    if (n == NULL)
+        return NULL;
+    for (size_t i = 0; i < *cap; i++) {
+        const char *e = (const char *)slots + i * size;
+        if (entry_key(e) != 0)
+            memcpy(empty_slot(n, ncap, size, entry_key(e), slot), e, size);
+    }
+    free(slots);
+    *cap = ncap;
+    return n;
+}
+
 /* The hash key of the block holding addr (0 marks an empty slot, so the
  * first megabyte, never mapped, shares the second's key). */
 static uint64_t block_key(uint64_t addr)
@@ -117,29 +158,14 @@ static struct block *snap_find(struct snapshot *s, uint64_t addr)
 static int snap_insert(struct snapshot *s, const struct block *nb, struct block **out,
                        struct pm_error *err)
 {
-    if ((s->used + 1) * 2 > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        struct block *slots = calloc(cap, sizeof *slots);
-        if (slots == NULL)
-            return pm_fail(err, PM_ENOMEM, "out of memory");
-        for (size_t i = 0; i < s->cap; i++) {
-            if (s->slots[i].key == 0)
-                continue;
-            size_t j = slot_of(s->slots[i].key, cap);
-            while (slots[j].key != 0)
-                j = (j + 1) & (cap - 1);
-            slots[j] = s->slots[i];
-        }
-        free(s->slots);
-        s->slots = slots;
-        s->cap = cap;
-    }
-    size_t j = slot_of(nb->key, s->cap);
-    while (s->slots[j].key != 0)
-        j = (j + 1) & (s->cap - 1);
-    s->slots[j] = *nb;
+    struct block *slots = table_reserve(s->slots, &s->cap, s->used, sizeof *slots, 256, slot_of);
+    if (slots == NULL)
+        return pm_fail(err, PM_ENOMEM, "out of memory");
+    s->slots = slots;
+    struct block *b = empty_slot(s->slots, s->cap, sizeof *s->slots, nb->key, slot_of);
+    *b = *nb;
     s->used++;
-    *out = s->last = &s->slots[j];
+    *out = s->last = b;
     return 0;
 }
 
@@ -287,30 +313,16 @@ static struct type_entry *type_find(struct census_state *st, uint64_t addr)
 
 static struct type_entry *type_insert(struct census_state *st, uint64_t addr)
 {
-    if ((st->types_used + 1) * 2 > st->types_cap) {
-        size_t cap = st->types_cap ? st->types_cap * 2 : 1024;
-        struct type_entry *t = calloc(cap, sizeof *t);
-        if (t == NULL)
-            return NULL;
-        for (size_t i = 0; i < st->types_cap; i++) {
-            if (st->types[i].addr == 0)
-                continue;
-            size_t j = type_slot(st->types[i].addr, cap);
-            while (t[j].addr != 0)
-                j = (j + 1) & (cap - 1);
-            t[j] = st->types[i];
-        }
-        free(st->types);
-        st->types = t;
-        st->types_cap = cap;
-    }
-    size_t j = type_slot(addr, st->types_cap);
-    while (st->types[j].addr != 0)
-        j = (j + 1) & (st->types_cap - 1);
+    struct type_entry *types = table_reserve(st->types, &st->types_cap, st->types_used,
+                                             sizeof *types, 1024, type_slot);
+    if (types == NULL)
+        return NULL;
+    st->types = types;
+    struct type_entry *t = empty_slot(st->types, st->types_cap, sizeof *st->types, addr, type_slot);
     st->types_used++;
-    memset(&st->types[j], 0, sizeof st->types[j]);
-    st->types[j].addr = addr;
-    return &st->types[j];
+    memset(t, 0, sizeof *t);
+    t->addr = addr;
+    return t;
 }
 
 /* Make s valid, printable UTF-8 in place: control characters and bytes
