@@ -39,7 +39,9 @@ AGENT_PY = os.environ.get("AGENT_BENCH_PY", os.path.join(REPO, "build", "agent",
 QUERIES = 20
 
 
-def measure(args):
+def setup():
+    """The test project, set up in this process, and the agent enabled:
+    (connection, _agent, views)."""
     sys.path[:0] = [AGENT_PY, PROJECT]
     os.environ["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
     import django
@@ -50,23 +52,30 @@ def measure(args):
     from library import views
 
     pyrometer.enable(db=os.environ["PYROMETER_DB"])
+    return connection, _agent, views
+
+
+def requests(_agent, view, n, count, agent):
+    """count calls of view(n), as requests when agent; thread CPU ns taken."""
+    t0 = time.thread_time_ns()
+    for _ in range(count):
+        if agent:
+            _agent.begin("django")
+            view(None, n)
+            _agent.finish("GET", "/bench/", "bench", 200)
+        else:
+            view(None, n)
+    return time.thread_time_ns() - t0
+
+
+def measure(args):
+    connection, _agent, views = setup()
     wrapper = _agent.QueryWrapper("default")
 
     def run(view, n, agent):
         """ns per call of view(n), best of the repetitions."""
-        best = None
-        for _ in range(args.reps):
-            t0 = time.thread_time_ns()
-            for _ in range(args.requests):
-                if agent:
-                    _agent.begin("django")
-                    view(None, n)
-                    _agent.finish("GET", "/bench/", "bench", 200)
-                else:
-                    view(None, n)
-            dt = (time.thread_time_ns() - t0) / args.requests
-            best = dt if best is None else min(best, dt)
-        return best
+        return min(requests(_agent, view, n, args.requests, agent)
+                   for _ in range(args.reps)) / args.requests
 
     def with_wrapper(on):
         if on and wrapper not in connection.execute_wrappers:
@@ -95,30 +104,13 @@ def measure(args):
 
 def child(mode, view_name, nq, n):
     """One configuration in this process (under callgrind): n requests."""
-    sys.path[:0] = [AGENT_PY, PROJECT]
-    os.environ["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
-    import django
-    django.setup()
-    from django.db import connection
-    import pyrometer
-    from pyrometer import _agent
-    from library import views
-
-    pyrometer.enable(db=os.environ["PYROMETER_DB"])
+    connection, _agent, views = setup()
     agent = mode == "agent"
     if agent:
         connection.execute_wrappers.append(_agent.QueryWrapper("default"))
     connection.ensure_connection()
     view = views.n_queries if view_name == "orm" else views.raw_queries
-    t0 = time.thread_time_ns()
-    for _ in range(n):
-        if agent:
-            _agent.begin("django")
-            view(None, nq)
-            _agent.finish("GET", "/bench/", "bench", 200)
-        else:
-            view(None, nq)
-    sys.stdout.write("cpu_ns %d\n" % (time.thread_time_ns() - t0))
+    sys.stdout.write("cpu_ns %d\n" % requests(_agent, view, nq, n, agent))
     _agent.flush(30)
 
 
