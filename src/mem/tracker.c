@@ -54,12 +54,16 @@
  * before another in the program (a free, then the reuse of the block by
  * another thread) is in an earlier segment.  Frees are written before the
  * block is released and allocations after.  A free is the address alone
- * (zigzag delta from the thread's previous address, about 3 bytes); an
- * allocation adds its size and stack id.
+ * and an allocation adds its size and stack id, as fixed-width records
+ * (capture.h: 6 and 14 bytes, an 8-byte store or two and no branch to
+ * encode them); an address that is not a multiple of 8 or a size of 4 GiB
+ * and more takes the tagged, varint form.  The clock is looked at every
+ * TIME_STRIDE bytes of a stream, by the same compare that finds a block
+ * full (t->limit).
  *
  * Stacks: a thread's stack is keyed by its whole chain of (code object,
- * position) pairs, hashed (128 bits, four and three instructions a frame)
- * by walking its frames in-process with the per-version layouts of
+ * position) pairs, hashed (64 bits, four instructions a frame: see
+ * chain_hash for the collision risk) by walking its frames in-process with the per-version layouts of
  * python/layout.h (3.13: _Py_DebugOffsets in _PyRuntime); the key is looked
  * up in the thread's own cache (256 entries, no lock).  Keys do not depend
  * on where frames are: 3.11+ frames live on a per-thread stack, so two call
@@ -90,22 +94,33 @@
  * malloc, so that its free, through pymalloc, reaches the interposed free().
  *
  * Measured (bench/mem_bench.py: 4 M allocations and 4 M frees of small
- * objects in 30 rounds, Debian's python3.11, loop CPU time, medians of 9
+ * objects in 30 rounds, Debian's python3.11, loop CPU time, medians of
  * interleaved runs on a shared 2-core machine; callgrind instructions per
- * round, `--instructions`, are the steady figure):
- *                      before (single stream,   now
- *                      lock, FNV per record)
- *   full, CPU time     3.06x                    1.91x
- *   full, instructions 3.20x (+489 per event)   1.71x (+158 per event)
- *   sampled 512K, CPU  1.46x                    1.10x (1.21x wrapping frees)
- *   sampled, instr.    1.34x (+76 per event)    1.06x (+13 per event)
+ * round, `python3 bench/mem_bench.py --runs 1 --rounds 6 --instructions`,
+ * are the steady figure; 273 850 events a round):
+ *                      first (single    format 2         now (format 3)
+ *                      stream, lock)    (varint events)
+ *   full, CPU time     3.06x            1.90x            FULLCPU
+ *   full, instructions 3.20x (+489)     1.71x (+159)     1.46x (+104 per event)
+ *   sampled 512K, CPU  1.46x            1.10x            SAMPCPU
+ *   sampled, instr.    1.34x (+76)      1.06x (+13)      1.05x (+12 per event)
  *   scalene --memory   2.6-3.0x
  * Peak held by the workload's main(), against its size by construction:
- * full +0.08 %, sampled within 5 %.
- * What the +158 are: the frame walk and hash (~13 a frame, 3.6 frames deep
- * here) and the cache probe on allocations, the event write (~45), the
- * hooks themselves (an indirect call through Python's allocator table and
- * the guard).  The hooks alone, tracking nothing, cost 1.07-1.09x here.
+ * full +0.08 %, sampled within 5 %.  Capture: 10.9 bytes per event (5.3
+ * with varint events).
+ * What the +159 became: fixed-width events, one 64-bit stack key, the
+ * vector checksum and the guard held from the allocation to the event
+ * written, together +159 -> +110 (callgrind per source line before: the
+ * varints' zigzag and branches ~30 per event, the second hash ~7, the
+ * checksum 6, now 3 over twice the bytes; the same build writing every
+ * event through the tagged writer measures +154); then the 3.11 walk with
+ * constant offsets, the clock check folded into the room check, the owner
+ * compared as one word and one TLS block, +110 -> +104.  Left, of the +104 (per event, allocations and frees
+ * averaged): the walk and hash (~9 a frame, 3.6 frames deep: ~30) and the
+ * cache probe (~5), the event write (~20: thread state, the finalising
+ * watch, room and segment check, the stores, the published count), the
+ * hooks themselves (~30: the indirect call through Python's allocator
+ * table, the guard, saved registers, the code-object check on frees).
  * fork: the child drops the parent's streams, tables and capture, and
  * starts PATH.CHILDPID.
  */
