@@ -100,14 +100,15 @@
  * are the steady figure; 273 850 events a round):
  *                      first (single    format 2         now (format 3)
  *                      stream, lock)    (varint events)
- *   full, CPU time     3.06x            1.90x            FULLCPU
+ *   full, CPU time     3.06x            1.90x            1.66x (1.92x then)
  *   full, instructions 3.20x (+489)     1.71x (+159)     1.46x (+104 per event)
- *   sampled 512K, CPU  1.46x            1.10x            SAMPCPU
+ *   sampled 512K, CPU  1.46x            1.10x            1.09-1.14x
  *   sampled, instr.    1.34x (+76)      1.06x (+13)      1.05x (+12 per event)
  *   scalene --memory   2.6-3.0x
  * Peak held by the workload's main(), against its size by construction:
- * full +0.08 %, sampled within 5 %.  Capture: 10.9 bytes per event (5.3
- * with varint events).
+ * full +0.08 %, sampled within 5 %.  Capture: 10.1 bytes per event (5.3
+ * with varint events).  "then": format 2's library in the same 7
+ * interleaved runs (LD_PRELOAD, 30 rounds, medians; plain 0.254 s).
  * What the +159 became: fixed-width events, one 64-bit stack key, the
  * vector checksum and the guard held from the allocation to the event
  * written, together +159 -> +110 (callgrind per source line before: the
