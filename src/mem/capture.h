@@ -6,10 +6,10 @@
  * no stdio, safe to run inside malloc itself) and its reader
  * (capture_read.c: untrusted input, every length bounded).  Never prints.
  *
- * Format, version 2 (all integers little-endian):
+ * Format, version 3 (all integers little-endian):
  *
  *   The file starts with a 32-byte header in a page of its own (`align`
- *   bytes):  magic "PYRMMEM\0" (8), u32 version (=2), u32 align (block
+ *   bytes):  magic "PYRMMEM\0" (8), u32 version (=3), u32 align (block
  *   alignment, 4096), u32 header size (=32), u32 flags (CAPTURE_F_*), u64
  *   reserved.  Then BLOCKS, back to back from offset `align`, each a
  *   multiple of `align` bytes:
@@ -42,9 +42,19 @@
  *   program (a block freed by one thread and reused by another) is always
  *   in an earlier segment, or earlier in the same one.
  *
- *   Records: one tag byte, then unsigned LEB128 varints ("u") and zigzag
- *   varints ("s"); ids count from 1 in order of definition per table, 0 means
- *   none.
+ *   Records come in two shapes, told apart by the low 3 bits of their first
+ *   byte.  0: a TAGGED record, whose first byte is its tag (a multiple of 8,
+ *   enum capture_tag), then unsigned LEB128 varints ("u") and zigzag varints
+ *   ("s").  1 or 2: a FIXED event, the common case of the tracker's hot path
+ *   (no branches to encode it, about 10 bytes an event against 5 for the
+ *   tagged form, and fewer instructions to write than the varints):
+ *       FREE6     6 bytes: the address | 1, 48 bits
+ *       ALLOC14   14 bytes: the address | 2 (48 bits), u32 size, u32 stack
+ *   for an address that is a multiple of 8 below 2^48 (every malloc and
+ *   pymalloc block on x86-64 and arm64) and a size below 4 GiB; any other
+ *   ALLOC or FREE is written tagged.  Fixed events carry the address itself
+ *   and leave the delta base alone.  Ids count from 1 in order of definition
+ *   per table, 0 means none.  The tagged records:
  *       META      key-len u, key, value-len u, value      (strings <= 4 KiB)
  *       STRING    len u, bytes                             → string id
  *       CODE      name u, file u, firstline s, table-len u, table bytes
@@ -56,8 +66,9 @@
  *       STACK     parent u, frame u  (parent 0 = root)     → stack id
  *       THREAD    index u, os tid u  (stream `index` is this thread's)
  *       ALLOC     addr-delta s, size u, stack u   (addr-delta from the
- *                 previous ALLOC/FREE/MMAP/MUNMAP address of the same
- *                 stream; the reader gives the address itself)
+ *                 previous TAGGED ALLOC/FREE/MMAP/MUNMAP address of the same
+ *                 stream, from 0 at its start; the reader gives the address
+ *                 itself)
  *       FREE      addr-delta s
  *       MMAP      addr-delta s, size u, stack u
  *       MUNMAP    addr-delta s, size u
@@ -82,7 +93,7 @@
 #include "../common/error.h"
 
 #define CAPTURE_MAGIC "PYRMMEM"          /* 8 bytes with its NUL */
-#define CAPTURE_VERSION 2u
+#define CAPTURE_VERSION 3u
 #define CAPTURE_HEADER_SIZE 32u
 #define CAPTURE_ALIGN 4096u              /* blocks start and end on this */
 #define CAPTURE_BLOCK_MAGIC 0x4b4c4250u
@@ -99,34 +110,64 @@ enum capture_flags {
     CAPTURE_F_PYTHON = 4u,               /* Python stacks are recorded */
 };
 
+/* A tagged record's first byte: a multiple of 8 (the low 3 bits tell fixed
+ * events apart). */
 enum capture_tag {
-    CAPTURE_META = 1,
-    CAPTURE_STRING,
-    CAPTURE_CODE,
-    CAPTURE_PYFRAME,
-    CAPTURE_NATFRAME,
-    CAPTURE_STACK,
-    CAPTURE_THREAD,
-    CAPTURE_ALLOC,
-    CAPTURE_FREE,
-    CAPTURE_MMAP,
-    CAPTURE_MUNMAP,
-    CAPTURE_TIME,
-    CAPTURE_NOTE,
-    CAPTURE_END,
-    CAPTURE_FINALIZING,
-    CAPTURE_MARK,
-    CAPTURE_TAG_LIMIT,
+    CAPTURE_META = 1 << 3,
+    CAPTURE_STRING = 2 << 3,
+    CAPTURE_CODE = 3 << 3,
+    CAPTURE_PYFRAME = 4 << 3,
+    CAPTURE_NATFRAME = 5 << 3,
+    CAPTURE_STACK = 6 << 3,
+    CAPTURE_THREAD = 7 << 3,
+    CAPTURE_ALLOC = 8 << 3,
+    CAPTURE_FREE = 9 << 3,
+    CAPTURE_MMAP = 10 << 3,
+    CAPTURE_MUNMAP = 11 << 3,
+    CAPTURE_TIME = 12 << 3,
+    CAPTURE_NOTE = 13 << 3,
+    CAPTURE_END = 14 << 3,
+    CAPTURE_FINALIZING = 15 << 3,
+    CAPTURE_MARK = 16 << 3,
 };
+
+/* Fixed events: the low 3 bits of the first byte, and their lengths. */
+#define CAPTURE_FIXED_MASK 7u
+#define CAPTURE_FIXED_FREE 1u
+#define CAPTURE_FIXED_ALLOC 2u
+#define CAPTURE_FIXED_FREE_LEN 6u
+#define CAPTURE_FIXED_ALLOC_LEN 14u
+/* Addresses a fixed event cannot carry: not a multiple of 8, or 2^48 and above. */
+#define CAPTURE_FIXED_ADDR_BAD 0xffff000000000007ULL
 
 /* Largest single record the writer accepts (a CODE record with its table). */
 #define CAPTURE_RECORD_MAX (CAPTURE_TABLE_MAX + 64u)
 
 /* ---- encoding helpers (shared by writer, reader and tests) ------------- */
 
-/* The checksum of a sealed block's payload: 8 bytes at a time (a full
- * block costs microseconds, not a multiply per byte). */
+/* The checksum of a sealed block's payload: two Fletcher-like sums of
+ * 64-bit words, in lanes the compiler keeps in vector registers (a few
+ * instructions per 32 bytes), mixed at the end. */
 uint32_t capture_checksum(const uint8_t *p, size_t n);
+
+/* A fixed event at out, which has room for 16 bytes (a free writes 8 and
+ * keeps 6).  The caller checked (addr & CAPTURE_FIXED_ADDR_BAD) == 0, and
+ * size < 2^32 for an allocation.  Returns its length. */
+static inline size_t capture_put_fixed_free(uint8_t *out, uint64_t addr)
+{
+    uint64_t w = addr | CAPTURE_FIXED_FREE;
+    __builtin_memcpy(out, &w, 8);
+    return CAPTURE_FIXED_FREE_LEN;
+}
+
+static inline size_t capture_put_fixed_alloc(uint8_t *out, uint64_t addr, uint64_t size,
+                                             uint32_t stack)
+{
+    uint64_t w = addr | CAPTURE_FIXED_ALLOC, v = size | (uint64_t)stack << 32;
+    __builtin_memcpy(out, &w, 8);
+    __builtin_memcpy(out + 6, &v, 8);
+    return CAPTURE_FIXED_ALLOC_LEN;
+}
 
 static inline size_t capture_put_u(uint8_t *out, uint64_t v)
 {
@@ -216,6 +257,7 @@ struct capture_record {
     uint64_t a, b, c;          /* the record's integer fields, in order */
     int64_t s;                 /* the signed field (pos, firstline, addr delta) */
     uint64_t addr;             /* ALLOC/FREE/MMAP/MUNMAP: the address */
+    int fixed;                 /* a fixed event (the address is in it, not a delta) */
     uint32_t stream;           /* the stream it was read from */
     const uint8_t *data;       /* META key / STRING / NOTE bytes / CODE table */
     size_t len;

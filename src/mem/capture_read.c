@@ -87,6 +87,32 @@ static int get_bytes(const uint8_t **p, const uint8_t *end, size_t max, const ui
 static int decode(const uint8_t **p, const uint8_t *end, struct capture_record *r)
 {
     memset(r, 0, sizeof *r);
+    uint8_t first = **p;
+    if (first & CAPTURE_FIXED_MASK) {
+        /* a fixed event: the address (48 bits), and an allocation's size and stack */
+        size_t len = (first & CAPTURE_FIXED_MASK) == CAPTURE_FIXED_FREE ? CAPTURE_FIXED_FREE_LEN
+                     : (first & CAPTURE_FIXED_MASK) == CAPTURE_FIXED_ALLOC
+                         ? CAPTURE_FIXED_ALLOC_LEN
+                         : 0;
+        if (len == 0 || len > (size_t)(end - *p))
+            return -1;
+        uint8_t w[8] = {0};
+        memcpy(w, *p, 6);
+        uint64_t a = 0;
+        for (int i = 5; i >= 0; i--)
+            a = (a << 8) | w[i];
+        r->fixed = 1;
+        r->addr = a & ~(uint64_t)CAPTURE_FIXED_MASK;
+        if (len == CAPTURE_FIXED_ALLOC_LEN) {
+            r->tag = CAPTURE_ALLOC;
+            r->a = get32(*p + 6);
+            r->b = get32(*p + 10);
+        } else {
+            r->tag = CAPTURE_FREE;
+        }
+        *p += len;
+        return 0;
+    }
     uint8_t tag = *(*p)++;
     r->tag = (enum capture_tag)tag;
     switch (tag) {
@@ -423,8 +449,8 @@ int capture_next(struct capture_file *f, struct capture_record *r)
             }
             f->pos = p;
             r->stream = f->blocks[f->block].stream;
-            if (r->tag == CAPTURE_ALLOC || r->tag == CAPTURE_FREE || r->tag == CAPTURE_MMAP ||
-                r->tag == CAPTURE_MUNMAP) {
+            if (!r->fixed && (r->tag == CAPTURE_ALLOC || r->tag == CAPTURE_FREE ||
+                              r->tag == CAPTURE_MMAP || r->tag == CAPTURE_MUNMAP)) {
                 uint64_t *last = &f->last_addr[f->stream_index];
                 *last += (uint64_t)r->s;
                 r->addr = *last;

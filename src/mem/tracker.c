@@ -54,12 +54,16 @@
  * before another in the program (a free, then the reuse of the block by
  * another thread) is in an earlier segment.  Frees are written before the
  * block is released and allocations after.  A free is the address alone
- * (zigzag delta from the thread's previous address, about 3 bytes); an
- * allocation adds its size and stack id.
+ * and an allocation adds its size and stack id, as fixed-width records
+ * (capture.h: 6 and 14 bytes, an 8-byte store or two and no branch to
+ * encode them); an address that is not a multiple of 8 or a size of 4 GiB
+ * and more takes the tagged, varint form.  The clock is looked at every
+ * TIME_STRIDE bytes of a stream, by the same compare that finds a block
+ * full (t->limit).
  *
  * Stacks: a thread's stack is keyed by its whole chain of (code object,
- * position) pairs, hashed (128 bits, four and three instructions a frame)
- * by walking its frames in-process with the per-version layouts of
+ * position) pairs, hashed (64 bits, four instructions a frame: see
+ * chain_hash for the collision risk) by walking its frames in-process with the per-version layouts of
  * python/layout.h (3.13: _Py_DebugOffsets in _PyRuntime); the key is looked
  * up in the thread's own cache (256 entries, no lock).  Keys do not depend
  * on where frames are: 3.11+ frames live on a per-thread stack, so two call
@@ -90,22 +94,34 @@
  * malloc, so that its free, through pymalloc, reaches the interposed free().
  *
  * Measured (bench/mem_bench.py: 4 M allocations and 4 M frees of small
- * objects in 30 rounds, Debian's python3.11, loop CPU time, medians of 9
+ * objects in 30 rounds, Debian's python3.11, loop CPU time, medians of
  * interleaved runs on a shared 2-core machine; callgrind instructions per
- * round, `--instructions`, are the steady figure):
- *                      before (single stream,   now
- *                      lock, FNV per record)
- *   full, CPU time     3.06x                    1.91x
- *   full, instructions 3.20x (+489 per event)   1.71x (+158 per event)
- *   sampled 512K, CPU  1.46x                    1.10x (1.21x wrapping frees)
- *   sampled, instr.    1.34x (+76 per event)    1.06x (+13 per event)
+ * round, `python3 bench/mem_bench.py --runs 1 --rounds 6 --instructions`,
+ * are the steady figure; 273 850 events a round):
+ *                      first (single    format 2         now (format 3)
+ *                      stream, lock)    (varint events)
+ *   full, CPU time     3.06x            1.90x            1.66x (1.92x then)
+ *   full, instructions 3.20x (+489)     1.71x (+159)     1.46x (+104 per event)
+ *   sampled 512K, CPU  1.46x            1.10x            1.09-1.14x
+ *   sampled, instr.    1.34x (+76)      1.06x (+13)      1.05x (+12 per event)
  *   scalene --memory   2.6-3.0x
  * Peak held by the workload's main(), against its size by construction:
- * full +0.08 %, sampled within 5 %.
- * What the +158 are: the frame walk and hash (~13 a frame, 3.6 frames deep
- * here) and the cache probe on allocations, the event write (~45), the
- * hooks themselves (an indirect call through Python's allocator table and
- * the guard).  The hooks alone, tracking nothing, cost 1.07-1.09x here.
+ * full +0.08 %, sampled within 5 %.  Capture: 10.1 bytes per event (5.3
+ * with varint events).  "then": format 2's library in the same 7
+ * interleaved runs (LD_PRELOAD, 30 rounds, medians; plain 0.254 s).
+ * What the +159 became: fixed-width events, one 64-bit stack key, the
+ * vector checksum and the guard held from the allocation to the event
+ * written, together +159 -> +110 (callgrind per source line before: the
+ * varints' zigzag and branches ~30 per event, the second hash ~7, the
+ * checksum 6, now 3 over twice the bytes; the same build writing every
+ * event through the tagged writer measures +154); then the 3.11 walk with
+ * constant offsets, the clock check folded into the room check, the owner
+ * compared as one word and one TLS block, +110 -> +104.  Left, of the +104 (per event, allocations and frees
+ * averaged): the walk and hash (~9 a frame, 3.6 frames deep: ~30) and the
+ * cache probe (~5), the event write (~20: thread state, the finalising
+ * watch, room and segment check, the stores, the published count), the
+ * hooks themselves (~30: the indirect call through Python's allocator
+ * table, the guard, saved registers, the code-object check on frees).
  * fork: the child drops the parent's streams, tables and capture, and
  * starts PATH.CHILDPID.
  */
@@ -142,7 +158,7 @@
 
 #define MAX_DEPTH 256u            /* Python frames kept per stack (innermost) */
 #define MAX_NATIVE 64u            /* C frames kept per stack */
-#define TIME_EVERY 4096u          /* events between clock checks */
+#define TIME_STRIDE 16384u        /* stream bytes between clock checks */
 #define TIME_PERIOD_NS 10000000u  /* at most one TIME record per 10 ms */
 #define FRAME_OWNED_BY_CSTACK 3
 
@@ -159,11 +175,12 @@ enum { ST_OFF = 0, ST_ON, ST_DONE };
 
 #define STACK_MEMO 256u                 /* per-thread stack cache entries */
 #define EVENT_MAX 48u                   /* longest event record */
+#define EVENT_ROOM (EVENT_MAX + 48u)    /* room for a MARK, a TIME and an event */
 #define OWNER_BITS 24                   /* g_owner: thread index bits */
 #define OWNER_MASK ((1ull << OWNER_BITS) - 1)
 
 struct stack_memo {
-    uint64_t h1, h2;                    /* the chain's hash (see chain_hash) */
+    uint64_t h;                         /* the chain's hash (see chain_hash) */
     uint32_t id;                        /* its stack id */
     uint32_t pad;
 };
@@ -174,10 +191,10 @@ struct stack_memo {
 struct thread_state {
     struct capture_stream s;
     uint32_t index;                     /* stream number, from 1 */
-    int64_t limit;                      /* room for an event while s.used <= limit */
-    uint32_t owner_tag;                 /* index & OWNER_MASK; ~0: the next event starts a segment */
-    uint64_t last_addr;
-    uint32_t events;                    /* until the next clock check */
+    int64_t limit;                      /* the fast path writes while s.used <= limit */
+    uint64_t owner;                     /* g_owner as this thread last set it; ~0: none yet */
+    uint32_t time_at;                   /* s.used at which to check the clock */
+    uint64_t last_addr;                 /* the last tagged event's address */
     uint32_t rounds;                    /* destructor rounds seen */
     uint64_t self;                      /* pthread_self() */
     struct thread_state *next;          /* g_threads */
@@ -195,15 +212,24 @@ static uint32_t g_next_thread = 1;
 static int g_saw_finalizing;
 static struct thread_state *g_threads;  /* every thread's state (lock) */
 static uint64_t g_owner;                /* (segment << OWNER_BITS) | last writer */
-static uint64_t g_code_gen;             /* bumped when a code object is freed */
+#define CODE_GEN_SEED 0x243f6a8885a308d3ULL
+static uint64_t g_code_gen = CODE_GEN_SEED;  /* bumped when a code object is freed; a chain's hash starts from it */
 static int g_code_frees_seen;           /* code objects are freed through our hooks */
 static pthread_key_t g_key;
 static int g_key_ok;
 
-static TLS int t_busy;                  /* inside the tracker: do not track */
-static TLS struct thread_state *t_st;   /* this thread's state, NULL = not yet */
-static TLS int64_t t_countdown;         /* sampling: bytes until the next sample */
-static TLS uint64_t t_rng;
+/* The thread's own words, in one TLS block (one offset to load for all). */
+struct tracker_tls {
+    int busy;                           /* inside the tracker: do not track */
+    struct thread_state *st;            /* this thread's state, NULL = not yet */
+    int64_t countdown;                  /* sampling: bytes until the next sample */
+    uint64_t rng;
+};
+static TLS struct tracker_tls t_tls;
+#define t_busy (t_tls.busy)
+#define t_st (t_tls.st)
+#define t_countdown (t_tls.countdown)
+#define t_rng (t_tls.rng)
 
 /* Python, found at load time */
 static int g_py;                        /* Python stacks available */
@@ -362,7 +388,7 @@ static struct table g_strings;          /* (hash, len) -> string id */
 static struct table g_codes;            /* (code, linetable, 0) -> code id */
 static struct table g_frames;           /* (code id, pos, kind) -> frame id */
 static struct table g_nodes;            /* (parent, frame, 0) -> stack id */
-static struct table g_chains;           /* (hash1, hash2, depth) -> stack id */
+static struct table g_chains;           /* (hash, depth, 0) -> stack id */
 static struct table g_sampled;          /* sampled mode: live sampled blocks (addr) */
 static uint32_t g_nstrings, g_ncodes, g_nframes, g_nstacks;
 
@@ -447,8 +473,7 @@ static __attribute__((noinline)) struct thread_state *thread_new(void)
     t->s.id = t->index;
     t->self = (uint64_t)pthread_self();
     t->limit = -1;
-    t->owner_tag = ~0u;
-    t->events = 1;
+    t->owner = ~0ull;
     t->next = g_threads;
     g_threads = t;
     uint8_t rec[32];
@@ -470,23 +495,29 @@ HOT struct thread_state *thread_get(void)
     return __builtin_expect(t != NULL, 1) ? t : thread_new();
 }
 
-/* The slow path of event_room: a new block, and/or a MARK first. */
+static uint64_t time_record(uint8_t *p, int force);
+
+/* The slow path of event_room: a new block, a MARK, and/or a TIME record
+ * first.  Leaves t->limit at the last `used` with which the fast path may
+ * write: room for an event, and no later than the next clock check. */
 static __attribute__((noinline)) uint8_t *event_room_slow(struct thread_state *t)
 {
-    uint8_t *p = capture_stream_room(&t->s, EVENT_MAX + 16);
+    uint8_t *p = capture_stream_room(&t->s, EVENT_ROOM);
     if (p == NULL) {
         lock();
-        int rc = g_state == ST_ON ? capture_stream_next(&g_w, &t->s, EVENT_MAX + 16) : -1;
+        int rc = g_state == ST_ON ? capture_stream_next(&g_w, &t->s, EVENT_ROOM) : -1;
         if (rc != 0 && g_state == ST_ON)
             g_state = ST_DONE;
         unlock();
-        t->limit = rc == 0 ? (int64_t)(t->s.size - CAPTURE_BLOCK_HEADER - EVENT_MAX - 16) : -1;
-        if (rc != 0)
+        if (rc != 0) {
+            t->limit = -1;
             return NULL;
-        p = capture_stream_room(&t->s, EVENT_MAX + 16);
+        }
+        t->time_at = 0;
+        p = capture_stream_room(&t->s, EVENT_ROOM);
     }
     uint64_t o = __atomic_load_n(&g_owner, __ATOMIC_RELAXED);
-    if ((uint32_t)(o & OWNER_MASK) != t->owner_tag) {
+    if (o != t->owner) {
         /* a new segment: the counter and the writer change together, so
          * whoever sees itself named is the last to have taken a number */
         uint64_t n;
@@ -499,38 +530,58 @@ static __attribute__((noinline)) uint8_t *event_room_slow(struct thread_state *t
         k += capture_put_u(p + k, n >> OWNER_BITS);
         capture_stream_commit(&t->s, k);
         p += k;
-        t->owner_tag = (uint32_t)(t->index & OWNER_MASK);
+        t->owner = n;
     }
+    if (t->s.used >= t->time_at) {
+        /* the clock, every TIME_STRIDE bytes of the stream (and at every
+         * event in sampled mode) */
+        size_t k = time_record(p, 0);
+        if (k) {
+            capture_stream_commit(&t->s, k);
+            p += k;
+        }
+        t->time_at = g_sample_bytes ? t->s.used : t->s.used + TIME_STRIDE;
+    }
+    int64_t room = (int64_t)(t->s.size - CAPTURE_BLOCK_HEADER - EVENT_ROOM);
+    int64_t clock = (int64_t)t->time_at - 1;
+    t->limit = room < clock ? room : clock;
     return p;
 }
 
 /* Where to write an event of at most EVENT_MAX bytes in this thread's
- * stream (after a MARK when another thread wrote since), or NULL: a load
- * and two compares. */
+ * stream (after a MARK when another thread wrote since: g_owner is no
+ * longer what this thread set it to; a TIME record now and then), or NULL:
+ * a load and two compares. */
 HOT uint8_t *event_room(struct thread_state *t)
 {
     uint64_t o = __atomic_load_n(&g_owner, __ATOMIC_RELAXED);
-    if (__builtin_expect((int64_t)t->s.used > t->limit || (uint32_t)(o & OWNER_MASK) != t->owner_tag,
-                         0))
+    if (__builtin_expect((int64_t)t->s.used > t->limit || o != t->owner, 0))
         return event_room_slow(t);
     return t->s.block + CAPTURE_BLOCK_HEADER + t->s.used;
 }
 
-static void write_time(struct thread_state *t)
+/* Publish the fixed event of len bytes just written in t's block (block
+ * and used as read before the writes: they do not alias them). */
+HOT void commit_fixed(struct thread_state *t, uint8_t *block, uint32_t used, uint32_t len)
+{
+    t->s.used = used + len;
+    __atomic_store_n((uint32_t *)(void *)(block + 4), used + len, __ATOMIC_RELEASE);
+}
+
+/* A TIME record at p when 10 ms have passed since the last one (any
+ * thread's), or force; its length, 0 when none is due. */
+static uint64_t time_record(uint8_t *p, int force)
 {
     uint64_t now = now_ns(), last = __atomic_load_n(&g_last_time_ns, __ATOMIC_RELAXED);
-    if (now - last < TIME_PERIOD_NS ||
-        !__atomic_compare_exchange_n(&g_last_time_ns, &last, now, 0, __ATOMIC_RELAXED,
-                                     __ATOMIC_RELAXED))
-        return;
-    uint8_t *p = event_room(t);
-    if (p == NULL)
-        return;
+    if (!force && (now - last < TIME_PERIOD_NS ||
+                   !__atomic_compare_exchange_n(&g_last_time_ns, &last, now, 0, __ATOMIC_RELAXED,
+                                                __ATOMIC_RELAXED)))
+        return 0;
     size_t k = 0;
     p[k++] = CAPTURE_TIME;
     k += capture_put_u(p + k, now - g_t0_ns);
     k += capture_put_u(p + k, read_rss());
-    capture_stream_commit(&t->s, k);
+    return k;
 }
 
 static uint64_t g_finalizing;           /* &_PyRuntime._finalizing, or 2.7/3.6's _Py_Finalizing */
@@ -539,7 +590,7 @@ static uint64_t g_finalizing;           /* &_PyRuntime._finalizing, or 2.7/3.6's
  * handlers and its non-daemon threads are done, modules not yet cleared. */
 static int (*g_is_initialized)(void);   /* 2.7: Py_IsInitialized, which Py_Finalize clears first */
 static int g_was_initialized;
-/* What after_event looks at: *g_finalizing, or a word that says "call
+/* What write_* look at: *g_finalizing, or a word that says "call
  * check_finalizing" (2.7) or "nothing to watch" (no Python, or noted). */
 static const uint64_t g_one = 1, g_zero = 0;
 static const volatile uint64_t *g_fin_watch = &g_zero;
@@ -568,75 +619,77 @@ static __attribute__((noinline)) void check_finalizing(struct thread_state *t)
     }
 }
 
-/* After each event: the clock now and then. */
-HOT void after_event(struct thread_state *t)
+/* An event in the tagged form (capture.h): MMAP, MUNMAP, and an ALLOC or
+ * FREE whose address or size a fixed event cannot carry.  The address is a
+ * delta from the previous tagged event's. */
+static __attribute__((noinline)) void write_tagged(struct thread_state *t, uint8_t *p, uint8_t tag,
+                                                   uint64_t addr, uint64_t size, uint32_t stack)
 {
-    if (__builtin_expect(--t->events == 0, 0)) {
-        /* every TIME_EVERY events, and every event in sampled mode */
-        t->events = g_sample_bytes ? 1 : TIME_EVERY;
-        write_time(t);
-    }
+    size_t k = 0;
+    p[k++] = tag;
+    k += capture_put_s(p + k, (int64_t)(addr - t->last_addr));
+    t->last_addr = addr;
+    if (tag != CAPTURE_FREE)
+        k += capture_put_u(p + k, size);
+    if (tag == CAPTURE_ALLOC || tag == CAPTURE_MMAP)
+        k += capture_put_u(p + k, stack);
+    capture_stream_commit(&t->s, k);
 }
 
-/* capture_put_u, the one- and two-byte cases first (sizes, stack ids). */
-HOT size_t put_u_short(uint8_t *out, uint64_t v)
+/* Before any event (two loads): the first free of shutdown must come after
+ * the note, and in sampled mode it may be the first event since. */
+HOT void watch_finalizing(struct thread_state *t)
 {
-    if (v < 0x80) {
-        out[0] = (uint8_t)v;
-        return 1;
-    }
-    if (v < 0x4000) {
-        out[0] = (uint8_t)(v | 0x80);
-        out[1] = (uint8_t)(v >> 7);
-        return 2;
-    }
-    return capture_put_u(out, v);
-}
-
-/* capture_put_u for address deltas: three bytes (within 1 MiB) and four
- * are the common cases. */
-HOT size_t put_u_delta(uint8_t *out, uint64_t v)
-{
-    if (v < (1u << 21)) {
-        if (v < 0x4000)
-            return put_u_short(out, v);
-        out[0] = (uint8_t)(v | 0x80);
-        out[1] = (uint8_t)((v >> 7) | 0x80);
-        out[2] = (uint8_t)(v >> 14);
-        return 3;
-    }
-    if (v < (1u << 28)) {
-        out[0] = (uint8_t)(v | 0x80);
-        out[1] = (uint8_t)((v >> 7) | 0x80);
-        out[2] = (uint8_t)((v >> 14) | 0x80);
-        out[3] = (uint8_t)(v >> 21);
-        return 4;
-    }
-    return capture_put_u(out, v);
-}
-
-/* One event into this thread's stream. */
-HOT void write_event(struct thread_state *t, uint8_t tag, uint64_t addr, uint64_t size,
-                               uint32_t stack)
-{
-    /* before the event (two loads): the first free of shutdown must come
-     * after the note, and in sampled mode it may be the first event since */
     if (__builtin_expect(*g_fin_watch != 0, 0))
         check_finalizing(t);
+}
+
+/* A free into this thread's stream: one 8-byte store, mostly. */
+HOT void write_free(struct thread_state *t, uint64_t addr)
+{
+    watch_finalizing(t);
     uint8_t *p = event_room(t);
     if (__builtin_expect(p == NULL, 0))
         return;
-    size_t k = 0;
-    p[k++] = tag;
-    int64_t delta = (int64_t)(addr - t->last_addr);
-    k += put_u_delta(p + k, ((uint64_t)delta << 1) ^ (uint64_t)(delta >> 63));
-    t->last_addr = addr;
-    if (tag != CAPTURE_FREE)
-        k += put_u_short(p + k, size);
-    if (tag == CAPTURE_ALLOC || tag == CAPTURE_MMAP)
-        k += put_u_short(p + k, stack);
-    capture_stream_commit(&t->s, k);
-    after_event(t);
+    uint8_t *block = t->s.block;
+    uint32_t used = t->s.used;
+    if (__builtin_expect((addr & CAPTURE_FIXED_ADDR_BAD) == 0, 1))
+        commit_fixed(t, block, used, (uint32_t)capture_put_fixed_free(p, addr));
+    else
+        write_tagged(t, p, CAPTURE_FREE, addr, 0, 0);
+}
+
+/* An allocation into this thread's stream: two 8-byte stores, mostly. */
+HOT void write_alloc(struct thread_state *t, uint64_t addr, uint64_t size, uint32_t stack)
+{
+    watch_finalizing(t);
+    uint8_t *p = event_room(t);
+    if (__builtin_expect(p == NULL, 0))
+        return;
+    uint8_t *block = t->s.block;
+    uint32_t used = t->s.used;
+    if (__builtin_expect(((addr & CAPTURE_FIXED_ADDR_BAD) | (size >> 32)) == 0, 1))
+        commit_fixed(t, block, used, (uint32_t)capture_put_fixed_alloc(p, addr, size, stack));
+    else
+        write_tagged(t, p, CAPTURE_ALLOC, addr, size, stack);
+}
+
+/* Any event (the rare kinds: MMAP, MUNMAP). */
+static void write_event(struct thread_state *t, uint8_t tag, uint64_t addr, uint64_t size,
+                        uint32_t stack)
+{
+    if (tag == CAPTURE_FREE) {
+        write_free(t, addr);
+        return;
+    }
+    if (tag == CAPTURE_ALLOC) {
+        write_alloc(t, addr, size, stack);
+        return;
+    }
+    watch_finalizing(t);
+    uint8_t *p = event_room(t);
+    if (p != NULL)
+        write_tagged(t, p, tag, addr, size, stack);
 }
 
 /* ---- Python stacks -------------------------------------------------------- */
@@ -842,6 +895,9 @@ struct raw_stack {
     size_t nnative;
 };
 
+static void check_python_hooks(void);
+static int g_hooks_checked;
+
 static uint64_t g_eval_start, g_eval_end;   /* the eval loop: native frames stop there */
 static uint64_t g_self_start, g_self_end;   /* this library: its frames are skipped */
 
@@ -861,62 +917,51 @@ static size_t capture_native(uint64_t *out)
     return k;
 }
 
-/* One element into the chain's two hashes: the multiplies do not depend
- * on the hash so far (they overlap from frame to frame); only a rotate and
- * an add or xor do. */
-HOT void hash_step(uint64_t *h1, uint64_t *h2, uint64_t k)
+/* One element (a fingerprint, a C frame) into the chain's hash. */
+HOT void hash_step(uint64_t *h, uint64_t k)
 {
     uint64_t a = k * 0x9e3779b97f4a7c15ULL;
-    *h1 = ((*h1 << 23) | (*h1 >> 41)) + (a ^ (a >> 29));
-    *h2 = ((*h2 << 41) | (*h2 >> 23)) ^ k;
+    *h = ((*h << 23) | (*h >> 41)) + (a ^ (a >> 29));
 }
 
-/* One frame (code object, position) into the chain's hashes: four and
- * three instructions; h1 multiplies (order and position matter), h2 adds. */
-HOT void hash_frame(uint64_t *h1, uint64_t *h2, uint64_t code, uint64_t pos)
+/* One frame (code object, position) into the chain's hash: four
+ * instructions (rotate, xor, multiply, add). */
+HOT void hash_frame(uint64_t *h, uint64_t code, uint64_t pos)
 {
-    *h1 = (((*h1 << 23) | (*h1 >> 41)) ^ code) * 0x9e3779b97f4a7c15ULL + pos;
-    *h2 = ((*h2 << 17) | (*h2 >> 47)) + (code ^ (pos << 20));
+    *h = (((*h << 23) | (*h >> 41)) ^ code) * 0x9e3779b97f4a7c15ULL + pos;
+}
+
+/* The chain's key from its hash and depth (Python frames | C frames << 32). */
+HOT uint64_t chain_key(uint64_t h, uint64_t depth)
+{
+    return h ^ (depth * 0xc2b2ae3d27d4eb4fULL);
 }
 
 /* The stack's key, cheaply: this thread's frames as (code, position),
- * innermost first, hashed (128 bits) with their number.  The key is the
+ * innermost first, hashed (64 bits) with their number.  The key is the
  * stack itself, not where its frames happen to be: two call chains that
  * share their top frames' addresses (3.11+ frames live on a per-thread
  * stack, so the same depth means the same address) never share a key.  A
  * code object is its address plus g_code_gen, bumped whenever one is freed
  * (seen in the OBJ hook: code objects are not GC objects, so the block
  * starts with the object); where those frees are not seen (2.7, PYTHONMALLOC
- * =malloc) the key also reads the code object's fingerprint.  Returns the
- * depth (Python frames | native frames << 32); 0: no stack. */
-HOT uint64_t chain_hash(const struct thread_state *t, uint64_t *h1p, uint64_t *h2p, uint64_t *native, size_t *nnative)
+ * =malloc) the key also reads the code object's fingerprint.
+ *
+ * One 64-bit hash is the key (the shared table adds the depth).  Each step
+ * h' = (rotl(h, 23) ^ code) * odd + pos is a bijection of h for a given
+ * frame, so chains of one depth that differ in a single frame (or only in
+ * the order of two) never collide; two that differ in several collide when
+ * their differences cancel, which for code addresses and bytecode pointers
+ * the program does not choose is a 2^-64 event per pair of chains: with a
+ * million distinct stacks of one depth, about 3e-8 for the whole run (the
+ * 128-bit key this replaces cost four more instructions a frame).
+ *
+ * Returns the depth (Python frames | native frames << 32); 0: no stack. */
+static uint64_t chain_hash(const struct thread_state *t, uint64_t *hp, uint64_t *native,
+                           size_t *nnative)
 {
-    uint64_t h1 = 0x243f6a8885a308d3ULL, h2 = 0x13198a2e03707344ULL;
+    uint64_t h = CODE_GEN_SEED;
     uint64_t npy = 0;
-    if (__builtin_expect(g_walk_311 != 0, 1)) {
-        /* 3.11 with the hooks checked, no C frames: the GIL holder's
-         * state when it is ours, its frames, nothing else to decide */
-        const struct py_layout *l = &g_layout;
-        uint64_t ts = load64(g_gil_holder);
-        if (ts && load64(ts + (uint64_t)l->tstate_thread_id) == t->self) {
-            uint64_t frame = load64(ts + (uint64_t)l->tstate_frame);
-            if (frame)
-                frame = load64(frame + (uint64_t)l->cframe_current_frame);
-            const uint64_t oc = (uint64_t)l->iframe_code, oi = (uint64_t)l->iframe_instr,
-                           op = (uint64_t)l->iframe_previous;
-            h1 ^= __atomic_load_n(&g_code_gen, __ATOMIC_RELAXED);
-            while (frame != 0 && npy < MAX_DEPTH) {
-                uint64_t code = load64(frame + oc), pos = load64(frame + oi);
-                frame = load64(frame + op);
-                hash_frame(&h1, &h2, code, pos);
-                npy++;
-            }
-            *nnative = 0;
-            *h1p = (h1 ^ (h1 >> 31)) + npy * 0xc2b2ae3d27d4eb4fULL;
-            *h2p = h2 ^ (npy << 48);
-            return npy;
-        }
-    }
     if (g_py) {
         const struct py_layout *l = &g_layout;
         uint64_t ts = 0;
@@ -941,7 +986,7 @@ HOT uint64_t chain_hash(const struct thread_state *t, uint64_t *h1p, uint64_t *h
             frame = load64(frame + (uint64_t)l->cframe_current_frame);
         int check_type = l->minor >= 13;   /* f_executable may be another object */
         int fingerprint = !g_code_frees_seen;
-        h1 ^= __atomic_load_n(&g_code_gen, __ATOMIC_RELAXED);
+        h = __atomic_load_n(&g_code_gen, __ATOMIC_RELAXED);
         if (l->frames == PY_FRAMES_CFRAME && !fingerprint) {
             /* the common case (3.11, 3.12), the offsets in registers; a
              * cycle (a damaged chain) ends at MAX_DEPTH frames or shims */
@@ -951,7 +996,7 @@ HOT uint64_t chain_hash(const struct thread_state *t, uint64_t *h1p, uint64_t *h
                 while (frame != 0 && npy < MAX_DEPTH) {
                     uint64_t code = load64(frame + oc), pos = load64(frame + oi);
                     frame = load64(frame + op);
-                    hash_frame(&h1, &h2, code, pos);
+                    hash_frame(&h, code, pos);
                     npy++;
                 }
             } else {
@@ -963,7 +1008,7 @@ HOT uint64_t chain_hash(const struct thread_state *t, uint64_t *h1p, uint64_t *h
                     frame = load64(frame + op);
                     if (__builtin_expect(shim, 0))
                         continue;
-                    hash_frame(&h1, &h2, code, pos);
+                    hash_frame(&h, code, pos);
                     npy++;
                 }
             }
@@ -988,11 +1033,11 @@ HOT uint64_t chain_hash(const struct thread_state *t, uint64_t *h1p, uint64_t *h
             if (check_type && (code == 0 || (code & 7) != 0 ||
                                load64(code + (uint64_t)l->ob_type) != g_code_type))
                 continue;
-            hash_frame(&h1, &h2, code, pos);
+            hash_frame(&h, code, pos);
             if (fingerprint)
-                hash_step(&h1, &h2, load64(code + (uint64_t)l->code_linetable) ^
-                                        (load64(code + (uint64_t)l->code_filename) << 1) ^
-                                        load64(code + (uint64_t)l->code_name));
+                hash_step(&h, load64(code + (uint64_t)l->code_linetable) ^
+                                  (load64(code + (uint64_t)l->code_filename) << 1) ^
+                                  load64(code + (uint64_t)l->code_name));
             npy++;
         }
     }
@@ -1000,11 +1045,11 @@ HOT uint64_t chain_hash(const struct thread_state *t, uint64_t *h1p, uint64_t *h
     if (g_native) {
         *nnative = capture_native(native);
         for (size_t i = 0; i < *nnative; i++)
-            hash_step(&h1, &h2, native[i]);
+            hash_step(&h, native[i]);
     }
-    *h1p = (h1 ^ (h1 >> 31)) + npy * 0xc2b2ae3d27d4eb4fULL;
-    *h2p = h2 ^ (npy << 48);
-    return npy | ((uint64_t)*nnative << 32);
+    uint64_t depth = npy | ((uint64_t)*nnative << 32);
+    *hp = chain_key(h, depth);
+    return depth;
 }
 
 /* Intern a stack whose key missed (lock held): walk it fully (fingerprints,
@@ -1014,7 +1059,8 @@ static __attribute__((noinline)) uint32_t stack_intern_walk(const uint64_t *nati
     struct raw_stack s;
     s.npy = walk_python(s.py, MAX_DEPTH);
     s.nnative = nnative;
-    memcpy(s.ip, native, nnative * sizeof *native);
+    if (nnative)
+        memcpy(s.ip, native, nnative * sizeof *native);
     uint32_t node = 0;
     for (size_t i = s.npy; i-- > 0;)
         node = intern_node(node, intern_pyframe(&s.py[i]));
@@ -1025,40 +1071,93 @@ static __attribute__((noinline)) uint32_t stack_intern_walk(const uint64_t *nati
 
 /* A key the thread's cache did not have: the shared table (lock), then a
  * full walk. */
-static __attribute__((noinline)) uint32_t stack_id_miss(struct stack_memo *m, uint64_t h1,
-                                                        uint64_t h2, uint64_t depth,
-                                                        const uint64_t *native, size_t nnative)
+static __attribute__((noinline)) uint32_t stack_id_miss(struct stack_memo *m, uint64_t h,
+                                                        uint64_t depth, const uint64_t *native,
+                                                        size_t nnative)
 {
     lock();
     uint32_t id = 0;
     if (g_state == ST_ON) {
-        id = table_get(&g_chains, h1, h2, depth);
+        id = table_get(&g_chains, h, depth, 0);
         if (id == 0) {
             id = stack_intern_walk(native, nnative);
             if (id)
-                table_put(&g_chains, h1, h2, depth, id);
+                table_put(&g_chains, h, depth, 0, id);
         }
     }
     unlock();
-    m->h1 = h1;
-    m->h2 = h2;
+    m->h = h;
     m->id = id;
     return id;
 }
 
-/* This thread's current stack id: its key, looked up in the thread's own
- * cache (no lock, no write). */
-HOT uint32_t stack_id(struct thread_state *t)
+/* 3.11's offsets (python/layouts_gen.c, CPython 3.11's headers), as
+ * constants for the fast walk: g_walk_311 is set only when g_layout has
+ * exactly these. */
+#define W311_TSTATE_THREAD_ID 152u
+#define W311_TSTATE_FRAME 56u
+#define W311_CFRAME_CURRENT_FRAME 8u
+#define W311_IFRAME_CODE 32u
+#define W311_IFRAME_INSTR 56u
+#define W311_IFRAME_PREVIOUS 48u
+
+/* The thread's cache slot for a key: its top byte (the multiply's best
+ * mixed bits). */
+HOT struct stack_memo *memo_slot(struct thread_state *t, uint64_t h)
 {
-    uint64_t h1, h2, native[MAX_NATIVE];
+    return &t->memo[h >> 56];
+}
+
+/* stack_id, every case but the fast one (C frames, other versions, and
+ * until the Python hooks are checked). */
+static __attribute__((noinline)) uint32_t stack_id_slow(struct thread_state *t)
+{
+    if (__builtin_expect(!g_hooks_checked, 0))
+        check_python_hooks();
+    uint64_t h, native[MAX_NATIVE];
     size_t nnative;
-    uint64_t depth = chain_hash(t, &h1, &h2, native, &nnative);
+    uint64_t depth = chain_hash(t, &h, native, &nnative);
     if (depth == 0)
         return 0;
-    struct stack_memo *m = &t->memo[(h1 ^ (h1 >> 32)) & (STACK_MEMO - 1)];
-    if (__builtin_expect(m->h1 == h1 && m->h2 == h2, 1))
+    struct stack_memo *m = memo_slot(t, h);
+    if (m->h == h)
         return m->id;
-    return stack_id_miss(m, h1, h2, depth, native, nnative);
+    return stack_id_miss(m, h, depth, native, nnative);
+}
+
+/* This thread's current stack id: its key, looked up in the thread's own
+ * cache (no lock, no write).  The fast case, inline: 3.11 with the hooks
+ * checked and no C frames (g_walk_311), where the thread state is the GIL
+ * holder's when it is ours, and the walk has nothing else to decide. */
+HOT uint32_t stack_id(struct thread_state *t)
+{
+    if (__builtin_expect(g_walk_311 != 0, 1)) {
+        uint64_t ts = load64(g_gil_holder);
+        if (__builtin_expect(ts && load64(ts + W311_TSTATE_THREAD_ID) == t->self, 1)) {
+            uint64_t frame = load64(ts + W311_TSTATE_FRAME);
+            if (frame)
+                frame = load64(frame + W311_CFRAME_CURRENT_FRAME);
+            uint64_t h = __atomic_load_n(&g_code_gen, __ATOMIC_RELAXED);
+            unsigned left = MAX_DEPTH;
+            while (frame != 0) {
+                uint64_t code = load64(frame + W311_IFRAME_CODE);
+                uint64_t pos = load64(frame + W311_IFRAME_INSTR);
+                frame = load64(frame + W311_IFRAME_PREVIOUS);
+                hash_frame(&h, code, pos);
+                if (--left == 0)
+                    break;
+            }
+            uint64_t npy = MAX_DEPTH - left;
+            if (npy == 0)
+                return 0;
+            h = chain_key(h, npy);
+            struct stack_memo *m = memo_slot(t, h);
+            if (__builtin_expect(m->h == h, 1))
+                return m->id;
+            return stack_id_miss(m, h, npy, NULL, 0);
+        }
+    }
+    return stack_id_slow(t);
 }
 
 /* ---- events --------------------------------------------------------------- */
@@ -1108,8 +1207,6 @@ HOT uint64_t sample_weight(size_t size)
 }
 
 #define TRACKING() (g_state == ST_ON && !t_busy)
-static void check_python_hooks(void);
-static int g_hooks_checked;
 
 /* Sampled mode: which blocks were sampled.  The exact set is g_sampled
  * (lock); in front of it, a counter per address hash in 4 KiB that stays in
@@ -1157,6 +1254,27 @@ HOT int maybe_sampled(uint64_t a)
     return __atomic_load_n(&g_maybe_sampled[maybe_slot(a)], __ATOMIC_RELAXED) != 0;
 }
 
+/* An allocation of weight w (t_busy set by the caller): its stack and the
+ * event, in this thread's stream. */
+HOT void track_alloc(void *p, uint64_t w, int is_mmap, int may_sample)
+{
+    struct thread_state *t = thread_get();
+    if (t == NULL)
+        return;
+    uint32_t id = stack_id(t);   /* checks the Python hooks (stack_id_slow) until g_walk_311 */
+    uint64_t a = (uint64_t)(uintptr_t)p;
+    if (is_mmap) {
+        write_event(t, CAPTURE_MMAP, a, w, id);
+        return;
+    }
+    if (may_sample && g_sample_bytes) {
+        lock();
+        sampled_add(a);
+        unlock();
+    }
+    write_alloc(t, a, w, id);
+}
+
 /* An allocation: its stack and the event, in this thread's stream. */
 HOT void record_alloc(void *p, size_t size, int is_mmap)
 {
@@ -1164,19 +1282,7 @@ HOT void record_alloc(void *p, size_t size, int is_mmap)
     if (w == 0)
         return;
     t_busy = 1;
-    struct thread_state *t = thread_get();
-    if (t != NULL) {
-        if (__builtin_expect(!g_hooks_checked, 0))
-            check_python_hooks();
-        uint32_t id = stack_id(t);
-        uint64_t a = (uint64_t)(uintptr_t)p;
-        if (g_sample_bytes && !is_mmap) {
-            lock();
-            sampled_add(a);
-            unlock();
-        }
-        write_event(t, is_mmap ? CAPTURE_MMAP : CAPTURE_ALLOC, a, w, id);
-    }
+    track_alloc(p, w, is_mmap, 1);
     t_busy = 0;
 }
 
@@ -1200,7 +1306,7 @@ HOT void record_free(void *p)
     t_busy = 1;
     struct thread_state *t = thread_get();
     if (t != NULL)
-        write_event(t, CAPTURE_FREE, a, 0, 0);
+        write_free(t, a);
     t_busy = 0;
 }
 
@@ -1212,14 +1318,12 @@ static void write_sampled_alloc(void *p, uint64_t w)
     struct thread_state *t = thread_get();
     if (t == NULL)
         return;
-    if (__builtin_expect(!g_hooks_checked, 0))
-        check_python_hooks();
     uint32_t id = stack_id(t);
     uint64_t a = (uint64_t)(uintptr_t)p;
     lock();
     sampled_add(a);
     unlock();
-    write_event(t, CAPTURE_ALLOC, a, w, id);
+    write_alloc(t, a, w, id);
 }
 
 static __attribute__((noinline)) void record_alloc_sampled(void *p, size_t size)
@@ -1266,7 +1370,10 @@ static int g_use_setallocator;
 static int g_hooks_installed;
 
 /* The original allocator runs with the guard set: pymalloc's fallback to
- * malloc for large blocks, and its arenas (mmap), are not counted twice. */
+ * malloc for large blocks, and its arenas (mmap), are not counted twice.
+ * py_hook_malloc and py_hook_free are the full mode's (sampled mode
+ * installs its own): the guard stays set from the allocation to the end of
+ * the event. */
 static void *py_hook_malloc(void *ctx, size_t size)
 {
     const struct pymem_allocator *o = ctx;
@@ -1274,9 +1381,9 @@ static void *py_hook_malloc(void *ctx, size_t size)
         return o->malloc(o->ctx, size);
     t_busy = 1;
     void *p = o->malloc(o->ctx, size);
-    t_busy = 0;
     if (p)
-        record_alloc(p, size, 0);   /* sampled: a subtraction, mostly */
+        track_alloc(p, size, 0, 0);
+    t_busy = 0;
     return p;
 }
 
@@ -1304,7 +1411,7 @@ static void py_hook_free(void *ctx, void *ptr)
         t_busy = 1;
         struct thread_state *t = thread_get();
         if (t != NULL)
-            write_event(t, CAPTURE_FREE, (uint64_t)(uintptr_t)ptr, 0, 0);
+            write_free(t, (uint64_t)(uintptr_t)ptr);
         o->free(o->ctx, ptr);
         t_busy = 0;
         return;
@@ -1560,7 +1667,12 @@ static __attribute__((noinline)) void check_python_hooks(void)
              * read fingerprints (only sampled allocations make keys) */
             g_code_frees_seen = !g_sample_bytes;
             g_walk_311 = g_code_frees_seen && g_gil_holder && !g_native &&
-                         l->frames == PY_FRAMES_CFRAME && l->minor == 11;
+                         l->frames == PY_FRAMES_CFRAME && l->minor == 11 &&
+                         l->tstate_thread_id == W311_TSTATE_THREAD_ID &&
+                         l->tstate_frame == W311_TSTATE_FRAME &&
+                         l->cframe_current_frame == W311_CFRAME_CURRENT_FRAME &&
+                         l->iframe_code == W311_IFRAME_CODE && l->iframe_instr == W311_IFRAME_INSTR &&
+                         l->iframe_previous == W311_IFRAME_PREVIOUS;
         } else {
             install_python_hooks();
         }
@@ -2033,8 +2145,9 @@ __attribute__((destructor)) static void tracker_stop(void)
     t_busy = 1;
     struct thread_state *t = t_st;
     if (g_state == ST_ON && t) {
-        __atomic_store_n(&g_last_time_ns, 0, __ATOMIC_RELAXED);
-        write_time(t);
+        uint8_t *p = event_room(t);
+        if (p)
+            capture_stream_commit(&t->s, time_record(p, 1));
     }
     lock();
     if (g_state == ST_ON) {

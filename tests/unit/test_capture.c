@@ -5,7 +5,8 @@
  * many-block one (a killed target, a full disk) keeps every whole record
  * before the cut; a flipped byte ends the capture at its block; garbage is
  * refused with PM_EFORMAT; threads' streams are read in the order their
- * segments say, whatever the order of their blocks in the file.
+ * segments say, whatever the order of their blocks in the file; fixed
+ * events (format 3) read back among tagged ones.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -467,6 +468,120 @@ static void test_alloc_at_zero_skipped(void **state)
     free(whole);
 }
 
+/* Fixed events (capture.h, format 3) mixed with tagged ones: addresses,
+ * sizes and stacks read back as written; a fixed event leaves the tagged
+ * events' delta base alone; a cut fixed event is dropped whole; a first
+ * byte with an unknown kind in its low bits is a malformed record. */
+static void test_fixed_events(void **state)
+{
+    (void)state;
+    struct capture_writer w;
+    uint8_t rec[64];
+    size_t k;
+    assert_int_equal(capture_writer_open(&w, g_path, CAPTURE_F_PYTHON), 0);
+    k = 0;
+    rec[k++] = CAPTURE_STACK;
+    k += capture_put_u(rec + k, 0);
+    k += capture_put_u(rec + k, 0);
+    add(&w, rec, k);                                     /* stack 1 */
+    struct capture_stream t1 = {.id = 1};
+    add_mark(&w, &t1, 1);
+    const uint64_t A = 0x7f1234567890ULL, ODD = 0x1003, B = 0x10000, HIGH = 1ULL << 48;
+    uint64_t last = 0;
+    add_to(&w, &t1, rec, capture_put_fixed_alloc(rec, A, 100, 1));
+    k = 0;                                               /* not a multiple of 8: tagged */
+    rec[k++] = CAPTURE_ALLOC;
+    k += capture_put_s(rec + k, (int64_t)(ODD - last));
+    last = ODD;
+    k += capture_put_u(rec + k, 7);
+    k += capture_put_u(rec + k, 1);
+    add_to(&w, &t1, rec, k);
+    add_to(&w, &t1, rec, capture_put_fixed_free(rec, A));
+    k = 0;                                               /* delta 0: from ODD, not A */
+    rec[k++] = CAPTURE_FREE;
+    k += capture_put_s(rec + k, (int64_t)(ODD - last));
+    add_to(&w, &t1, rec, k);
+    add_to(&w, &t1, rec, capture_put_fixed_alloc(rec, B, 0xfffffffeULL, 0));
+    add_to(&w, &t1, rec, capture_put_fixed_free(rec, B));
+    k = 0;                                               /* 2^48: tagged */
+    rec[k++] = CAPTURE_ALLOC;
+    k += capture_put_s(rec + k, (int64_t)(HIGH - last));
+    last = HIGH;
+    k += capture_put_u(rec + k, 5);
+    k += capture_put_u(rec + k, 1);
+    add_to(&w, &t1, rec, k);
+    rec[0] = CAPTURE_END;
+    add(&w, rec, 1 + capture_put_u(rec + 1, w.end));
+    capture_writer_close(&w, &t1);
+    size_t len;
+    uint8_t *whole = slurp(g_path, &len);
+    struct capture_file f;
+    struct pm_error err = {0};
+    assert_int_equal(capture_open_buffer(whole, len, &f, &err), 0);
+    struct capture_record r;
+    const struct {
+        int tag, fixed;
+        uint64_t addr, size, stack;
+    } want[7] = {{CAPTURE_ALLOC, 1, A, 100, 1},   {CAPTURE_ALLOC, 0, ODD, 7, 1},
+                 {CAPTURE_FREE, 1, A, 0, 0},      {CAPTURE_FREE, 0, ODD, 0, 0},
+                 {CAPTURE_ALLOC, 1, B, 0xfffffffeULL, 0}, {CAPTURE_FREE, 1, B, 0, 0},
+                 {CAPTURE_ALLOC, 0, HIGH, 5, 1}};
+    int n = 0;
+    while (capture_next(&f, &r)) {
+        if (r.tag != CAPTURE_ALLOC && r.tag != CAPTURE_FREE)
+            continue;
+        assert_true(n < 7);
+        assert_int_equal(r.tag, want[n].tag);
+        assert_int_equal(r.fixed, want[n].fixed);
+        assert_int_equal(r.addr, want[n].addr);
+        if (r.tag == CAPTURE_ALLOC) {
+            assert_int_equal(r.a, want[n].size);
+            assert_int_equal(r.b, want[n].stack);
+        }
+        n++;
+    }
+    assert_int_equal(n, 7);
+    assert_false(f.truncated);
+    capture_close(&f);
+    struct replay rp;
+    assert_int_equal(replay_buffer(whole, len, &rp, &err), 0);
+    assert_int_equal(rp.peak_bytes, 0xfffffffeULL);
+    assert_int_equal(rp.end_bytes, 5);
+    replay_free(&rp);
+
+    /* the thread's block: MARK(1) (2 bytes), then the fixed ALLOC of A */
+    size_t offs[8];
+    assert_int_equal(block_offsets(whole, len, offs, 8), 2);
+    uint8_t *payload = whole + offs[1] + CAPTURE_BLOCK_HEADER;
+    assert_int_equal(payload[0], CAPTURE_MARK);
+    assert_int_equal(payload[2] & CAPTURE_FIXED_MASK, CAPTURE_FIXED_ALLOC);
+    /* cut inside the fixed ALLOC (the block unsealed, as a killed target
+     * leaves it): nothing of it is read */
+    uint32_t used = 2 + 9, sealed = 0;
+    memcpy(whole + offs[1] + 4, &used, 4);
+    memcpy(whole + offs[1] + 20, &sealed, 4);
+    assert_int_equal(capture_open_buffer(whole, len, &f, &err), 0);
+    n = 0;
+    while (capture_next(&f, &r))
+        n += r.tag == CAPTURE_ALLOC || r.tag == CAPTURE_FREE;
+    assert_int_equal(n, 0);
+    assert_true(f.truncated);
+    capture_close(&f);
+    /* an unknown kind (low bits 3) where the fixed ALLOC starts */
+    used = 2 + 14;
+    memcpy(whole + offs[1] + 4, &used, 4);
+    payload[2] = (uint8_t)((payload[2] & ~CAPTURE_FIXED_MASK) | 3);
+    assert_int_equal(capture_open_buffer(whole, len, &f, &err), 0);
+    n = 0;
+    while (capture_next(&f, &r))
+        n += r.tag == CAPTURE_ALLOC || r.tag == CAPTURE_FREE;
+    assert_int_equal(n, 0);
+    assert_true(f.truncated);
+    assert_non_null(strstr(f.why, "malformed record"));
+    capture_close(&f);
+    free(whole);
+}
+
 static void test_garbage_refused(void **state)
 {
     (void)state;
@@ -496,6 +611,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_killed_and_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_in_segment_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_at_zero_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fixed_events, setup, teardown),
         cmocka_unit_test(test_garbage_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
