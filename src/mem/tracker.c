@@ -1513,27 +1513,29 @@ static __attribute__((noinline)) void *sampled_small_hit(int domain, void *p, si
     return p;
 }
 
+/* A new block p of size bytes from pymalloc: counted down, and moved when
+ * the countdown runs out (blocks above pymalloc's limit came from the C
+ * library's malloc, which counted them). */
+HOT void *direct_counted(int domain, void *p, size_t size, int how)
+{
+    if (size <= PYMALLOC_SMALL_MAX) {
+        t_countdown -= (int64_t)size;
+        if (__builtin_expect(t_countdown <= 0, 0) && p)
+            return sampled_small_hit(domain, p, size, how);
+    }
+    return p;
+}
+
 #define DIRECT_HOOKS(NAME, DOMAIN)                                                        \
     static void *NAME##_malloc(void *ctx, size_t size)                                    \
     {                                                                                     \
-        void *p = g_orig[DOMAIN].malloc(ctx, size);                                       \
-        if (size <= PYMALLOC_SMALL_MAX) {                                                 \
-            t_countdown -= (int64_t)size;                                                 \
-            if (__builtin_expect(t_countdown <= 0, 0) && p)                               \
-                return sampled_small_hit(DOMAIN, p, size, HIT_MALLOC);                    \
-        }                                                                                 \
-        return p;                                                                         \
+        return direct_counted(DOMAIN, g_orig[DOMAIN].malloc(ctx, size), size, HIT_MALLOC);\
     }                                                                                     \
     static void *NAME##_calloc(void *ctx, size_t n, size_t size)                          \
     {                                                                                     \
         void *p = g_orig[DOMAIN].calloc(ctx, n, size);                                    \
-        size_t total = n * size; /* pymalloc refused an overflow: p is NULL */            \
-        if (total <= PYMALLOC_SMALL_MAX) {                                                \
-            t_countdown -= (int64_t)total;                                                \
-            if (__builtin_expect(t_countdown <= 0, 0) && p)                               \
-                return sampled_small_hit(DOMAIN, p, total, HIT_CALLOC);                   \
-        }                                                                                 \
-        return p;                                                                         \
+        /* pymalloc refused an overflow: p is NULL */                                     \
+        return direct_counted(DOMAIN, p, n * size, HIT_CALLOC);                           \
     }                                                                                     \
     /* a sampled old block is freed; the new one is counted whatever its size    \
      * (the guard keeps the C library's realloc from counting it again) */              \
