@@ -161,6 +161,7 @@ struct record_state {
         uint32_t frame;
     } procs[PROCESS_LABELS_MAX];
     uint32_t ids[SAMPLE_MAX_DEPTH + 4];
+    uint64_t endpoint_changed;     /* --by-endpoint: thread samples left out */
     int failed;
     struct gil_tally gil;
     /* profile frame ids of Python frames by (pid, code serial, line): a
@@ -271,6 +272,13 @@ static uint32_t process_frame(struct record_state *rs, pid_t pid)
     return frame;
 }
 
+/* The sampler's before_take under --by-endpoint. */
+static void endpoints_before(pid_t pid, void *ctx)
+{
+    struct record_state *rs = ctx;
+    endpoint_map_before(rs->endpoints, pid);
+}
+
 static int add_sample(const struct sample *smp, void *ctx)
 {
     struct record_state *rs = ctx;
@@ -280,16 +288,21 @@ static int add_sample(const struct sample *smp, void *ctx)
         const struct sampled_thread *t = &smp->threads[i];
         if (t->depth == 0 || (!o->idle && !t->active) || (o->gil_only && !t->owns_gil))
             continue;
+        const char *ep = NULL;
+        if (o->by_endpoint && rs->endpoints &&
+            endpoint_map_label(rs->endpoints, t->pid, t->os_tid, smp->t_ns, &ep) ==
+                ENDPOINT_CHANGED) {
+            rs->endpoint_changed++;   /* the stack may be either request's */
+            continue;
+        }
         uint32_t thread = profile_thread(rs->profile, (uint32_t)t->pid, t->thread_id,
                                          (uint64_t)t->os_tid, t->name);
         uint32_t n = 0;
         if (o->subprocesses)
             rs->ids[n++] = process_frame(rs, t->pid);
-        if (o->by_endpoint && rs->endpoints) {
-            const char *ep = endpoint_map_label(rs->endpoints, t->pid, t->os_tid, smp->t_ns);
+        if (o->by_endpoint)
             rs->ids[n++] = profile_frame(rs->profile, ep ? ep : "(no request)", "", "", 0,
                                          PROFILE_FRAME_SYNTH);
-        }
         if (o->threads) {
             char label[200];
             if (t->name)
@@ -516,6 +529,8 @@ int cmd_record(int argc, char **argv)
         rs->profile = profile;
         rs->opts = &o;
         rs->endpoints = o.by_endpoint ? endpoint_map_new() : NULL;
+        if (rs->endpoints)
+            cfg.before_take = endpoints_before;
         rs->pid = pid;
         if (sampler_group_run(group, &cfg, add_sample, rs, &res, &err) != 0)
             goto fail;
@@ -556,6 +571,9 @@ int cmd_record(int argc, char **argv)
     out = NULL;
 
     print_summary(&o, &res, py, pid);
+    if (rs && rs->endpoint_changed)
+        fprintf(stderr, "pyrometer: %llu thread samples left out: a request began or ended "
+                "while their stack was read\n", (unsigned long long)rs->endpoint_changed);
     if (costs)
         write_costs(stats_path, costs, &res);
     if (o.subprocesses && rs)

@@ -27,9 +27,12 @@ struct endpoint_process {
     struct reader *reader;
     uint64_t table;            /* address in the target, 0 until found */
     uint64_t next_locate_ns;
-    uint64_t read_at;          /* t_ns of the sample the copy is for */
-    int valid;
-    struct pm_endpoint_table copy;
+    uint64_t read_at;          /* t_ns of the sample the copies are for */
+    int valid;                 /* copy read and checked */
+    int before_fresh;          /* before read (and checked) since the last refresh */
+    int bracketed;             /* this sample has a before read to compare with */
+    struct pm_endpoint_table copy;     /* read after the stacks */
+    struct pm_endpoint_table before;   /* read before them */
 };
 
 struct endpoint_map {
@@ -113,49 +116,81 @@ static struct endpoint_process *process_for(struct endpoint_map *m, pid_t pid)
     return p;
 }
 
-/* Read the table for the sample at t_ns (once per sample and process). */
+/* Read the table into *t; 0 when it is there and its header checks out. */
+static int read_table(struct endpoint_process *p, struct pm_endpoint_table *t)
+{
+    if (p->table == 0) {
+        uint64_t now = mono_ns();
+        if (now < p->next_locate_ns)
+            return -1;
+        p->next_locate_ns = now + LOCATE_INTERVAL_NS;
+        p->table = locate_table(p);
+        if (p->table == 0)
+            return -1;
+    }
+    struct pm_error err;
+    if (reader_read_fresh(p->reader, p->table, t, sizeof *t, &err) != 0) {
+        p->table = 0;   /* unmapped (or gone): look again later */
+        return -1;
+    }
+    int ok = memcmp(t->magic, PM_ENDPOINT_MAGIC, sizeof PM_ENDPOINT_MAGIC) == 0 &&
+             t->version == PM_ENDPOINT_VERSION && t->slots == PM_ENDPOINT_SLOTS &&
+             t->slot_size == sizeof(struct pm_endpoint_slot) &&
+             t->label_size == PM_ENDPOINT_LABEL;
+    return ok ? 0 : -1;
+}
+
+void endpoint_map_before(struct endpoint_map *m, pid_t pid)
+{
+    struct endpoint_process *p = process_for(m, pid);
+    if (p != NULL)
+        p->before_fresh = read_table(p, &p->before) == 0;
+}
+
+/* The second read, once per sample and process. */
 static void refresh(struct endpoint_process *p, uint64_t t_ns)
 {
     if (p->read_at == t_ns && p->read_at != 0)
         return;
     p->read_at = t_ns;
-    p->valid = 0;
-    if (p->table == 0) {
-        uint64_t now = mono_ns();
-        if (now < p->next_locate_ns)
-            return;
-        p->next_locate_ns = now + LOCATE_INTERVAL_NS;
-        p->table = locate_table(p);
-        if (p->table == 0)
-            return;
-    }
-    struct pm_error err;
-    if (reader_read_fresh(p->reader, p->table, &p->copy, sizeof p->copy, &err) != 0) {
-        p->table = 0;   /* unmapped (or gone): look again later */
-        return;
-    }
-    p->valid = memcmp(p->copy.magic, PM_ENDPOINT_MAGIC, sizeof PM_ENDPOINT_MAGIC) == 0 &&
-               p->copy.version == PM_ENDPOINT_VERSION && p->copy.slots == PM_ENDPOINT_SLOTS &&
-               p->copy.slot_size == sizeof(struct pm_endpoint_slot) &&
-               p->copy.label_size == PM_ENDPOINT_LABEL;
+    p->valid = read_table(p, &p->copy) == 0;
+    p->bracketed = p->before_fresh;
+    p->before_fresh = 0;
 }
 
-const char *endpoint_map_label(struct endpoint_map *m, pid_t pid, pid_t tid, uint64_t t_ns)
+static struct pm_endpoint_slot *slot_of(struct pm_endpoint_table *t, pid_t tid)
 {
+    for (uint32_t i = 0; i < PM_ENDPOINT_SLOTS; i++)
+        if (t->slot[i].tid == tid)
+            return &t->slot[i];
+    return NULL;
+}
+
+enum endpoint_state endpoint_map_label(struct endpoint_map *m, pid_t pid, pid_t tid,
+                                       uint64_t t_ns, const char **label)
+{
+    *label = NULL;
     struct endpoint_process *p = process_for(m, pid);
     if (p == NULL)
-        return NULL;
+        return ENDPOINT_NONE;
     refresh(p, t_ns);
     if (!p->valid)
-        return NULL;
-    for (uint32_t i = 0; i < PM_ENDPOINT_SLOTS; i++) {
-        struct pm_endpoint_slot *s = &p->copy.slot[i];
-        if (s->tid != tid)
-            continue;
-        if (s->seq_end != s->seq_begin)
-            return NULL;
-        s->label[PM_ENDPOINT_LABEL - 1] = '\0';
-        return s->label[0] ? s->label : NULL;
+        return ENDPOINT_NONE;
+    struct pm_endpoint_slot *s = slot_of(&p->copy, tid);
+    if (s == NULL)
+        return ENDPOINT_NONE;
+    if (s->seq_end != s->seq_begin)
+        return ENDPOINT_CHANGED;   /* being rewritten as we read it */
+    if (p->bracketed) {
+        /* the slot must have been whole, and the same, before the stacks */
+        struct pm_endpoint_slot *b = slot_of(&p->before, tid);
+        if (b == NULL ? s->label[0] != '\0'
+                      : b->seq_end != b->seq_begin || b->seq_begin != s->seq_begin)
+            return ENDPOINT_CHANGED;
     }
-    return NULL;
+    s->label[PM_ENDPOINT_LABEL - 1] = '\0';
+    if (s->label[0] == '\0')
+        return ENDPOINT_NONE;
+    *label = s->label;
+    return ENDPOINT_SERVING;
 }

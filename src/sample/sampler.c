@@ -524,8 +524,8 @@ size_t sampler_group_size(const struct sampler_group *g)
 
 /* One sample of every live Python member, each handed to fn. Returns -1
  * with *err when the root is gone (PM_EGONE) or reading failed for good. */
-static int group_take(struct sampler_group *g, sample_fn fn, void *ctx,
-                      struct sampler_result *res, int *stop, struct pm_error *err)
+static int group_take(struct sampler_group *g, const struct sampler_config *cfg, sample_fn fn,
+                      void *ctx, struct sampler_result *res, int *stop, struct pm_error *err)
 {
     int sampled = 0;
     for (size_t i = 0; i < g->count; i++) {
@@ -538,6 +538,8 @@ static int group_take(struct sampler_group *g, sample_fn fn, void *ctx,
             *err = (struct pm_error){PM_ENOMEM, "out of memory"};
             return -1;
         }
+        if (cfg && cfg->before_take)
+            cfg->before_take(m->pid, ctx);
         int rc = g->blocking ? sampler_take_paused(m->sampler, m->pause, &smp, &take_err)
                              : sampler_take(m->sampler, &smp, &take_err);
         if (rc != 0) {
@@ -671,7 +673,7 @@ int sampler_group_run(struct sampler_group *g, const struct sampler_config *cfg,
             calls0 = group_syscalls(g);
             cpu0 = thread_cpu_ns();
         }
-        int took = group_take(g, fn, ctx, res, &stop, &take_err);
+        int took = group_take(g, cfg, fn, ctx, res, &stop, &take_err);
         if (cfg->costs) {
             uint64_t cpu1 = thread_cpu_ns();
             costs_add(cfg->costs, cpu1 - cpu0, group_syscalls(g) - calls0);
@@ -725,5 +727,5 @@ int sampler_group_snapshot(struct sampler_group *g, sample_fn fn, void *ctx,
         group_scan(g);
     struct sampler_result res = {0};
     int stop = 0;
-    return group_take(g, fn, ctx, &res, &stop, err);
+    return group_take(g, NULL, fn, ctx, &res, &stop, err);
 }

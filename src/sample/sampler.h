@@ -98,6 +98,9 @@ struct sampler_config {
     pid_t child;                 /* launch mode: our child, reaped when it exits */
     int progress;                /* draw a progress line on stderr */
     struct sampler_costs *costs; /* NULL: not measured */
+    /* called with the loop's ctx just before each process is sampled, so
+     * that state read beside the stacks can bracket them (NULL: none) */
+    void (*before_take)(pid_t pid, void *ctx);
 };
 
 struct sampler_result {
