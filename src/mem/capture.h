@@ -6,28 +6,45 @@
  * no stdio, safe to run inside malloc itself) and its reader
  * (capture_read.c: untrusted input, every length bounded).  Never prints.
  *
- * Format, version 3 (all integers little-endian):
+ * Format, version 4 (all integers little-endian; version 3 is the same
+ * without windows and is read too):
  *
  *   The file starts with a 32-byte header in a page of its own (`align`
- *   bytes):  magic "PYRMMEM\0" (8), u32 version (=3), u32 align (block
+ *   bytes):  magic "PYRMMEM\0" (8), u32 version (=4), u32 align (block
  *   alignment, 4096), u32 header size (=32), u32 flags (CAPTURE_F_*), u64
- *   reserved.  Then BLOCKS, back to back from offset `align`, each a
- *   multiple of `align` bytes:
+ *   reserved.  Then BLOCKS and WINDOWS, back to back from offset `align`,
+ *   each a multiple of `align` bytes.  A block:
  *       u32 magic 0x4b4c4250 ("PBLK"), u32 used (payload bytes), u32 size
  *       (the whole block), u32 stream, u32 checksum, u32 sealed, u64 0;
- *   then the payload: whole records.
+ *   then the payload: whole records.  A window:
+ *       u32 magic 0x4e495750 ("PWIN"), u32 upto, u32 size, u32 stream,
+ *       u32 block (the file offset of the block it belongs to / align),
+ *       u32 from, u64 0;
+ *   then window data: the bytes [from, upto) of that block's payload, whole
+ *   records, which may not be in the block yet.
+ *
+ *   WRITING THROUGH WINDOWS: a stream writes its records into its window,
+ *   a shared mapping of the file that it keeps and reuses (no page of it
+ *   faults twice), and stores `upto` after every record.  When the window
+ *   fills, its data is copied (pwrite) into the block at `from`, the
+ *   block's `used` is written, then the window restarts at from = upto.
+ *   So a target killed at any instant leaves every record whole: up to
+ *   `used` in the block, and the rest, from `used` to `upto`, in the
+ *   window, whose data overlaps the block's where the two disagree on
+ *   nothing.  The reader takes a window's bytes beyond its block's `used`
+ *   when the block is its stream's last and not sealed (a finished stream
+ *   has copied everything into its blocks, and a window given to another
+ *   stream names that stream and its block).
  *
  *   STREAMS: stream 0 is the process's (META, NOTE, THREAD and every
  *   definition, written under the tracker's lock); stream N > 0 is thread
  *   N's events, written by that thread alone without a lock, into blocks it
  *   reserves one at a time (so blocks of different streams interleave in
- *   the file, each stream's blocks in order).  The writer stores `used`
- *   after every record, through a shared mapping of the block: a target
- *   killed at any instant leaves every record whole up to `used`.  A full
- *   block is SEALED: its checksum (capture_checksum of the payload) is
- *   written, then sealed = 1; the last block of each stream is usually not
- *   sealed, and is read as far as its records decode.  A block whose magic
- *   is 0 ends the capture (blocks are reserved with fallocate, so a killed
+ *   the file, each stream's blocks in order).  A full block is SEALED: its
+ *   checksum (capture_checksum of the payload) is written, then sealed = 1;
+ *   the last block of each stream is usually not sealed, and is read as far
+ *   as its records decode (with its window's).  A block whose magic is 0
+ *   ends the capture (blocks are reserved with fallocate, so a killed
  *   target leaves zeros); a sealed block with a wrong checksum, an
  *   implausible header or a malformed record ends it too, keeping what came
  *   before in the file (reported as truncated).
@@ -93,11 +110,16 @@
 #include "../common/error.h"
 
 #define CAPTURE_MAGIC "PYRMMEM"          /* 8 bytes with its NUL */
-#define CAPTURE_VERSION 3u
+#define CAPTURE_VERSION 4u
+#define CAPTURE_VERSION_OLDEST 3u        /* the oldest the reader reads */
 #define CAPTURE_HEADER_SIZE 32u
 #define CAPTURE_ALIGN 4096u              /* blocks start and end on this */
 #define CAPTURE_BLOCK_MAGIC 0x4b4c4250u
-#define CAPTURE_BLOCK_HEADER 32u
+#define CAPTURE_BLOCK_HEADER 32u         /* a window's header too */
+#define CAPTURE_WINDOW_MAGIC 0x4e495750u
+#define CAPTURE_WINDOW_SIZE (64u << 10)  /* the whole window: stays in the cache */
+#define CAPTURE_WINDOW_DATA (CAPTURE_WINDOW_SIZE - CAPTURE_BLOCK_HEADER)
+#define CAPTURE_WINDOWS_FREE 64u         /* windows kept for reuse when streams end */
 #define CAPTURE_BLOCK_MIN 4096u          /* a stream's first block (threads may be many) */
 #define CAPTURE_BLOCK_GROW (1u << 20)    /* blocks double up to this */
 #define CAPTURE_BLOCK_MAX (4u << 20)     /* largest block the reader accepts */
@@ -150,6 +172,19 @@ enum capture_tag {
  * instructions per 32 bytes), mixed at the end. */
 uint32_t capture_checksum(const uint8_t *p, size_t n);
 
+/* The same checksum, fed in pieces of any length (the writer's, as it
+ * copies window after window into a block). */
+typedef uint64_t capture_v2 __attribute__((vector_size(16)));
+struct capture_sum {
+    capture_v2 a0, b0, a1, b1;
+    uint8_t carry[32];         /* bytes short of a 32-byte step */
+    uint32_t ncarry;
+    uint64_t n;                /* bytes fed */
+};
+void capture_sum_init(struct capture_sum *c);
+void capture_sum_add(struct capture_sum *c, const uint8_t *p, size_t n);
+uint32_t capture_sum_final(const struct capture_sum *c);
+
 /* A fixed event at out, which has room for 16 bytes (a free writes 8 and
  * keeps 6).  The caller checked (addr & CAPTURE_FIXED_ADDR_BAD) == 0, and
  * size < 2^32 for an allocation.  Returns its length. */
@@ -187,16 +222,21 @@ static inline size_t capture_put_s(uint8_t *out, int64_t v)
 
 /* ---- writer ------------------------------------------------------------- */
 
-/* One stream's current block, written through a shared mapping.  Only its
- * owner writes it; capture_stream_room/commit are the lock-free fast path,
- * the rest (a new block) must be serialised by the caller with every other
- * call on the same writer. */
+/* One stream's current block, written through its window (a shared
+ * mapping of a region of the file; see the format).  Only its owner writes
+ * it; capture_stream_room/commit are the lock-free fast path, the rest (a
+ * full window, a new block) must be serialised by the caller with every
+ * other call on the same writer. */
 struct capture_stream {
-    uint8_t *block;            /* the current block's mapping, NULL before the first */
+    uint8_t *win;              /* the window's mapping (header, then data), NULL before the first block */
+    uint8_t *base;             /* base + used is where the next record goes (win data - from) */
+    uint64_t block_off;        /* the current block's offset in the file, 0 = none */
     uint32_t size;             /* its size */
-    uint32_t used;             /* payload bytes in it */
+    uint32_t used;             /* payload bytes in it: copied, and in the window */
+    uint32_t copied;           /* payload bytes copied into the block itself (the window's from) */
     uint32_t next_size;        /* size of the next block (doubles up to CAPTURE_BLOCK_GROW) */
     uint32_t id;               /* stream number: 0 = the process, N = thread N */
+    struct capture_sum sum;    /* of the copied payload */
 };
 
 /* Never calls malloc or stdio (runs inside the target's allocator). */
@@ -207,45 +247,61 @@ struct capture_writer {
     int fail_errno;
     uint64_t bytes;            /* payload bytes in finished blocks */
     struct capture_stream main;    /* stream 0 */
+    uint8_t *free_windows[CAPTURE_WINDOWS_FREE];   /* of streams that ended, for new ones */
+    uint32_t nfree_windows;
 };
 
 /* Create the file (truncating it) and write the header.  0, or -1 with errno. */
 int capture_writer_open(struct capture_writer *w, const char *path, uint32_t flags);
 /* Append one record to stream 0 (capture_stream_add on w->main). */
 int capture_writer_add(struct capture_writer *w, const uint8_t *rec, size_t len);
-/* Append one record to s, moving to a new block when it does not fit.  0,
- * or -1 once the writer has failed. */
+/* Append one record to s, copying its window out or moving to a new block
+ * when it does not fit.  0, or -1 once the writer has failed. */
 int capture_stream_add(struct capture_writer *w, struct capture_stream *s, const uint8_t *rec,
                        size_t len);
-/* Seal s's current block and start a new one with room for len bytes. */
+/* Make room for len (<= CAPTURE_WINDOW_DATA) bytes: copy the window into
+ * the block, or seal the block and start a new one. */
 int capture_stream_next(struct capture_writer *w, struct capture_stream *s, size_t len);
-/* Seal and unmap s's block (a thread that exits). */
+/* Copy the window into the block, seal it, give the window back (a thread
+ * that exits). */
 void capture_stream_seal(struct capture_writer *w, struct capture_stream *s);
-/* Unmap s's block without touching it (after fork: it is the parent's). */
+/* Unmap s's window without touching it (after fork: it is the parent's). */
 void capture_stream_abandon(struct capture_stream *s);
 
-/* Room for len bytes in s's block: where to write them, or NULL (take the
+/* The largest `used` at which len more bytes still fit in s's window and
+ * block (negative: none; take the slow path). */
+static inline int64_t capture_stream_limit(const struct capture_stream *s, size_t len)
+{
+    if (s->win == NULL)
+        return -1;
+    int64_t block = (int64_t)s->size - CAPTURE_BLOCK_HEADER;
+    int64_t window = (int64_t)s->copied + CAPTURE_WINDOW_DATA;
+    return (block < window ? block : window) - (int64_t)len;
+}
+
+/* Room for len bytes in s's window: where to write them, or NULL (take the
  * slow path: capture_stream_next). */
 static inline uint8_t *capture_stream_room(struct capture_stream *s, size_t len)
 {
-    if (s->block == NULL || len > (size_t)(s->size - CAPTURE_BLOCK_HEADER - s->used))
+    if ((int64_t)s->used > capture_stream_limit(s, len))
         return NULL;
-    return s->block + CAPTURE_BLOCK_HEADER + s->used;
+    return s->base + s->used;
 }
 
 /* The len bytes written at capture_stream_room are a record: publish it
- * (the used count last, so a killed target leaves whole records). */
+ * (the window's upto last, so a killed target leaves whole records). */
 static inline void capture_stream_commit(struct capture_stream *s, size_t len)
 {
     s->used += (uint32_t)len;
-    __atomic_store_n((uint32_t *)(void *)(s->block + 4), s->used, __ATOMIC_RELEASE);
+    __atomic_store_n((uint32_t *)(void *)(s->win + 4), s->used, __ATOMIC_RELEASE);
 }
 
 /* Seal stream 0 and the calling thread's s (may be NULL); close the fd.
- * Other streams' blocks stay as they are (unsealed, still readable). */
+ * Other streams' blocks and windows stay as they are (still readable). */
 void capture_writer_close(struct capture_writer *w, struct capture_stream *s);
-/* After fork, in the child: drop stream 0's mapping without touching the
- * file (it still belongs to the parent), and close our copy of the fd. */
+/* After fork, in the child: drop stream 0's window and the free windows
+ * without touching the file (it still belongs to the parent), and close
+ * our copy of the fd. */
 void capture_writer_abandon(struct capture_writer *w);
 
 /* ---- reader ------------------------------------------------------------- */

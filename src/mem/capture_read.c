@@ -26,7 +26,9 @@
 
 struct capture_block {
     uint64_t off;              /* of the block in the file */
+    uint64_t data;             /* of the payload to read (a window's, for its part) */
     uint32_t stream, used;     /* stream id, payload bytes to read */
+    uint32_t sealed;
     uint32_t dense;            /* index of the stream */
     uint32_t next;             /* the stream's next block, NONE */
 };
@@ -200,10 +202,102 @@ static int cmp_segment(const void *a, const void *b)
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
+/* A window of the file (capture.h): the records of its block past `from`. */
+struct window_ref {
+    uint64_t off;              /* of the window */
+    uint64_t block;            /* of its block */
+    uint32_t stream, from, upto;
+};
+
+static int add_block(struct capture_file *f, uint32_t *bcap, const struct capture_block *b)
+{
+    if (f->nblocks == *bcap) {
+        uint32_t c = *bcap ? *bcap * 2 : 64;
+        struct capture_block *n = realloc(f->blocks, (size_t)c * sizeof *n);
+        if (n == NULL)
+            return -1;
+        f->blocks = n;
+        *bcap = c;
+    }
+    f->blocks[f->nblocks++] = *b;
+    return 0;
+}
+
+/* Decode every record of block b's payload (the cursor can then trust it),
+ * noting its segments; shortens b->used to the records that decode, and
+ * returns 1 when some did not (the capture ends there). */
+static int scan_payload(struct capture_file *f, struct capture_block *b, uint32_t bi,
+                        uint32_t *scap, uint64_t *order, int *has_end, uint64_t *end_size,
+                        struct pm_error *err)
+{
+    const uint8_t *payload = f->base + b->data;
+    const uint8_t *p = payload, *end = payload + b->used;
+    struct capture_record r;
+    while (p < end) {
+        const uint8_t *at = p;
+        if (decode(&p, end, &r) != 0) {
+            b->used = (uint32_t)(at - payload);
+            stop(f, "malformed record: the rest of the capture is ignored");
+            return 1;
+        }
+        if (r.tag == CAPTURE_MARK) {
+            if (b->stream != 0 &&
+                add_segment(f, scap, r.a, bi, (uint32_t)(p - payload), (*order)++) != 0)
+                return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
+            continue;
+        }
+        if (r.tag == CAPTURE_END) {
+            *has_end = 1;
+            *end_size = r.a;
+        }
+        f->total_records++;
+    }
+    return 0;
+}
+
+static int cmp_block_off(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = ((const struct capture_block *)b)->off;
+    return x < y ? -1 : x > y;
+}
+
+/* The records of each window past its block's used, as one more block of
+ * its stream, read after that block.  Only for a block that is its
+ * stream's last in the file and not sealed: anything else is a window the
+ * writer left behind or gave to another stream. */
+static int add_windows(struct capture_file *f, const struct window_ref *wins, uint32_t nwins,
+                       uint32_t nfile, uint32_t *bcap, uint32_t *scap, uint64_t *order,
+                       int *has_end, uint64_t *end_size, struct pm_error *err)
+{
+    for (uint32_t i = 0; i < nwins && nfile > 0; i++) {
+        const struct window_ref *w = &wins[i];
+        const struct capture_block *k =
+            bsearch(&w->block, f->blocks, nfile, sizeof *f->blocks, cmp_block_off);
+        if (k == NULL || k->stream != w->stream || k->sealed || w->from > k->used ||
+            w->upto <= k->used)
+            continue;
+        int last = 1;
+        for (uint32_t j = (uint32_t)(k - f->blocks) + 1; j < nfile && last; j++)
+            last = f->blocks[j].stream != w->stream;
+        if (!last)
+            continue;
+        struct capture_block b = {w->off, w->off + CAPTURE_BLOCK_HEADER + (k->used - w->from),
+                                  w->stream, w->upto - k->used, 0, 0, NONE};
+        int rc = scan_payload(f, &b, f->nblocks, scap, order, has_end, end_size, err);
+        if (rc < 0)
+            return -1;
+        if (add_block(f, bcap, &b) != 0)
+            return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
+        f->payload_bytes += b.used;
+    }
+    return 0;
+}
+
 /* Walk and check every block; build blocks, streams and segments. */
 static int build_index(struct capture_file *f, struct pm_error *err)
 {
-    uint32_t bcap = 0, scap = 0;
+    uint32_t bcap = 0, scap = 0, nwins = 0, wcap = 0;
+    struct window_ref *wins = NULL;
     int has_end = 0;
     uint64_t order = 0, end_size = 0;
     for (uint64_t off = f->align; off < f->size;) {
@@ -216,6 +310,26 @@ static int build_index(struct capture_file *f, struct pm_error *err)
         uint32_t sum = get32(h + 16), sealed = get32(h + 20);
         if (magic == 0)
             break;
+        if (magic == CAPTURE_WINDOW_MAGIC && f->version >= 4 && size >= f->align &&
+            size % f->align == 0 && size <= CAPTURE_BLOCK_MAX) {
+            /* used is upto, sum the block's offset / align, sealed from */
+            if (off + size <= f->size && used > sealed &&
+                used - sealed <= size - CAPTURE_BLOCK_HEADER && sum != 0) {
+                if (nwins == wcap) {
+                    wcap = wcap ? wcap * 2 : 16;
+                    struct window_ref *n = realloc(wins, (size_t)wcap * sizeof *n);
+                    if (n == NULL) {
+                        free(wins);
+                        return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
+                    }
+                    wins = n;
+                }
+                wins[nwins++] = (struct window_ref){off, (uint64_t)sum * f->align, stream, sealed,
+                                                    used};
+            }
+            off += size;
+            continue;
+        }
         if (magic != CAPTURE_BLOCK_MAGIC || size < f->align || size % f->align ||
             size > CAPTURE_BLOCK_MAX || used > size - CAPTURE_BLOCK_HEADER || sealed > 1) {
             stop(f, "damaged block: the rest of the capture is ignored");
@@ -233,44 +347,24 @@ static int build_index(struct capture_file *f, struct pm_error *err)
             stop(f, "block checksum mismatch: the rest of the capture is ignored");
             break;
         }
-        if (f->nblocks == bcap) {
-            uint32_t c = bcap ? bcap * 2 : 64;
-            struct capture_block *n = realloc(f->blocks, (size_t)c * sizeof *n);
-            if (n == NULL)
-                return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
-            f->blocks = n;
-            bcap = c;
+        /* a block cut short is read as far as it goes, with no window */
+        struct capture_block b = {off, off + CAPTURE_BLOCK_HEADER, stream, used, sealed || cut, 0,
+                                  NONE};
+        int rc = scan_payload(f, &b, f->nblocks, &scap, &order, &has_end, &end_size, err);
+        if (rc < 0 || add_block(f, &bcap, &b) != 0) {
+            free(wins);
+            return rc < 0 ? -1 : pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
         }
-        uint32_t bi = f->nblocks;
-        /* decode every record: the cursor can then trust the block */
-        const uint8_t *p = payload, *end = payload + used;
-        struct capture_record r;
-        while (p < end) {
-            const uint8_t *at = p;
-            if (decode(&p, end, &r) != 0) {
-                used = (uint32_t)(at - payload);
-                cut = 1;
-                stop(f, "malformed record: the rest of the capture is ignored");
-                break;
-            }
-            if (r.tag == CAPTURE_MARK) {
-                if (stream != 0 &&
-                    add_segment(f, &scap, r.a, bi, (uint32_t)(p - payload), order++) != 0)
-                    return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
-                continue;
-            }
-            if (r.tag == CAPTURE_END) {
-                has_end = 1;
-                end_size = r.a;
-            }
-            f->total_records++;
-        }
-        f->blocks[f->nblocks++] = (struct capture_block){off, stream, used, 0, NONE};
-        f->payload_bytes += used;
-        if (cut)
+        f->payload_bytes += b.used;
+        if (cut || rc)
             break;
         off += size;
     }
+    int rc = add_windows(f, wins, nwins, f->nblocks, &bcap, &scap, &order, &has_end, &end_size,
+                         err);
+    free(wins);
+    if (rc != 0)
+        return -1;
     if (!has_end)
         stop(f, "the capture has no end record (the program was killed, crashed or called _exit)");
     else if (end_size > f->size)
@@ -307,7 +401,7 @@ static int build_index(struct capture_file *f, struct pm_error *err)
         } else if (f->blocks[i].stream != 0) {
             /* events before a thread's first MARK (not written by the
              * tracker, which starts with one) are read first */
-            const uint8_t *first = f->base + f->blocks[i].off + CAPTURE_BLOCK_HEADER;
+            const uint8_t *first = f->base + f->blocks[i].data;
             if (f->blocks[i].used > 0 && first[0] != CAPTURE_MARK &&
                 add_segment(f, &scap, 0, i, 0, 0) != 0) {
                 free(ids);
@@ -333,10 +427,11 @@ int capture_open_buffer(const uint8_t *buf, size_t len, struct capture_file *f,
     f->version = get32(buf + 8);
     f->align = get32(buf + 12);
     f->flags = get32(buf + 20);
-    if (f->version != CAPTURE_VERSION)
+    if (f->version < CAPTURE_VERSION_OLDEST || f->version > CAPTURE_VERSION)
         return pm_fail(err, PM_EFORMAT,
                        "memory capture format version %u is not supported (this pyrometer "
-                       "reads version %u)", f->version, CAPTURE_VERSION);
+                       "reads versions %u to %u)", f->version, CAPTURE_VERSION_OLDEST,
+                       CAPTURE_VERSION);
     if (get32(buf + 16) != CAPTURE_HEADER_SIZE || f->align != CAPTURE_ALIGN)
         return pm_fail(err, PM_EFORMAT, "damaged memory capture: implausible header");
     f->base = buf;
@@ -385,7 +480,7 @@ int capture_open(const char *path, struct capture_file *f, struct pm_error *err)
 static void enter(struct capture_file *f, uint32_t b, uint32_t pos)
 {
     const struct capture_block *k = &f->blocks[b];
-    const uint8_t *payload = f->base + k->off + CAPTURE_BLOCK_HEADER;
+    const uint8_t *payload = f->base + k->data;
     f->block = b;
     f->pos = payload + pos;
     f->end = payload + k->used;

@@ -44,10 +44,11 @@
  * neither: its small objects appear as pymalloc arenas (256 KiB mmaps)
  * attributed to the stack that needed a new arena.
  *
- * Events: each thread writes its own stream (capture.h) straight into a
- * block of the shared file mapping, without a lock; a lock is taken only to
- * start a block (1 MiB once a thread is busy), to intern a new stack and for
- * the process's stream 0 (definitions).  Order across threads: one shared
+ * Events: each thread writes its own stream (capture.h) straight into its
+ * window, a 64 KiB shared mapping of the capture file that it reuses,
+ * without a lock; a lock is taken only to copy a full window into the
+ * thread's block (pwrite) or start a block (1 MiB once a thread is busy),
+ * to intern a new stack and for the process's stream 0 (definitions).  Order across threads: one shared
  * word holds a segment counter and the last writer; a thread that is not
  * the last writer takes the next number (CAS) and writes MARK(n) first, so
  * the reader can put segments back in order, and any event that happened
@@ -542,7 +543,7 @@ static __attribute__((noinline)) uint8_t *event_room_slow(struct thread_state *t
         }
         t->time_at = g_sample_bytes ? t->s.used : t->s.used + TIME_STRIDE;
     }
-    int64_t room = (int64_t)(t->s.size - CAPTURE_BLOCK_HEADER - EVENT_ROOM);
+    int64_t room = capture_stream_limit(&t->s, EVENT_ROOM);
     int64_t clock = (int64_t)t->time_at - 1;
     t->limit = room < clock ? room : clock;
     return p;
@@ -557,15 +558,15 @@ HOT uint8_t *event_room(struct thread_state *t)
     uint64_t o = __atomic_load_n(&g_owner, __ATOMIC_RELAXED);
     if (__builtin_expect((int64_t)t->s.used > t->limit || o != t->owner, 0))
         return event_room_slow(t);
-    return t->s.block + CAPTURE_BLOCK_HEADER + t->s.used;
+    return t->s.base + t->s.used;
 }
 
-/* Publish the fixed event of len bytes just written in t's block (block
+/* Publish the fixed event of len bytes just written in t's window (win
  * and used as read before the writes: they do not alias them). */
-HOT void commit_fixed(struct thread_state *t, uint8_t *block, uint32_t used, uint32_t len)
+HOT void commit_fixed(struct thread_state *t, uint8_t *win, uint32_t used, uint32_t len)
 {
     t->s.used = used + len;
-    __atomic_store_n((uint32_t *)(void *)(block + 4), used + len, __ATOMIC_RELEASE);
+    __atomic_store_n((uint32_t *)(void *)(win + 4), used + len, __ATOMIC_RELEASE);
 }
 
 /* A TIME record at p when 10 ms have passed since the last one (any
@@ -651,10 +652,10 @@ HOT void write_free(struct thread_state *t, uint64_t addr)
     uint8_t *p = event_room(t);
     if (__builtin_expect(p == NULL, 0))
         return;
-    uint8_t *block = t->s.block;
+    uint8_t *win = t->s.win;
     uint32_t used = t->s.used;
     if (__builtin_expect((addr & CAPTURE_FIXED_ADDR_BAD) == 0, 1))
-        commit_fixed(t, block, used, (uint32_t)capture_put_fixed_free(p, addr));
+        commit_fixed(t, win, used, (uint32_t)capture_put_fixed_free(p, addr));
     else
         write_tagged(t, p, CAPTURE_FREE, addr, 0, 0);
 }
@@ -666,10 +667,10 @@ HOT void write_alloc(struct thread_state *t, uint64_t addr, uint64_t size, uint3
     uint8_t *p = event_room(t);
     if (__builtin_expect(p == NULL, 0))
         return;
-    uint8_t *block = t->s.block;
+    uint8_t *win = t->s.win;
     uint32_t used = t->s.used;
     if (__builtin_expect(((addr & CAPTURE_FIXED_ADDR_BAD) | (size >> 32)) == 0, 1))
-        commit_fixed(t, block, used, (uint32_t)capture_put_fixed_alloc(p, addr, size, stack));
+        commit_fixed(t, win, used, (uint32_t)capture_put_fixed_alloc(p, addr, size, stack));
     else
         write_tagged(t, p, CAPTURE_ALLOC, addr, size, stack);
 }
@@ -2159,7 +2160,7 @@ __attribute__((destructor)) static void tracker_stop(void)
     }
     g_state = ST_DONE;
     /* this thread's block and stream 0 are sealed; other threads may still
-     * be writing theirs, which stay mapped and readable as they are */
+     * be writing into their windows, which stay mapped and are read with their blocks */
     capture_writer_close(&g_w, t ? &t->s : NULL);
     if (t)
         t->limit = -1;

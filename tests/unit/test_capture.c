@@ -265,9 +265,10 @@ static size_t block_offsets(const uint8_t *buf, size_t len, size_t *out, size_t 
         uint32_t magic, size;
         memcpy(&magic, buf + off, 4);
         memcpy(&size, buf + off + 8, 4);
-        if (magic != CAPTURE_BLOCK_MAGIC)
+        if (magic != CAPTURE_BLOCK_MAGIC && magic != CAPTURE_WINDOW_MAGIC)
             break;
-        out[n++] = off;
+        if (magic == CAPTURE_BLOCK_MAGIC)
+            out[n++] = off;
         off += size;
     }
     return n;
@@ -601,6 +602,128 @@ static void test_garbage_refused(void **state)
     assert_int_equal(replay_buffer(junk, sizeof junk, &r, &err), -1);
     assert_non_null(strstr(err.msg, "version 99"));
     replay_free(&r);
+    v = 2;   /* format 2 (varint events only): no reader kept */
+    memcpy(junk + 8, &v, 4);
+    assert_int_equal(replay_buffer(junk, sizeof junk, &r, &err), -1);
+    assert_non_null(strstr(err.msg, "version 2 is not supported (this pyrometer reads versions 3 to 4)"));
+    replay_free(&r);
+}
+
+/* The window of stream `stream` that holds records (upto > from): its
+ * offset, or 0. */
+static size_t window_with_records(const uint8_t *buf, size_t len, uint32_t stream)
+{
+    for (size_t off = CAPTURE_ALIGN; off + CAPTURE_BLOCK_HEADER <= len;) {
+        uint32_t h[6];
+        memcpy(h, buf + off, sizeof h);
+        if (h[0] != CAPTURE_BLOCK_MAGIC && h[0] != CAPTURE_WINDOW_MAGIC)
+            break;
+        if (h[0] == CAPTURE_WINDOW_MAGIC && h[3] == stream && h[1] > h[5])
+            return off;
+        off += h[2];
+    }
+    return 0;
+}
+
+static uint64_t events_in(const uint8_t *buf, size_t len)
+{
+    struct replay r;
+    struct pm_error err = {0};
+    assert_int_equal(replay_buffer(buf, len, &r, &err), 0);
+    uint64_t n = r.events;
+    replay_free(&r);
+    return n;
+}
+
+/* A killed target's last records are in its window only: read from there,
+ * once, whatever instant of a window copy the kill fell on; a window that
+ * names a block its stream has gone past, or holds garbage, is not read. */
+static void test_windows_of_killed_target(void **state)
+{
+    (void)state;
+    /* enough events that the last block has had a window copied into it */
+    size_t len = 0, wo = 0, extra = 0;
+    uint8_t *whole = NULL;
+    uint32_t upto = 0, from = 0, bidx = 0, used;
+    for (extra = 600000; from == 0 && extra < 800000; extra += 10000) {
+        free(whole);
+        write_sample(g_path, 0, extra);
+        whole = slurp(g_path, &len);
+        wo = window_with_records(whole, len, 1);
+        assert_true(wo != 0);
+        memcpy(&upto, whole + wo + 4, 4);
+        memcpy(&bidx, whole + wo + 16, 4);
+        memcpy(&from, whole + wo + 20, 4);
+    }
+    const uint64_t all = 1 + 5 + 4 + 4 + 4 + 1 + 2003 + 2 * (extra - 10000) + 2;
+    size_t bo = (size_t)bidx * CAPTURE_ALIGN;
+    memcpy(&used, whole + bo + 4, 4);
+    assert_true(from > 0);            /* windows were copied into this block before */
+    assert_int_equal(used, from);     /* and the block has all but the window's records */
+    assert_int_equal(events_in(whole, len), all);
+
+    /* killed after the copy and the block's used, before the window restarted */
+    uint8_t *copied = malloc(len);
+    memcpy(copied, whole, len);
+    memcpy(copied + bo + CAPTURE_BLOCK_HEADER + from, whole + wo + CAPTURE_BLOCK_HEADER,
+           upto - from);
+    memcpy(copied + bo + 4, &upto, 4);
+    assert_int_equal(events_in(copied, len), all);
+
+    /* an empty window: what the window alone held is gone */
+    memcpy(copied, whole, len);
+    memcpy(copied + wo + 4, &from, 4);
+    uint64_t without = events_in(copied, len);
+    assert_true(without < all);
+    /* a window naming the stream's first block (not its last): not read */
+    size_t offs[64];
+    size_t nblocks = block_offsets(whole, len, offs, 64);
+    uint32_t first = 0;
+    for (size_t i = 0; i < nblocks && first == 0; i++) {
+        uint32_t st;
+        memcpy(&st, whole + offs[i] + 12, 4);
+        if (st == 1)
+            first = (uint32_t)(offs[i] / CAPTURE_ALIGN);
+    }
+    assert_true(first != 0 && first != bidx);
+    memcpy(copied, whole, len);
+    memcpy(copied + wo + 16, &first, 4);
+    assert_int_equal(events_in(copied, len), without);
+    /* garbage where the window's records start: the capture ends there */
+    memcpy(copied, whole, len);
+    copied[wo + CAPTURE_BLOCK_HEADER] = 31 << 3;
+    struct replay r;
+    struct pm_error err = {0};
+    assert_int_equal(replay_buffer(copied, len, &r, &err), 0);
+    assert_true(r.truncated);
+    assert_int_equal(r.events, without);
+    replay_free(&r);
+    free(copied);
+    free(whole);
+}
+
+/* The writer's checksum, fed window by window, is the reader's of the
+ * whole payload, whatever the pieces. */
+static void test_checksum_in_pieces(void **state)
+{
+    (void)state;
+    uint8_t buf[1000];
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (size_t i = 0; i < sizeof buf; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[i] = (uint8_t)x;
+    }
+    for (size_t n = 0; n <= sizeof buf; n += 37) {
+        uint32_t whole = capture_checksum(buf, n);
+        for (size_t step = 1; step <= 70; step += 3) {
+            struct capture_sum c;
+            capture_sum_init(&c);
+            for (size_t at = 0; at < n; at += step)
+                capture_sum_add(&c, buf + at, n - at < step ? n - at : step);
+            assert_int_equal(capture_sum_final(&c), whole);
+        }
+    }
+    assert_int_not_equal(capture_checksum(buf, 64), capture_checksum(buf, 65));
 }
 
 int main(void)
@@ -613,6 +736,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alloc_at_zero_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fixed_events, setup, teardown),
         cmocka_unit_test(test_garbage_refused),
+        cmocka_unit_test_setup_teardown(test_windows_of_killed_target, setup, teardown),
+        cmocka_unit_test(test_checksum_in_pieces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
