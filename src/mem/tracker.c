@@ -99,17 +99,24 @@
  * interleaved runs on a shared 2-core machine; callgrind instructions per
  * round, `python3 bench/mem_bench.py --runs 1 --rounds 6 --instructions`,
  * are the steady figure; 273 850 events a round):
- *                      first (single    format 2         now (format 3)
- *                      stream, lock)    (varint events)
- *   full, CPU time     3.06x            1.90x            1.66x (1.92x then)
- *   full, instructions 3.20x (+489)     1.71x (+159)     1.46x (+104 per event)
- *   sampled 512K, CPU  1.46x            1.10x            1.09-1.14x
- *   sampled, instr.    1.34x (+76)      1.06x (+13)      1.05x (+12 per event)
- *   scalene --memory   2.6-3.0x
+ *                      first (single    format 2     format 3       now (format 4:
+ *                      stream, lock)    (varints)    (fixed events) windows)
+ *   full, CPU time     3.06x            1.90x        1.66-1.87x     1.40-1.54x
+ *   full, instructions 3.20x (+489)     1.71x (+159) 1.46x (+104)   1.48x (+106)
+ *   sampled 512K, CPU  1.46x            1.10x        1.09-1.14x     1.08x
+ *   sampled, instr.    1.34x (+76)      1.06x (+13)  1.05x (+12)    1.05x (+12)
+ *   scalene --memory   2.5-3.0x
  * Peak held by the workload's main(), against its size by construction:
- * full +0.08 %, sampled within 5 %.  Capture: 10.1 bytes per event (5.3
- * with varint events).  "then": format 2's library in the same 7
- * interleaved runs (LD_PRELOAD, 30 rounds, medians; plain 0.254 s).
+ * full +0.08 %, sampled within 5 %.  Capture: 10.2 bytes per event (5.3
+ * with varint events).  Format 3 against 4: 1.87x and 1.40x, then 1.87x
+ * and 1.54x, in two sets of 9 interleaved runs (LD_PRELOAD, 30 rounds,
+ * medians): format 3 wrote each block through its own fresh mapping, and
+ * the kernel's page faults cost as much as the tracker's code (system
+ * time of the whole run +0.126 s over the plain run's, now +0.042 s; user
+ * time +0.12 s either way).  Sampled mode's cost is the hook's: a library
+ * whose hook only calls pymalloc measures the same on Debian's python3.11
+ * (PGO inlines pymalloc into PyObject_Malloc while no hook is set) and
+ * 1.02x on pyenv's 3.11.7.
  * What the +159 became: fixed-width events, one 64-bit stack key, the
  * vector checksum and the guard held from the allocation to the event
  * written, together +159 -> +110 (callgrind per source line before: the
