@@ -198,6 +198,7 @@ static int block_seal(struct capture_writer *w, struct capture_stream *s)
         w->bytes += s->used;
     }
     s->block_off = 0;
+    s->size = 0;   /* no room until the next block: the fast path stays out */
     s->used = s->copied = 0;
     return rc;
 }
