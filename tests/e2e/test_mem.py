@@ -301,3 +301,30 @@ def test_mem_usage_errors(tmp_path):
     res = run_pyrometer(["mem", "run", "-o", str(tmp_path / "c"), "--", "/no/such/program"]).expect(2)
     assert "/no/such/program" in res.stderr
     res = run_pyrometer(["mem", "run", "-o", "/proc/no/such/dir/cap", "--", "true"]).expect(5)
+
+
+def test_mem_full_disk_stops_recording_and_keeps_it(tmp_path):
+    """A capture on a 2 MiB file system: the program runs to its end, the
+    recording stops when a block cannot be reserved, `mem run` says why,
+    and the report reads what was written."""
+    disk = tmp_path / "small"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a 2 MiB tmpfs to fill (needs root): %s"
+                    % mounted.stdout.decode(errors="replace").strip())
+    try:
+        capture = str(disk / "cap")
+        code = "x = [str(i) for i in range(400000)]; print('done', len(x))"
+        res = run_pyrometer(["mem", "run", "-o", capture, "--", "/usr/bin/python3", "-c", code])
+        res.expect(0)
+        assert "done 400000" in res.stdout, res.describe()
+        assert "exited with status 0" in res.stderr, res.describe()
+        assert "recording stopped when it filled up" in res.stderr, res.describe()
+        rep = run_pyrometer(["mem", "report", capture]).expect(0)
+        assert "no end record" in rep.stderr, rep.describe()
+        m = re.search(r"^(\S+ \S+) held at the peak", rep.stdout, re.M)
+        assert m and not m.group(1).startswith("0 "), rep.describe()
+    finally:
+        subprocess.run(["umount", str(disk)])
