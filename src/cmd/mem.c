@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -262,22 +261,6 @@ static void print_summary(const char *path, const struct replay *r)
         fprintf(stderr, "pyrometer: note: %s\n", r->truncated_why);
 }
 
-/* A program that exited by itself leaves an END record; when there is none
- * and the capture's file system is (nearly) full, that is why: the tracker
- * stopped when a block could not be reserved (it cannot say so itself). */
-#define DISK_NEARLY_FULL (4u << 20)
-static void note_full_disk(const char *path, const struct replay *r, int status)
-{
-    struct statvfs v;
-    if (!r->truncated || r->ended || !WIFEXITED(status) || statvfs(path, &v) != 0)
-        return;
-    unsigned long long avail = (unsigned long long)v.f_bavail * v.f_frsize;
-    if (avail < DISK_NEARLY_FULL)
-        fprintf(stderr, "pyrometer: note: the file system holding %s has %llu KiB free: the "
-                        "recording stopped when it filled up (what was written is kept)\n",
-                path, avail / 1024);
-}
-
 /* Child captures of short helper processes — no Python, and less than
  * PRUNE_BELOW bytes ever held (a pyenv shim's readlink and bash, a shell's
  * `$(...)`) — say nothing a user asked about and bury the ones that do:
@@ -353,7 +336,6 @@ static int mem_run(int argc, char **argv)
         return cmd_report_error(&err);
     }
     print_summary(capture, &r);
-    note_full_disk(capture, &r, status);
     replay_free(&r);
     /* captures of child processes */
     prune_helper_captures(capture);

@@ -11,8 +11,10 @@
  *
  *   The file starts with a 32-byte header in a page of its own (`align`
  *   bytes):  magic "PYRMMEM\0" (8), u32 version (=4), u32 align (block
- *   alignment, 4096), u32 header size (=32), u32 flags (CAPTURE_F_*), u64
- *   reserved.  Then BLOCKS and WINDOWS, back to back from offset `align`,
+ *   alignment, 4096), u32 header size (=32), u32 flags (CAPTURE_F_*), u32
+ *   stopped (0, or the errno of the write that failed and stopped the
+ *   recording: ENOSPC when the file system filled up; written in place,
+ *   which needs no new space), u32 reserved.  Then BLOCKS and WINDOWS, back to back from offset `align`,
  *   each a multiple of `align` bytes.  A block:
  *       u32 magic 0x4b4c4250 ("PBLK"), u32 used (payload bytes), u32 size
  *       (the whole block), u32 stream, u32 checksum, u32 sealed, u64 0;
@@ -328,6 +330,7 @@ struct capture_file {
     const uint8_t *base;
     size_t size;
     uint32_t align, flags, version;
+    uint32_t stopped_errno;    /* the header's `stopped` */
     /* the index, made by capture_open */
     struct capture_block *blocks;
     uint32_t nblocks;

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -158,8 +159,25 @@ static void stop(struct capture_file *f, const char *why)
 {
     if (!f->truncated) {
         f->truncated = 1;
-        strncpy(f->why, why, sizeof f->why - 1);
+        snprintf(f->why, sizeof f->why, "%s", why);
     }
+}
+
+/* The tracker stopped recording when the capture could not grow. */
+static void stop_errno(struct capture_file *f, uint32_t e)
+{
+    char why[sizeof f->why];
+    const char *what = e == ENOSPC   ? "its file system was full"
+                       : e == EDQUOT ? "the disk quota was reached"
+                       : e == EFBIG  ? "it reached the largest file size allowed"
+                                     : NULL;
+    if (what)
+        snprintf(why, sizeof why, "the recording stopped when the capture could not grow (%s): "
+                                  "everything before is reported", what);
+    else
+        snprintf(why, sizeof why, "the recording stopped when writing the capture failed "
+                                  "(%s): everything before is reported", strerror((int)e));
+    stop(f, why);
 }
 
 static void index_free(struct capture_file *f)
@@ -365,7 +383,9 @@ static int build_index(struct capture_file *f, struct pm_error *err)
     free(wins);
     if (rc != 0)
         return -1;
-    if (!has_end)
+    if (!has_end && f->stopped_errno != 0)
+        stop_errno(f, f->stopped_errno);
+    else if (!has_end)
         stop(f, "the capture has no end record (the program was killed, crashed or called _exit)");
     else if (end_size > f->size)
         stop(f, "the capture is cut short: the rest of it is missing");
@@ -427,6 +447,7 @@ int capture_open_buffer(const uint8_t *buf, size_t len, struct capture_file *f,
     f->version = get32(buf + 8);
     f->align = get32(buf + 12);
     f->flags = get32(buf + 20);
+    f->stopped_errno = get32(buf + 24);
     if (f->version < CAPTURE_VERSION_OLDEST || f->version > CAPTURE_VERSION)
         return pm_fail(err, PM_EFORMAT,
                        "memory capture format version %u is not supported (this pyrometer "

@@ -114,6 +114,13 @@ static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 
 static int writer_fail(struct capture_writer *w, int e)
 {
+    if (!w->failed && e != 0 && w->fd >= 0) {
+        /* the header's `stopped`, so the report can say why the capture
+         * ends here; overwriting the header page needs no new space */
+        uint32_t v = (uint32_t)e;
+        if (pwrite(w->fd, &v, 4, 24) != 4)
+            (void)0;   /* nothing more to try: the capture still reads */
+    }
     w->failed = 1;
     w->fail_errno = e;
     return -1;

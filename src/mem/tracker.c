@@ -652,34 +652,50 @@ HOT void watch_finalizing(struct thread_state *t)
         check_finalizing(t);
 }
 
+/* Where a fixed event goes: the room event_room gave (NULL: none) and the
+ * window and `used` commit_fixed publishes, read before the event's stores
+ * (they do not alias them). */
+struct event_at {
+    uint8_t *p, *win;
+    uint32_t used;
+};
+
+/* What write_free and write_alloc do first: the finalising watch and the
+ * room. */
+HOT struct event_at event_begin(struct thread_state *t)
+{
+    watch_finalizing(t);
+    struct event_at e = {event_room(t), NULL, 0};
+    if (__builtin_expect(e.p != NULL, 1)) {
+        e.win = t->s.win;
+        e.used = t->s.used;
+    }
+    return e;
+}
+
 /* A free into this thread's stream: one 8-byte store, mostly. */
 HOT void write_free(struct thread_state *t, uint64_t addr)
 {
-    watch_finalizing(t);
-    uint8_t *p = event_room(t);
-    if (__builtin_expect(p == NULL, 0))
+    struct event_at e = event_begin(t);
+    if (__builtin_expect(e.p == NULL, 0))
         return;
-    uint8_t *win = t->s.win;
-    uint32_t used = t->s.used;
     if (__builtin_expect((addr & CAPTURE_FIXED_ADDR_BAD) == 0, 1))
-        commit_fixed(t, win, used, (uint32_t)capture_put_fixed_free(p, addr));
+        commit_fixed(t, e.win, e.used, (uint32_t)capture_put_fixed_free(e.p, addr));
     else
-        write_tagged(t, p, CAPTURE_FREE, addr, 0, 0);
+        write_tagged(t, e.p, CAPTURE_FREE, addr, 0, 0);
 }
 
 /* An allocation into this thread's stream: two 8-byte stores, mostly. */
 HOT void write_alloc(struct thread_state *t, uint64_t addr, uint64_t size, uint32_t stack)
 {
-    watch_finalizing(t);
-    uint8_t *p = event_room(t);
-    if (__builtin_expect(p == NULL, 0))
+    struct event_at e = event_begin(t);
+    if (__builtin_expect(e.p == NULL, 0))
         return;
-    uint8_t *win = t->s.win;
-    uint32_t used = t->s.used;
     if (__builtin_expect(((addr & CAPTURE_FIXED_ADDR_BAD) | (size >> 32)) == 0, 1))
-        commit_fixed(t, win, used, (uint32_t)capture_put_fixed_alloc(p, addr, size, stack));
+        commit_fixed(t, e.win, e.used,
+                     (uint32_t)capture_put_fixed_alloc(e.p, addr, size, stack));
     else
-        write_tagged(t, p, CAPTURE_ALLOC, addr, size, stack);
+        write_tagged(t, e.p, CAPTURE_ALLOC, addr, size, stack);
 }
 
 /* Any event (the rare kinds: MMAP, MUNMAP). */

@@ -8,13 +8,16 @@
  * segments say, whatever the order of their blocks in the file; fixed
  * events (format 3) read back among tagged ones.
  */
+#include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -55,19 +58,27 @@ static void add_mark(struct capture_writer *w, struct capture_stream *s, uint64_
     add_to(w, s, rec, k);
 }
 
-static void add_event(struct capture_writer *w, uint8_t tag, uint64_t addr, uint64_t size,
-                      uint64_t stack)
+/* A tagged ALLOC, FREE, MMAP or MUNMAP record at rec, its address a delta
+ * from *last (the previous tagged event's); its length. */
+static size_t put_tagged(uint8_t *rec, uint8_t tag, uint64_t addr, uint64_t *last, uint64_t size,
+                         uint64_t stack)
 {
-    uint8_t rec[40];
     size_t k = 0;
     rec[k++] = tag;
-    k += capture_put_s(rec + k, (int64_t)(addr - g_last));
-    g_last = addr;
+    k += capture_put_s(rec + k, (int64_t)(addr - *last));
+    *last = addr;
     if (tag == CAPTURE_ALLOC || tag == CAPTURE_MMAP || tag == CAPTURE_MUNMAP)
         k += capture_put_u(rec + k, size);
     if (tag == CAPTURE_ALLOC || tag == CAPTURE_MMAP)
         k += capture_put_u(rec + k, stack);
-    add_to(w, &g_events, rec, k);
+    return k;
+}
+
+static void add_event(struct capture_writer *w, uint8_t tag, uint64_t addr, uint64_t size,
+                      uint64_t stack)
+{
+    uint8_t rec[40];
+    add_to(w, &g_events, rec, put_tagged(rec, tag, addr, &g_last, size, stack));
 }
 
 /* A capture: two functions under main; grow() holds 10 MiB at the peak,
@@ -178,6 +189,17 @@ static uint8_t *slurp(const char *path, size_t *len)
     assert_int_equal(fread(buf, 1, *len, f), *len);
     fclose(f);
     return buf;
+}
+
+/* END, the writer closed with s as its last stream, and the file read
+ * back. */
+static uint8_t *finish(struct capture_writer *w, struct capture_stream *s, size_t *len)
+{
+    uint8_t rec[16];
+    rec[0] = CAPTURE_END;
+    add(w, rec, 1 + capture_put_u(rec + 1, w->end));
+    capture_writer_close(w, s);
+    return slurp(g_path, len);
 }
 
 static void test_round_trip(void **state)
@@ -329,6 +351,62 @@ static void test_killed_and_disk_full(void **state)
  * segments: thread 2's block comes first, but thread 1 allocated and freed
  * X, then thread 2 allocated X (it got the freed block), then thread 1 freed
  * Y that thread 2 had allocated in between. */
+/* A writer that cannot grow its file (RLIMIT_FSIZE: EFBIG, where a full
+ * disk gives ENOSPC) stops, and says why in the header: the report names
+ * the cause instead of "no end record", and reads what was written. */
+static void test_stopped_writer_says_why(void **state)
+{
+    (void)state;
+    struct rlimit old, small;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+    small = old;
+    small.rlim_cur = 1u << 20;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    struct capture_writer w;
+    assert_int_equal(capture_writer_open(&w, g_path, CAPTURE_F_PYTHON), 0);
+    struct capture_stream t1 = {.id = 1};
+    add_mark(&w, &t1, 1);
+    uint8_t rec[32];
+    uint64_t written = 0;
+    for (uint64_t i = 0; i < 1000000; i++) {
+        uint64_t a = 0x10000 + (i % 100) * 64;
+        if (capture_stream_add(&w, &t1, rec, capture_put_fixed_alloc(rec, a, 64, 0)) != 0)
+            break;
+        written++;
+        if (capture_stream_add(&w, &t1, rec, capture_put_fixed_free(rec, a)) != 0)
+            break;
+    }
+    assert_true(w.failed);
+    assert_int_equal(w.fail_errno, EFBIG);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, was);
+    capture_writer_abandon(&w);
+    capture_stream_abandon(&t1);
+    size_t len;
+    uint8_t *whole = slurp(g_path, &len);
+    assert_true(len <= 1u << 20);
+    uint32_t stopped;
+    memcpy(&stopped, whole + 24, 4);
+    assert_int_equal(stopped, EFBIG);
+    struct replay r;
+    struct pm_error err = {0};
+    assert_int_equal(replay_buffer(whole, len, &r, &err), 0);
+    assert_true(r.truncated);
+    assert_string_equal(r.truncated_why, "the recording stopped when the capture could not grow "
+                                         "(it reached the largest file size allowed): everything "
+                                         "before is reported");
+    assert_true(r.alloc_events > 10000 && r.alloc_events <= written);
+    replay_free(&r);
+    /* another errno: named by the C library */
+    stopped = ENOMEM;
+    memcpy(whole + 24, &stopped, 4);
+    assert_int_equal(replay_buffer(whole, len, &r, &err), 0);
+    assert_non_null(strstr(r.truncated_why, "writing the capture failed (Cannot allocate memory)"));
+    replay_free(&r);
+    free(whole);
+}
+
 static void test_threads_in_segment_order(void **state)
 {
     (void)state;
@@ -357,36 +435,16 @@ static void test_threads_in_segment_order(void **state)
     struct capture_stream t1 = {.id = 1}, t2 = {.id = 2};
     const uint64_t X = 0x5000, Y = 0x9000;
     /* thread 2 (its block first in the file): segment 2 allocates X then Y */
+    uint64_t last2 = 0, last1 = 0;   /* each stream's delta base */
     add_mark(&w, &t2, 2);
-    k = 0;
-    rec[k++] = CAPTURE_ALLOC;
-    k += capture_put_s(rec + k, (int64_t)X);
-    k += capture_put_u(rec + k, 100);
-    k += capture_put_u(rec + k, 1);
-    add_to(&w, &t2, rec, k);
-    k = 0;
-    rec[k++] = CAPTURE_ALLOC;
-    k += capture_put_s(rec + k, (int64_t)(Y - X));
-    k += capture_put_u(rec + k, 1000);
-    k += capture_put_u(rec + k, 1);
-    add_to(&w, &t2, rec, k);
+    add_to(&w, &t2, rec, put_tagged(rec, CAPTURE_ALLOC, X, &last2, 100, 1));
+    add_to(&w, &t2, rec, put_tagged(rec, CAPTURE_ALLOC, Y, &last2, 1000, 1));
     /* thread 1: segment 1 allocates X (50) and frees it; segment 3 frees Y */
     add_mark(&w, &t1, 1);
-    k = 0;
-    rec[k++] = CAPTURE_ALLOC;
-    k += capture_put_s(rec + k, (int64_t)X);
-    k += capture_put_u(rec + k, 50);
-    k += capture_put_u(rec + k, 1);
-    add_to(&w, &t1, rec, k);
-    k = 0;
-    rec[k++] = CAPTURE_FREE;
-    k += capture_put_s(rec + k, 0);
-    add_to(&w, &t1, rec, k);
+    add_to(&w, &t1, rec, put_tagged(rec, CAPTURE_ALLOC, X, &last1, 50, 1));
+    add_to(&w, &t1, rec, put_tagged(rec, CAPTURE_FREE, X, &last1, 0, 0));
     add_mark(&w, &t1, 3);
-    k = 0;
-    rec[k++] = CAPTURE_FREE;
-    k += capture_put_s(rec + k, (int64_t)(Y - X));
-    add_to(&w, &t1, rec, k);
+    add_to(&w, &t1, rec, put_tagged(rec, CAPTURE_FREE, Y, &last1, 0, 0));
     rec[0] = CAPTURE_END;
     add(&w, rec, 1 + capture_put_u(rec + 1, w.end));
     capture_writer_close(&w, &t1);
@@ -437,27 +495,16 @@ static void test_alloc_at_zero_skipped(void **state)
     (void)state;
     struct capture_writer w;
     uint8_t rec[64];
-    size_t k;
     assert_int_equal(capture_writer_open(&w, g_path, CAPTURE_F_PYTHON), 0);
     struct capture_stream t1 = {.id = 1};
     add_mark(&w, &t1, 1);
     const uint64_t addrs[3] = {0, 0x5000, 0};
     const uint64_t sizes[3] = {500, 100, 700};
     uint64_t last = 0;
-    for (int i = 0; i < 3; i++) {
-        k = 0;
-        rec[k++] = CAPTURE_ALLOC;
-        k += capture_put_s(rec + k, (int64_t)(addrs[i] - last));
-        last = addrs[i];
-        k += capture_put_u(rec + k, sizes[i]);
-        k += capture_put_u(rec + k, 0);
-        add_to(&w, &t1, rec, k);
-    }
-    rec[0] = CAPTURE_END;
-    add(&w, rec, 1 + capture_put_u(rec + 1, w.end));
-    capture_writer_close(&w, &t1);
+    for (int i = 0; i < 3; i++)
+        add_to(&w, &t1, rec, put_tagged(rec, CAPTURE_ALLOC, addrs[i], &last, sizes[i], 0));
     size_t len;
-    uint8_t *whole = slurp(g_path, &len);
+    uint8_t *whole = finish(&w, &t1, &len);
     struct replay rp;
     struct pm_error err = {0};
     assert_int_equal(replay_buffer(whole, len, &rp, &err), 0);
@@ -490,32 +537,17 @@ static void test_fixed_events(void **state)
     const uint64_t A = 0x7f1234567890ULL, ODD = 0x1003, B = 0x10000, HIGH = 1ULL << 48;
     uint64_t last = 0;
     add_to(&w, &t1, rec, capture_put_fixed_alloc(rec, A, 100, 1));
-    k = 0;                                               /* not a multiple of 8: tagged */
-    rec[k++] = CAPTURE_ALLOC;
-    k += capture_put_s(rec + k, (int64_t)(ODD - last));
-    last = ODD;
-    k += capture_put_u(rec + k, 7);
-    k += capture_put_u(rec + k, 1);
-    add_to(&w, &t1, rec, k);
+    /* not a multiple of 8: tagged */
+    add_to(&w, &t1, rec, put_tagged(rec, CAPTURE_ALLOC, ODD, &last, 7, 1));
     add_to(&w, &t1, rec, capture_put_fixed_free(rec, A));
-    k = 0;                                               /* delta 0: from ODD, not A */
-    rec[k++] = CAPTURE_FREE;
-    k += capture_put_s(rec + k, (int64_t)(ODD - last));
-    add_to(&w, &t1, rec, k);
+    /* delta 0: from ODD, not A */
+    add_to(&w, &t1, rec, put_tagged(rec, CAPTURE_FREE, ODD, &last, 0, 0));
     add_to(&w, &t1, rec, capture_put_fixed_alloc(rec, B, 0xfffffffeULL, 0));
     add_to(&w, &t1, rec, capture_put_fixed_free(rec, B));
-    k = 0;                                               /* 2^48: tagged */
-    rec[k++] = CAPTURE_ALLOC;
-    k += capture_put_s(rec + k, (int64_t)(HIGH - last));
-    last = HIGH;
-    k += capture_put_u(rec + k, 5);
-    k += capture_put_u(rec + k, 1);
-    add_to(&w, &t1, rec, k);
-    rec[0] = CAPTURE_END;
-    add(&w, rec, 1 + capture_put_u(rec + 1, w.end));
-    capture_writer_close(&w, &t1);
+    /* 2^48: tagged */
+    add_to(&w, &t1, rec, put_tagged(rec, CAPTURE_ALLOC, HIGH, &last, 5, 1));
     size_t len;
-    uint8_t *whole = slurp(g_path, &len);
+    uint8_t *whole = finish(&w, &t1, &len);
     struct capture_file f;
     struct pm_error err = {0};
     assert_int_equal(capture_open_buffer(whole, len, &f, &err), 0);
@@ -732,6 +764,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_everywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_and_disk_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stopped_writer_says_why, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_in_segment_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_at_zero_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fixed_events, setup, teardown),
