@@ -328,8 +328,17 @@ static int mem_run(int argc, char **argv)
     }
     char how[128];
     launch_describe_status(status, how, sizeof how);
+    /* the tracker writes the header in its constructor: an empty file means
+     * it never ran in the program (the one capture we created stays 0) */
+    struct stat st;
+    if (stat(capture, &st) == 0 && st.st_size == 0) {
+        unlink(capture);
+        pm_fail(&err, PM_ENOTPYTHON, "%s (which %s) wrote no capture: the tracker was not loaded "
+                "into it (statically linked and setuid programs ignore LD_PRELOAD)",
+                o.command[0], how);
+        return cmd_report_error(&err);
+    }
     fprintf(stderr, "pyrometer: the program %s\n", how);
-
     struct replay r;
     if (replay_with_progress(capture, &r, &err) != 0) {
         replay_free(&r);

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import shutil
 import subprocess
 
 import pytest
@@ -301,6 +302,29 @@ def test_mem_usage_errors(tmp_path):
     res = run_pyrometer(["mem", "run", "-o", str(tmp_path / "c"), "--", "/no/such/program"]).expect(2)
     assert "/no/such/program" in res.stderr
     res = run_pyrometer(["mem", "run", "-o", "/proc/no/such/dir/cap", "--", "true"]).expect(5)
+
+
+def test_mem_static_program_is_named_not_misread(tmp_path):
+    """A statically linked program ignores LD_PRELOAD: no tracker, no
+    capture; mem run says so (exit 3) instead of calling the empty file
+    foreign, and leaves no empty capture behind."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler (gcc/cc) on PATH to build a static program")
+    src = tmp_path / "s.c"
+    src.write_text("#include <stdlib.h>\nint main(void) { free(malloc(100)); return 0; }\n")
+    exe = str(tmp_path / "static")
+    built = subprocess.run([cc, "-static", "-o", exe, str(src)], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+    if built.returncode != 0:
+        pytest.skip("cannot link a static program (no libc.a?): %s"
+                    % built.stdout.decode(errors="replace").strip()[:200])
+    capture = tmp_path / "cap"
+    res = run_pyrometer(["mem", "run", "-o", str(capture), "--", exe]).expect(3)
+    assert ("error: %s (which exited with status 0) wrote no capture: the tracker was not "
+            "loaded into it" % exe) in res.stderr, \
+        res.describe()
+    assert not capture.exists()
 
 
 def test_mem_full_disk_stops_recording_and_keeps_it(tmp_path):
