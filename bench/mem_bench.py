@@ -8,7 +8,9 @@ rounds, and a known 64 MiB bytearray held once), on Debian's
 Each configuration is run --runs times, interleaved (plain, full, sampled,
 scalene, then the same rotated by one, ...); the workload reports its loop's wall and CPU time, and
 slowdowns are medians (and minimums: the least disturbed run on a shared
-machine) over the plain run's:
+machine) over the plain run's; "paired" is the median (and range) of each
+run's CPU time over the plain run of the same round, which a slow spell of
+the machine moves together:
   full      pyrometer mem run (every allocation, Python stacks)
   sampled   pyrometer mem run --sample 512K
   scalene   python3 -m scalene --cli --memory (Debian's python3-scalene),
@@ -108,6 +110,15 @@ def stat(values, base):
     return "%9.3f %8.2fx %9.3f %8.2fx" % (med, med / statistics.median(base), low, low / min(base))
 
 
+def paired(by_run, base_by_run):
+    """Each run's time over the plain run of the same round (run next to
+    it, so a slow spell of the machine moves both): median, and range."""
+    ratios = [v / b for v, b in zip(by_run, base_by_run) if v and b]
+    if not ratios:
+        return "%9s %15s" % ("-", "-")
+    return "%8.2fx %6.2f-%.2fx" % (statistics.median(ratios), min(ratios), max(ratios))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--python", default="/usr/bin/python3.11")
@@ -130,6 +141,7 @@ def main():
     configs = ["plain", "full", "sampled"] + (["scalene"] if has_scalene else [])
     wall = {c: [] for c in configs}
     cpu = {c: [] for c in configs}
+    cpu_by_run = {c: [None] * a.runs for c in configs}
     peaks = {"full": [], "sampled": []}
     mains = {"full": [], "sampled": []}
     bpe = []
@@ -154,6 +166,7 @@ def main():
             if m:
                 wall[c].append(float(m.group(1)))
                 cpu[c].append(float(m.group(2)))
+                cpu_by_run[c][i] = float(m.group(2))
             if c in peaks:
                 m = re.search(r"peak (\S+ \S+) at", err)
                 if m:
@@ -176,14 +189,16 @@ def main():
     tm_peak = tracemalloc_peak(a.python, a.rounds)
     print("pyrometer mem benchmark: %s, bench/mem_workload.py %d rounds, %d interleaved runs"
           % (a.python, a.rounds, a.runs))
-    print("%-9s %9s %9s %9s %9s   %9s %9s %9s %9s" % ("", "cpu med", "slowdown", "cpu min",
-                                                     "slowdown", "wall med", "slowdown",
-                                                     "wall min", "slowdown"))
+    print("%-9s %9s %9s %9s %9s   %9s %15s   %9s %9s %9s %9s"
+          % ("", "cpu med", "slowdown", "cpu min", "slowdown", "paired", "paired range",
+             "wall med", "slowdown", "wall min", "slowdown"))
     for c in ["plain", "full", "sampled", "scalene"]:
         if c == "scalene" and not has_scalene:
             print("%-9s missing (python3-scalene not installed)" % c)
             continue
-        print("%-9s %s   %s" % (c, stat(cpu[c], cpu["plain"]), stat(wall[c], wall["plain"])))
+        print("%-9s %s   %s   %s" % (c, stat(cpu[c], cpu["plain"]),
+                                     paired(cpu_by_run[c], cpu_by_run["plain"]),
+                                     stat(wall[c], wall["plain"])))
     if truth:
         print("main()'s peak by construction: %d bytes (%.2f MiB)" % (truth, truth / 2 ** 20))
         for name in ("full", "sampled"):
