@@ -14,8 +14,8 @@
  *   alignment, 4096), u32 header size (=32), u32 flags (CAPTURE_F_*), u32
  *   stopped (0, or the errno of the write that failed and stopped the
  *   recording: ENOSPC when the file system filled up; written in place,
- *   which needs no new space), u32 reserved.  Then BLOCKS and WINDOWS, back to back from offset `align`,
- *   each a multiple of `align` bytes.  A block:
+ *   which needs no new space), u32 reserved.  Then BLOCKS and WINDOWS, back
+ *   to back from offset `align`, each a multiple of `align` bytes.  A block:
  *       u32 magic 0x4b4c4250 ("PBLK"), u32 used (payload bytes), u32 size
  *       (the whole block), u32 stream, u32 checksum, u32 sealed, u64 0;
  *   then the payload: whole records.  A window:
