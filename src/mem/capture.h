@@ -357,6 +357,12 @@ struct capture_file {
  * when it is not a pyrometer memory capture (or an unknown version),
  * PM_ENOMEM. */
 int capture_open(const char *path, struct capture_file *f, struct pm_error *err);
+
+/* Room in *arr for item `need` (*cap items of elem bytes, doubled until it
+ * fits, the new ones zeroed): 0, or -1 with *arr and *cap as they were.
+ * The reader's and replay's arrays. */
+int capture_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem);
+
 /* Parse a capture already in memory (tests, fuzzing); buf is borrowed. */
 int capture_open_buffer(const uint8_t *buf, size_t len, struct capture_file *f,
                         struct pm_error *err);

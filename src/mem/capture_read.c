@@ -191,17 +191,30 @@ static void index_free(struct capture_file *f)
     f->nblocks = f->nsegments = f->nstreams = 0;
 }
 
+int capture_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
+{
+    if (need < *cap)
+        return 0;
+    uint32_t c = *cap ? *cap : 64;
+    while (c <= need) {
+        if (c > UINT32_MAX / 2)
+            return -1;
+        c *= 2;
+    }
+    void *p = realloc(*arr, (size_t)c * elem);
+    if (p == NULL)
+        return -1;
+    memset((char *)p + (size_t)*cap * elem, 0, (size_t)(c - *cap) * elem);
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
 static int add_segment(struct capture_file *f, uint32_t *cap, uint64_t seq, uint32_t block,
                        uint32_t pos, uint64_t order)
 {
-    if (f->nsegments == *cap) {
-        uint32_t c = *cap ? *cap * 2 : 256;
-        struct capture_segment *n = realloc(f->segments, (size_t)c * sizeof *n);
-        if (n == NULL)
-            return -1;
-        f->segments = n;
-        *cap = c;
-    }
+    if (capture_grow((void **)&f->segments, cap, f->nsegments, sizeof *f->segments) != 0)
+        return -1;
     f->segments[f->nsegments++] = (struct capture_segment){seq, block, pos, order};
     return 0;
 }
@@ -229,14 +242,8 @@ struct window_ref {
 
 static int add_block(struct capture_file *f, uint32_t *bcap, const struct capture_block *b)
 {
-    if (f->nblocks == *bcap) {
-        uint32_t c = *bcap ? *bcap * 2 : 64;
-        struct capture_block *n = realloc(f->blocks, (size_t)c * sizeof *n);
-        if (n == NULL)
-            return -1;
-        f->blocks = n;
-        *bcap = c;
-    }
+    if (capture_grow((void **)&f->blocks, bcap, f->nblocks, sizeof *f->blocks) != 0)
+        return -1;
     f->blocks[f->nblocks++] = *b;
     return 0;
 }
@@ -333,14 +340,9 @@ static int build_index(struct capture_file *f, struct pm_error *err)
             /* used is upto, sum the block's offset / align, sealed from */
             if (off + size <= f->size && used > sealed &&
                 used - sealed <= size - CAPTURE_BLOCK_HEADER && sum != 0) {
-                if (nwins == wcap) {
-                    wcap = wcap ? wcap * 2 : 16;
-                    struct window_ref *n = realloc(wins, (size_t)wcap * sizeof *n);
-                    if (n == NULL) {
-                        free(wins);
-                        return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
-                    }
-                    wins = n;
+                if (capture_grow((void **)&wins, &wcap, nwins, sizeof *wins) != 0) {
+                    free(wins);
+                    return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
                 }
                 wins[nwins++] = (struct window_ref){off, (uint64_t)sum * f->align, stream, sealed,
                                                     used};

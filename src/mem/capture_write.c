@@ -176,21 +176,27 @@ static void window_restart(struct capture_stream *s)
     s->base = (uint8_t *)((uintptr_t)(h + CAPTURE_BLOCK_HEADER) - s->copied);
 }
 
-/* Copy what the window holds into the block: the data, then the block's
- * used; then the window starts again from there. */
+/* Write n bytes into the block after what it holds: the data, then the
+ * block's used; then the window starts again from there. */
+static int block_put(struct capture_writer *w, struct capture_stream *s, const uint8_t *data,
+                     uint32_t n)
+{
+    uint32_t used = s->copied + n;
+    if (put_at(w, data, n, s->block_off + CAPTURE_BLOCK_HEADER + s->copied) != 0 ||
+        put32_at(w, used, s->block_off + 4) != 0)
+        return -1;
+    capture_sum_add(&s->sum, data, n);
+    s->used = s->copied = used;
+    window_restart(s);
+    return 0;
+}
+
+/* Copy what the window holds into the block. */
 static int window_copy(struct capture_writer *w, struct capture_stream *s)
 {
     if (s->win == NULL || s->block_off == 0 || s->used == s->copied)
         return 0;
-    const uint8_t *data = s->win + CAPTURE_BLOCK_HEADER;
-    uint32_t n = s->used - s->copied;
-    if (put_at(w, data, n, s->block_off + CAPTURE_BLOCK_HEADER + s->copied) != 0 ||
-        put32_at(w, s->used, s->block_off + 4) != 0)
-        return -1;
-    capture_sum_add(&s->sum, data, n);
-    s->copied = s->used;
-    window_restart(s);
-    return 0;
+    return block_put(w, s, s->win + CAPTURE_BLOCK_HEADER, s->used - s->copied);
 }
 
 /* Copy the window out and seal the block (its checksum, then sealed). */
@@ -349,14 +355,7 @@ int capture_stream_add(struct capture_writer *w, struct capture_stream *s, const
     if ((s->block_off == 0 || len > (size_t)(s->size - CAPTURE_BLOCK_HEADER - s->used)) &&
         block_next(w, s, len) != 0)
         return -1;
-    if (put_at(w, rec, len, s->block_off + CAPTURE_BLOCK_HEADER + s->used) != 0 ||
-        put32_at(w, s->used + (uint32_t)len, s->block_off + 4) != 0)
-        return -1;
-    capture_sum_add(&s->sum, rec, len);
-    s->used += (uint32_t)len;
-    s->copied = s->used;
-    window_restart(s);
-    return 0;
+    return block_put(w, s, rec, (uint32_t)len);
 }
 
 int capture_writer_add(struct capture_writer *w, const uint8_t *rec, size_t len)

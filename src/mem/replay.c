@@ -54,25 +54,6 @@ struct replay_private {
     uint64_t live_bytes;
 };
 
-static int grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
-{
-    if (need < *cap)
-        return 0;
-    uint32_t c = *cap ? *cap : 64;
-    while (c <= need) {
-        if (c > UINT32_MAX / 2)
-            return -1;
-        c *= 2;
-    }
-    void *p = realloc(*arr, (size_t)c * elem);
-    if (p == NULL)
-        return -1;
-    memset((char *)p + (size_t)*cap * elem, 0, (size_t)(c - *cap) * elem);
-    *arr = p;
-    *cap = c;
-    return 0;
-}
-
 static const char *string_at(const struct replay_private *p, uint64_t id)
 {
     return id > 0 && id <= p->nstrings ? p->strings[id] : "";
@@ -196,7 +177,8 @@ static int define(struct replay *r, const struct capture_record *rec)
     struct replay_private *p = r->priv;
     switch (rec->tag) {
     case CAPTURE_STRING: {
-        if (grow((void **)&p->strings, &p->strings_cap, p->nstrings + 1, sizeof *p->strings))
+        if (capture_grow((void **)&p->strings, &p->strings_cap, p->nstrings + 1,
+                         sizeof *p->strings))
             return -1;
         char *s = dup_bytes(rec->data, rec->len);
         if (s == NULL)
@@ -205,7 +187,7 @@ static int define(struct replay *r, const struct capture_record *rec)
         return 0;
     }
     case CAPTURE_CODE:
-        if (grow((void **)&p->codes, &p->codes_cap, p->ncodes + 1, sizeof *p->codes))
+        if (capture_grow((void **)&p->codes, &p->codes_cap, p->ncodes + 1, sizeof *p->codes))
             return -1;
         p->codes[++p->ncodes] = (struct code){(uint32_t)(rec->a <= p->nstrings ? rec->a : 0),
                                               (uint32_t)(rec->b <= p->nstrings ? rec->b : 0),
@@ -213,7 +195,7 @@ static int define(struct replay *r, const struct capture_record *rec)
         return 0;
     case CAPTURE_PYFRAME:
     case CAPTURE_NATFRAME: {
-        if (grow((void **)&r->frames, &p->frames_cap, r->nframes + 1, sizeof *r->frames))
+        if (capture_grow((void **)&r->frames, &p->frames_cap, r->nframes + 1, sizeof *r->frames))
             return -1;
         struct replay_frame *fr = &r->frames[++r->nframes];
         if (rec->tag == CAPTURE_PYFRAME) {
@@ -240,7 +222,8 @@ static int define(struct replay *r, const struct capture_record *rec)
                 base = base ? base + 1 : lib[0] ? lib : "?";
                 char buf[512];
                 snprintf(buf, sizeof buf, "%s+0x%llx", base, (unsigned long long)rec->b);
-                if (grow((void **)&p->extra, &p->extra_cap, p->nextra + 1, sizeof *p->extra))
+                if (capture_grow((void **)&p->extra, &p->extra_cap, p->nextra + 1,
+                                 sizeof *p->extra))
                     return -1;
                 char *s = strdup(buf);
                 if (s == NULL)
@@ -253,7 +236,7 @@ static int define(struct replay *r, const struct capture_record *rec)
         return 0;
     }
     case CAPTURE_STACK: {
-        if (grow((void **)&r->stacks, &p->stacks_cap, r->nstacks + 1, sizeof *r->stacks))
+        if (capture_grow((void **)&r->stacks, &p->stacks_cap, r->nstacks + 1, sizeof *r->stacks))
             return -1;
         uint32_t parent = rec->a <= r->nstacks ? (uint32_t)rec->a : 0;
         uint32_t frame = rec->b > 0 && rec->b <= r->nframes ? (uint32_t)rec->b : 0;
@@ -386,7 +369,8 @@ static int replay_pass(struct replay *r, int pass, uint64_t stop_at, replay_prog
             if (pass == 1) {
                 if (define(r, &rec) != 0)
                     return pm_fail(err, PM_ENOMEM, "out of memory replaying the capture");
-                if (grow((void **)&r->totals, &p->totals_cap, r->nstacks, sizeof *r->totals))
+                if (capture_grow((void **)&r->totals, &p->totals_cap, r->nstacks,
+                                 sizeof *r->totals))
                     return pm_fail(err, PM_ENOMEM, "out of memory replaying the capture");
             }
             break;
@@ -456,7 +440,7 @@ static int replay_pass(struct replay *r, int pass, uint64_t stop_at, replay_prog
             if (rec.a > t_ns)
                 t_ns = rec.a;
             if (pass == 1) {
-                if (grow((void **)&r->points, &p->points_cap, (uint32_t)r->npoints,
+                if (capture_grow((void **)&r->points, &p->points_cap, (uint32_t)r->npoints,
                          sizeof *r->points))
                     return pm_fail(err, PM_ENOMEM, "out of memory replaying the capture");
                 r->points[r->npoints++] = (struct replay_point){
@@ -497,7 +481,7 @@ static int replay_all(struct replay *r, replay_progress_fn progress, void *ctx,
                       struct pm_error *err)
 {
     struct replay_private *p = r->priv;
-    if (grow((void **)&r->totals, &p->totals_cap, 0, sizeof *r->totals))
+    if (capture_grow((void **)&r->totals, &p->totals_cap, 0, sizeof *r->totals))
         return pm_fail(err, PM_ENOMEM, "out of memory replaying the capture");
     r->flags = p->f.flags;
     r->capture_bytes = p->f.size;
