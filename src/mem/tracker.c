@@ -64,9 +64,11 @@
  *
  * Stacks: a thread's stack is keyed by its whole chain of (code object,
  * position) pairs, hashed (64 bits, four instructions a frame: see
- * chain_hash for the collision risk) by walking its frames in-process with the per-version layouts of
- * python/layout.h (3.13: _Py_DebugOffsets in _PyRuntime); the key is looked
- * up in the thread's own cache (256 entries, no lock).  Keys do not depend
+ * chain_hash for the collision risk) by walking its frames in-process with
+ * the per-version layouts of python/layout.h (3.13: _Py_DebugOffsets in
+ * _PyRuntime): on 3.7-3.13 a straight loop with the offsets in registers
+ * (walk_frames), elsewhere chain_hash; the key is looked up in the thread's
+ * own cache (128 sets of two entries, no lock).  Keys do not depend
  * on where frames are: 3.11+ frames live on a per-thread stack, so two call
  * chains that differ only below their top frames have those at the same
  * addresses, and a cache keyed on the top frames would mix them (the e2e
@@ -116,7 +118,9 @@
  * time +0.12 s either way).  Sampled mode's cost is the hook's: a library
  * whose hook only calls pymalloc measures the same on Debian's python3.11
  * (PGO inlines pymalloc into PyObject_Malloc while no hook is set) and
- * 1.02x on pyenv's 3.11.7.
+ * 1.02x on pyenv's 3.11.7.  Other interpreters (pyenv's builds, straight
+ * walks, see g_walk): full 1.30-1.34x CPU (paired medians) and +101-112
+ * instructions per event on 3.10-3.13, sampled 1.02-1.04x (+7-9).
  * What the +159 became: fixed-width events, one 64-bit stack key, the
  * vector checksum and the guard held from the allocation to the event
  * written, together +159 -> +110 (callgrind per source line before: the
@@ -124,12 +128,13 @@
  * checksum 6, now 3 over twice the bytes; the same build writing every
  * event through the tagged writer measures +154); then the 3.11 walk with
  * constant offsets, the clock check folded into the room check, the owner
- * compared as one word and one TLS block, +110 -> +104.  Left, of the +104 (per event, allocations and frees
- * averaged): the walk and hash (~9 a frame, 3.6 frames deep: ~30) and the
- * cache probe (~5), the event write (~20: thread state, the finalising
- * watch, room and segment check, the stores, the published count), the
- * hooks themselves (~30: the indirect call through Python's allocator
- * table, the guard, saved registers, the code-object check on frees).
+ * compared as one word and one TLS block, +110 -> +104.  Left, of the
+ * +104 (per event, allocations and frees averaged): the walk and hash (~9
+ * a frame, 3.6 frames deep: ~30) and the cache probe (~5), the event
+ * write (~20: thread state, the finalising watch, room and segment check,
+ * the stores, the published count), the hooks themselves (~30: the
+ * indirect call through Python's allocator table, the guard, saved
+ * registers, the code-object check on frees).
  * fork: the child drops the parent's streams, tables and capture, and
  * starts PATH.CHILDPID.
  */
@@ -181,7 +186,7 @@ extern void *__libc_memalign(size_t, size_t);
 
 enum { ST_OFF = 0, ST_ON, ST_DONE };
 
-#define STACK_MEMO 256u                 /* per-thread stack cache entries */
+#define STACK_MEMO 256u                 /* per-thread stack cache entries (even) */
 #define EVENT_MAX 48u                   /* longest event record */
 #define EVENT_ROOM (EVENT_MAX + 48u)    /* room for a MARK, a TIME and an event */
 #define OWNER_BITS 24                   /* g_owner: thread index bits */
@@ -246,7 +251,6 @@ static void *(*g_this_tstate)(void);
 static uint64_t g_code_type, g_runtime;
 static uint64_t g_tstate_current;       /* 2.7: &_PyThreadState_Current */
 static uint64_t g_gil_holder;           /* 3.7+: where the GIL's last holder is, 0 = unknown */
-static int g_walk_311;                  /* chain_hash's straight path applies */
 static struct py_objects g_objects;
 static struct reader g_self_reader;
 
@@ -1093,8 +1097,9 @@ static __attribute__((noinline)) uint32_t stack_intern_walk(const uint64_t *nati
     return node;
 }
 
-/* A key the thread's cache did not have: the shared table (lock), then a
- * full walk. */
+/* A key the thread's cache did not have (m: its set): the shared table
+ * (lock), then a full walk.  The key goes into the set's first entry, whose
+ * key moves to the second. */
 static __attribute__((noinline)) uint32_t stack_id_miss(struct stack_memo *m, uint64_t h,
                                                         uint64_t depth, const uint64_t *native,
                                                         size_t nnative)
@@ -1110,14 +1115,37 @@ static __attribute__((noinline)) uint32_t stack_id_miss(struct stack_memo *m, ui
         }
     }
     unlock();
-    m->h = h;
-    m->id = id;
+    m[1] = m[0];
+    m[0] = (struct stack_memo){h, id, 0};
     return id;
 }
 
+/* Which walk stack_id takes, decided once the Python hooks are checked
+ * (check_python_hooks): a straight loop over the thread's frames with the
+ * version's offsets in registers, or stack_id_slow (C frames, no GIL holder
+ * to find the thread state by, code-object frees not seen, 2.7, 3.6, until
+ * the hooks are checked).  Measured (callgrind, bench/mem_bench.py
+ * --instructions, pyenv builds, full tracking): through stack_id_slow
+ * 3.8-3.10 took +160-167 instructions per event, 3.12 +140, 3.13 +185 (the
+ * general loop's per-frame decisions), 3.11 +107 on its straight path; with
+ * a straight walk each, 3.8-3.10 +104-106, 3.11 +101, 3.12 +112, 3.13
+ * +111. */
+enum {
+    WALK_SLOW = 0,
+    WALK_311,      /* 3.11 with the offsets below, as constants */
+    WALK_IFRAME,   /* 3.11 (other offsets): _PyInterpreterFrame chain via the cframe */
+    WALK_SHIMS,    /* 3.12, 3.13: the same, with C-stack shim frames in the chain */
+    WALK_OBJECT,   /* 3.7-3.10: PyFrameObject chain (f_code, f_lasti, f_back) */
+};
+static int g_walk;
+/* The straight walks' offsets (g_layout's, as unsigned). */
+static struct {
+    uint64_t thread_id, frame, cframe, code, pos, prev;
+    int via_cframe;                     /* 3.11, 3.12: tstate->cframe->current_frame */
+} g_wo;
+
 /* 3.11's offsets (python/layouts_gen.c, CPython 3.11's headers), as
- * constants for the fast walk: g_walk_311 is set only when g_layout has
- * exactly these. */
+ * constants for WALK_311: set only when g_layout has exactly these. */
 #define W311_TSTATE_THREAD_ID 152u
 #define W311_TSTATE_FRAME 56u
 #define W311_CFRAME_CURRENT_FRAME 8u
@@ -1125,15 +1153,25 @@ static __attribute__((noinline)) uint32_t stack_id_miss(struct stack_memo *m, ui
 #define W311_IFRAME_INSTR 56u
 #define W311_IFRAME_PREVIOUS 48u
 
-/* The thread's cache slot for a key: its top byte (the multiply's best
- * mixed bits). */
-HOT struct stack_memo *memo_slot(struct thread_state *t, uint64_t h)
+/* A key's stack id from the thread's cache: STACK_MEMO / 2 sets of two
+ * entries, the set chosen by the key's top bits (the multiply's best
+ * mixed).  Two ways, because the keys of a loop's few hot stacks share a
+ * set often enough: with one entry a slot, two of bench/mem_workload.py's
+ * stacks took turns in one, 10 000 misses a round (~114 instructions each,
+ * the lock and the shared table), depending on where the code objects
+ * were. */
+HOT uint32_t memo_get(struct thread_state *t, uint64_t h, uint64_t depth, const uint64_t *native,
+                      size_t nnative)
 {
-    return &t->memo[h >> 56];
+    struct stack_memo *m = &t->memo[(h >> 57) << 1];
+    if (__builtin_expect(m[0].h == h, 1))
+        return m[0].id;
+    if (m[1].h == h)
+        return m[1].id;
+    return stack_id_miss(m, h, depth, native, nnative);
 }
 
-/* stack_id, every case but the fast one (C frames, other versions, and
- * until the Python hooks are checked). */
+/* stack_id, every case but the straight walks. */
 static __attribute__((noinline)) uint32_t stack_id_slow(struct thread_state *t)
 {
     if (__builtin_expect(!g_hooks_checked, 0))
@@ -1143,44 +1181,77 @@ static __attribute__((noinline)) uint32_t stack_id_slow(struct thread_state *t)
     uint64_t depth = chain_hash(t, &h, native, &nnative);
     if (depth == 0)
         return 0;
-    struct stack_memo *m = memo_slot(t, h);
-    if (m->h == h)
-        return m->id;
-    return stack_id_miss(m, h, depth, native, nnative);
+    return memo_get(t, h, depth, native, nnative);
+}
+
+/* The straight walk: the thread's frames (innermost first, MAX_DEPTH at
+ * most: a damaged chain's cycle ends there) hashed into *h as (code,
+ * position) pairs; returns how many it took.  The offsets are arguments so
+ * that WALK_311's are constants; pos32: the position is an int (f_lasti).
+ * Unlike chain_hash, it does not decide anything per frame: 3.13's check
+ * that f_executable is a code object is left to the full walk of a new key
+ * (walk_python skips what is not), and 3.12+'s C-stack shim frames are
+ * hashed and counted like the others (they are in the same places for the
+ * same chain).  Keys for one stack can thus differ from chain_hash's; both
+ * lead to its one id. */
+HOT uint64_t walk_frames(uint64_t ts, uint64_t *h, uint64_t of, int via_cframe, uint64_t ocf,
+                         uint64_t oc, uint64_t oi, uint64_t op, int pos32)
+{
+    uint64_t frame = load64(ts + of);
+    if (via_cframe && frame)
+        frame = load64(frame + ocf);
+    unsigned left = MAX_DEPTH;
+    while (frame != 0) {
+        uint64_t code = load64(frame + oc);
+        uint64_t pos = pos32 ? *(const uint32_t *)(uintptr_t)(frame + oi) : load64(frame + oi);
+        frame = load64(frame + op);
+        hash_frame(h, code, pos);
+        if (--left == 0)
+            break;
+    }
+    return MAX_DEPTH - left;
+}
+
+/* A straight walk's stack id, or stack_id_slow's where the GIL holder is
+ * not this thread.  `walk` is a constant where stack_id inlines it for
+ * WALK_311, so that path has every offset as a constant. */
+HOT uint32_t stack_id_walk(struct thread_state *t, int walk)
+{
+    uint64_t ts = load64(g_gil_holder);
+    uint64_t tid = walk == WALK_311 ? W311_TSTATE_THREAD_ID : g_wo.thread_id;
+    if (__builtin_expect(ts == 0 || load64(ts + tid) != t->self, 0))
+        return stack_id_slow(t);
+    uint64_t h = __atomic_load_n(&g_code_gen, __ATOMIC_RELAXED);
+    uint64_t npy;
+    if (walk == WALK_311)
+        npy = walk_frames(ts, &h, W311_TSTATE_FRAME, 1, W311_CFRAME_CURRENT_FRAME,
+                          W311_IFRAME_CODE, W311_IFRAME_INSTR, W311_IFRAME_PREVIOUS, 0);
+    else if (walk == WALK_OBJECT)
+        npy = walk_frames(ts, &h, g_wo.frame, 0, 0, g_wo.code, g_wo.pos, g_wo.prev, 1);
+    else
+        npy = walk_frames(ts, &h, g_wo.frame, g_wo.via_cframe, g_wo.cframe, g_wo.code, g_wo.pos,
+                          g_wo.prev, 0);
+    if (npy == 0)
+        return 0;
+    /* shims counted: a chain this long may hold more Python frames than
+     * the key covered, and the stack keeps MAX_DEPTH of them */
+    if (walk == WALK_SHIMS && npy == MAX_DEPTH)
+        return stack_id_slow(t);
+    return memo_get(t, chain_key(h, npy), npy, NULL, 0);
 }
 
 /* This thread's current stack id: its key, looked up in the thread's own
- * cache (no lock, no write).  The fast case, inline: 3.11 with the hooks
- * checked and no C frames (g_walk_311), where the thread state is the GIL
- * holder's when it is ours, and the walk has nothing else to decide. */
+ * cache (no lock, no write).  The fast case, inline: a straight walk
+ * (g_walk), where the thread state is the GIL holder's when it is ours
+ * (Python's allocators run with the GIL held: two loads, against a call
+ * into PyGILState). */
 HOT uint32_t stack_id(struct thread_state *t)
 {
-    if (__builtin_expect(g_walk_311 != 0, 1)) {
-        uint64_t ts = load64(g_gil_holder);
-        if (__builtin_expect(ts && load64(ts + W311_TSTATE_THREAD_ID) == t->self, 1)) {
-            uint64_t frame = load64(ts + W311_TSTATE_FRAME);
-            if (frame)
-                frame = load64(frame + W311_CFRAME_CURRENT_FRAME);
-            uint64_t h = __atomic_load_n(&g_code_gen, __ATOMIC_RELAXED);
-            unsigned left = MAX_DEPTH;
-            while (frame != 0) {
-                uint64_t code = load64(frame + W311_IFRAME_CODE);
-                uint64_t pos = load64(frame + W311_IFRAME_INSTR);
-                frame = load64(frame + W311_IFRAME_PREVIOUS);
-                hash_frame(&h, code, pos);
-                if (--left == 0)
-                    break;
-            }
-            uint64_t npy = MAX_DEPTH - left;
-            if (npy == 0)
-                return 0;
-            h = chain_key(h, npy);
-            struct stack_memo *m = memo_slot(t, h);
-            if (__builtin_expect(m->h == h, 1))
-                return m->id;
-            return stack_id_miss(m, h, npy, NULL, 0);
-        }
-    }
+    int walk = __atomic_load_n(&g_walk, __ATOMIC_ACQUIRE);   /* a plain load on x86 */
+    if (__builtin_expect(walk == WALK_311, 1))
+        return stack_id_walk(t, WALK_311);
+    if (walk != WALK_SLOW)
+        return stack_id_walk(t, walk);
     return stack_id_slow(t);
 }
 
@@ -1285,7 +1356,7 @@ HOT void track_alloc(void *p, uint64_t w, int is_mmap, int may_sample)
     struct thread_state *t = thread_get();
     if (t == NULL)
         return;
-    uint32_t id = stack_id(t);   /* checks the Python hooks (stack_id_slow) until g_walk_311 */
+    uint32_t id = stack_id(t);   /* checks the Python hooks (stack_id_slow) until g_walk */
     uint64_t a = (uint64_t)(uintptr_t)p;
     if (is_mmap) {
         write_event(t, CAPTURE_MMAP, a, w, id);
@@ -1665,6 +1736,43 @@ static void install_python_hooks(void)
  * not seen, so stack keys go on reading their fingerprints.  Called with
  * t_busy set, from an allocation outside CPython's allocator code (the only
  * place where 3.12+ hold the allocators' mutex, which never allocates). */
+/* g_walk and g_wo, once the hooks are known to be ours from the start
+ * (code-object frees are seen) and the GIL holder can be found (lock
+ * held).  3.14's frames hold tagged references and another owner
+ * numbering: stack_id_slow's. */
+static int choose_walk(void)
+{
+    const struct py_layout *l = &g_layout;
+    if (!g_code_frees_seen || !g_gil_holder || g_native || l->major != 3 || l->minor > 13 ||
+        l->tstate_thread_id < 0 || l->tstate_frame < 0)
+        return WALK_SLOW;
+    g_wo.thread_id = (uint64_t)l->tstate_thread_id;
+    g_wo.frame = (uint64_t)l->tstate_frame;
+    if (l->frames == PY_FRAMES_OBJECT) {
+        if (l->frame_code < 0 || l->frame_lasti < 0 || l->frame_back < 0)
+            return WALK_SLOW;
+        g_wo.code = (uint64_t)l->frame_code;
+        g_wo.pos = (uint64_t)l->frame_lasti;
+        g_wo.prev = (uint64_t)l->frame_back;
+        return WALK_OBJECT;
+    }
+    if (l->iframe_code < 0 || l->iframe_instr < 0 || l->iframe_previous < 0 ||
+        (l->frames == PY_FRAMES_CFRAME && l->cframe_current_frame < 0))
+        return WALK_SLOW;
+    g_wo.code = (uint64_t)l->iframe_code;
+    g_wo.pos = (uint64_t)l->iframe_instr;
+    g_wo.prev = (uint64_t)l->iframe_previous;
+    g_wo.via_cframe = l->frames == PY_FRAMES_CFRAME;
+    g_wo.cframe = g_wo.via_cframe ? (uint64_t)l->cframe_current_frame : 0;
+    if (l->minor >= 12)
+        return WALK_SHIMS;
+    if (l->tstate_thread_id == W311_TSTATE_THREAD_ID && l->tstate_frame == W311_TSTATE_FRAME &&
+        l->cframe_current_frame == W311_CFRAME_CURRENT_FRAME && l->iframe_code == W311_IFRAME_CODE &&
+        l->iframe_instr == W311_IFRAME_INSTR && l->iframe_previous == W311_IFRAME_PREVIOUS)
+        return WALK_311;
+    return WALK_IFRAME;
+}
+
 static __attribute__((noinline)) void check_python_hooks(void)
 {
     if (!g_py || !g_hooks_installed || g_tstate_current) {
@@ -1692,13 +1800,8 @@ static __attribute__((noinline)) void check_python_hooks(void)
             /* sampled mode does not look at frees it need not see: keys
              * read fingerprints (only sampled allocations make keys) */
             g_code_frees_seen = !g_sample_bytes;
-            g_walk_311 = g_code_frees_seen && g_gil_holder && !g_native &&
-                         l->frames == PY_FRAMES_CFRAME && l->minor == 11 &&
-                         l->tstate_thread_id == W311_TSTATE_THREAD_ID &&
-                         l->tstate_frame == W311_TSTATE_FRAME &&
-                         l->cframe_current_frame == W311_CFRAME_CURRENT_FRAME &&
-                         l->iframe_code == W311_IFRAME_CODE && l->iframe_instr == W311_IFRAME_INSTR &&
-                         l->iframe_previous == W311_IFRAME_PREVIOUS;
+            /* g_wo before g_walk: stack_id reads them without the lock */
+            __atomic_store_n(&g_walk, choose_walk(), __ATOMIC_RELEASE);
         } else {
             install_python_hooks();
         }

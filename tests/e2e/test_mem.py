@@ -177,6 +177,36 @@ def test_mem_same_frames_different_callers(python, tmp_path, sample):
                                ("leaf", TARGET, lines["leaf_alloc"])], big[0]
 
 
+def test_mem_deep_chains_differing_at_the_bottom(python, tmp_path):
+    """deep_a and deep_b reach leaf() through the same 150 levels called from
+    C: their stacks (153 Python frames, fewer than the 256 a stack keeps)
+    differ only at the bottom.  On 3.12+ a C-stack shim frame sits under each
+    level, more than 256 frames in all: a key made of the innermost 256
+    would never reach deep_a or deep_b and give deep_b's 5 MiB to deep_a."""
+    lines = marker_lines(target_path(TARGET))
+    capture = str(tmp_path / "cap")
+    res = run_pyrometer(["mem", "run", "-o", capture, "--", python.path, target_path(TARGET),
+                         "deep"], timeout=120).expect(0)
+    assert "held %d" % (8 * MIB) in res.stdout, res.describe()
+    stacks, _ = report_raw(capture, "peak", tmp_path)
+    for caller, size in (("deep_a", 3 * MIB), ("deep_b", 5 * MIB)):
+        chains = [(f, n) for f, n in stacks if any(x[0] == caller for x in f)]
+        got = sum(n for _, n in chains)
+        # up to 3.10 the levels' frame objects stay held on the frame free
+        # list (~85 KB under deep_a)
+        assert size <= got <= size + 256 * 1024, (caller, got, [(f[-4:], n) for f, n in stacks])
+        big = [f for f, n in chains if n >= size]
+        assert big, (caller, chains)
+        frames = big[0]
+        at = [i for i, x in enumerate(frames) if x[0] == caller]
+        assert len(at) == 1 and frames[at[0]] == (caller, TARGET, lines[caller + "_call"])
+        below = frames[at[0] + 1:]
+        assert below[-1] == ("leaf", TARGET, lines["leaf_alloc"]), below[-3:]
+        assert [x for x in below[:-1] if x[0] == "through_c"] == \
+            [("through_c", TARGET, lines["through_c_call"])] * 150 + \
+            [("through_c", TARGET, lines["through_c_leaf"])], below[-4:]
+
+
 @pytest.mark.parametrize("sample", [None, "64K"])
 def test_mem_threads_free_what_others_allocated(python, tmp_path, sample):
     """The consumer thread (its stream starts first in the file) frees what

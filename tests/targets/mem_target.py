@@ -76,6 +76,25 @@ def via_b(n):
     return middle(n)  # LINE:via_b_call
 
 
+DEEP = 150
+
+
+def through_c(n, size):
+    """n levels of Python frames, each called from C (map): 3.12+ keep a
+    C-stack shim frame under each, so the chain has ~2n frames."""
+    if n == 0:
+        return leaf(size)  # LINE:through_c_leaf
+    return list(map(through_c, [n - 1], [size]))[0]  # LINE:through_c_call
+
+
+def deep_a(size):
+    return through_c(DEEP, size)  # LINE:deep_a_call
+
+
+def deep_b(size):
+    return through_c(DEEP, size)  # LINE:deep_b_call
+
+
 def produce(q):
     blocks = [bytearray(64 * 1024) for _ in range(64)]  # LINE:produce_alloc
     q.put(blocks)
@@ -157,6 +176,11 @@ def main():
     elif mode == "samedepth":
         a = via_a(3 * MIB)
         b = via_b(5 * MIB)
+        sys.stdout.write("held %d\n" % (len(a) + len(b)))
+        del a, b
+    elif mode == "deep":
+        a = deep_a(3 * MIB)
+        b = deep_b(5 * MIB)
         sys.stdout.write("held %d\n" % (len(a) + len(b)))
         del a, b
     elif mode == "small":
