@@ -131,6 +131,10 @@ def field_exprs(major, minor):
         ("frame_code", when(old, "offsetof(PyFrameObject, f_code)")),
         ("frame_lasti", when(old, "offsetof(PyFrameObject, f_lasti)")),
         ("frame_lineno", when(old, "offsetof(PyFrameObject, f_lineno)")),
+        # 3.6–3.9 f_executing (1 while the frame's eval runs, calls included);
+        # 3.10 f_state (FRAME_EXECUTING, 0, then); 2.7 has neither
+        ("frame_executing", when(old and not py2, "offsetof(PyFrameObject, f_state)"
+                                 if minor == 10 else "offsetof(PyFrameObject, f_executing)")),
         # _PyInterpreterFrame (3.11+)
         ("iframe_size", when(new, "offsetof(_PyInterpreterFrame, localsplus)")),
         ("iframe_previous", when(new, "offsetof(_PyInterpreterFrame, previous)")),

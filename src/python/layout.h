@@ -70,6 +70,8 @@ struct py_layout {
     int64_t frame_code;
     int64_t frame_lasti;                  /* int */
     int64_t frame_lineno;                 /* int, valid only when tracing */
+    int64_t frame_executing;              /* char: 3.6–3.9 f_executing (1 while its eval
+                                             runs), 3.10 f_state (0 then); 2.7: none */
 
     /* _PyInterpreterFrame (3.11+) */
     int64_t iframe_size;                  /* bytes before localsplus */

@@ -8,7 +8,7 @@
  * such field.  Never reads memory, never prints.
  *
  * Cross-check: CPython 3.11.2 headers in /usr/include/python3.11 give the same 3.11 offsets
- * (all 60 fields) as 3.11.7.
+ * (all 61 fields) as 3.11.7.
  */
 #include "layout.h"
 
@@ -45,6 +45,7 @@ static const struct py_layout layout_2_7 = {
     .frame_code = 32,
     .frame_lasti = 120,
     .frame_lineno = 124,
+    .frame_executing = PY_OFF_NONE,
     .iframe_size = PY_OFF_NONE,
     .iframe_previous = PY_OFF_NONE,
     .iframe_code = PY_OFF_NONE,
@@ -113,6 +114,7 @@ static const struct py_layout layout_3_6 = {
     .frame_code = 32,
     .frame_lasti = 120,
     .frame_lineno = 124,
+    .frame_executing = 132,
     .iframe_size = PY_OFF_NONE,
     .iframe_previous = PY_OFF_NONE,
     .iframe_code = PY_OFF_NONE,
@@ -181,6 +183,7 @@ static const struct py_layout layout_3_7 = {
     .frame_code = 32,
     .frame_lasti = 104,
     .frame_lineno = 108,
+    .frame_executing = 116,
     .iframe_size = PY_OFF_NONE,
     .iframe_previous = PY_OFF_NONE,
     .iframe_code = PY_OFF_NONE,
@@ -249,6 +252,7 @@ static const struct py_layout layout_3_8 = {
     .frame_code = 32,
     .frame_lasti = 104,
     .frame_lineno = 108,
+    .frame_executing = 116,
     .iframe_size = PY_OFF_NONE,
     .iframe_previous = PY_OFF_NONE,
     .iframe_code = PY_OFF_NONE,
@@ -317,6 +321,7 @@ static const struct py_layout layout_3_9 = {
     .frame_code = 32,
     .frame_lasti = 104,
     .frame_lineno = 108,
+    .frame_executing = 116,
     .iframe_size = PY_OFF_NONE,
     .iframe_previous = PY_OFF_NONE,
     .iframe_code = PY_OFF_NONE,
@@ -385,6 +390,7 @@ static const struct py_layout layout_3_10 = {
     .frame_code = 32,
     .frame_lasti = 96,
     .frame_lineno = 100,
+    .frame_executing = 108,
     .iframe_size = PY_OFF_NONE,
     .iframe_previous = PY_OFF_NONE,
     .iframe_code = PY_OFF_NONE,
@@ -453,6 +459,7 @@ static const struct py_layout layout_3_11 = {
     .frame_code = PY_OFF_NONE,
     .frame_lasti = PY_OFF_NONE,
     .frame_lineno = PY_OFF_NONE,
+    .frame_executing = PY_OFF_NONE,
     .iframe_size = 72,
     .iframe_previous = 48,
     .iframe_code = 32,
@@ -521,6 +528,7 @@ static const struct py_layout layout_3_12 = {
     .frame_code = PY_OFF_NONE,
     .frame_lasti = PY_OFF_NONE,
     .frame_lineno = PY_OFF_NONE,
+    .frame_executing = PY_OFF_NONE,
     .iframe_size = 72,
     .iframe_previous = 8,
     .iframe_code = 0,

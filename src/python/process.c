@@ -192,7 +192,7 @@ static void compute_read_sizes(struct py_process *py)
                     l->tstate_native_thread_id, l->tstate_datastack_chunk,
                     l->tstate_datastack_top};
     py->tstate_read = max_field_end(ts, sizeof ts / sizeof ts[0], 8);
-    int64_t fr[] = {l->ob_type, l->frame_back, l->frame_code, l->frame_lasti};
+    int64_t fr[] = {l->ob_type, l->frame_back, l->frame_code, l->frame_lasti, l->frame_executing};
     py->frame_read = max_field_end(fr, sizeof fr / sizeof fr[0], 8);
     int64_t ifr[] = {l->iframe_previous, l->iframe_code, l->iframe_instr, l->iframe_owner,
                      l->iframe_is_entry};
@@ -1184,8 +1184,9 @@ static int predicted_block(struct py_process *py, uint64_t addr, uint8_t *block,
 }
 
 /* One step of the walk: the code address, bytecode position and next frame
- * of the frame at addr; *skip when the frame is not a Python frame. */
-static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int64_t *pos,
+ * of the frame at addr (top: the thread's innermost); *skip when the frame
+ * is not a Python frame. */
+static int frame_step(struct py_process *py, uint64_t addr, int top, uint64_t *code, int64_t *pos,
                       int *has_pos, uint64_t *next, int *skip, int *entry,
                       struct pm_error *err)
 {
@@ -1211,6 +1212,18 @@ static int frame_step(struct py_process *py, uint64_t addr, uint64_t *code, int6
                            (unsigned long long)addr);
         *code = field_u64(block, l->frame_code);
         *next = field_u64(block, l->frame_back);
+        /* The bottom frame of a chain below its top is in a call, so its
+         * eval runs (3.6–3.9 f_executing 1, 3.10 f_state FRAME_EXECUTING,
+         * 0).  One that does not ended the walk early: a frame taken again
+         * from the free list, or a code object's zombie frame, keeps its
+         * old f_back (the free list's link, NULL at its end) until its new
+         * call sets it, and the rest of the stack would be lost.  (Any
+         * frame below the top would do but for Python-level trace
+         * functions, called on a frame before its eval sets the flag.) */
+        if (*next == 0 && !top && l->frame_executing != PY_OFF_NONE &&
+            (int8_t)block[l->frame_executing] != (l->minor >= 10 ? 0 : 1))
+            return pm_fail(err, PM_ETORN, "frame at 0x%llx ends the chain but does not run",
+                           (unsigned long long)addr);
         int32_t lasti = field_i32(block, l->frame_lasti);
         /* 3.10 counts f_lasti in code units; the 3.10 line table in bytes */
         *pos = l->lines == PY_LINES_LINETABLE310 && lasti >= 0 ? (int64_t)lasti * 2 : lasti;
@@ -1603,7 +1616,8 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
         uint64_t code_addr = 0, next = 0, frame_addr = addr;
         int64_t pos = -1;
         int skip = 0, has_pos = 0, entry = 0;
-        if (frame_step(py, addr, &code_addr, &pos, &has_pos, &next, &skip, &entry, err) != 0)
+        if (frame_step(py, addr, walked == 0, &code_addr, &pos, &has_pos, &next, &skip, &entry,
+                       err) != 0)
             return -1;
         addr = next;
         if (skip) {

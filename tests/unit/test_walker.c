@@ -236,6 +236,8 @@ static uint64_t make_frame(struct image *im, uint64_t code, uint64_t back, int32
     put64(im, f, l->frame_back, back);
     put64(im, f, l->frame_code, code);
     put32(im, f, l->frame_lasti, (uint32_t)lasti);
+    if (l->frame_executing != PY_OFF_NONE)   /* its eval runs */
+        put8(im, f, l->frame_executing, l->minor >= 10 ? 0 : 1);
     return f;
 }
 
@@ -1317,6 +1319,30 @@ static void test_310_freed_frame(void **state)
     assert_int_equal(walk(s->py, &t[0], frames, 8, &depth, &err), 0);
 }
 
+/* A chain that ends (f_back NULL) below its top at a frame whose eval does
+ * not run (f_state not FRAME_EXECUTING) ended early: a frame reused from the
+ * free list keeps the list's link as its f_back until its call sets it.  A
+ * thread's only frame may be about to start (its flag is set after the call
+ * trace). */
+static void test_310_chain_ends_at_a_frame_not_running(void **state)
+{
+    struct s310 *s = *state;
+    const struct py_layout *l = s->im.l;
+    struct py_thread t[2];
+    struct py_frame frames[8];
+    size_t depth;
+    struct pm_error err;
+    list_threads(s->py, t, 2);
+    put8(&s->im, s->f_outer, l->frame_executing, 1);   /* FRAME_RETURNED */
+    expect_walk_fails(s->py, &t[0], PM_ETORN, "bottom frame not running");
+    put8(&s->im, s->f_outer, l->frame_executing, 0);   /* FRAME_EXECUTING */
+    assert_int_equal(walk(s->py, &t[0], frames, 8, &depth, &err), 0);
+    assert_int_equal(depth, 2);
+    put8(&s->im, s->f2, l->frame_executing, (uint8_t)-2);   /* FRAME_CREATED, alone */
+    assert_int_equal(walk(s->py, &t[1], frames, 8, &depth, &err), 0);
+    assert_int_equal(depth, 1);
+}
+
 /* ---- 2.7: PyStringObject names, interp_head, _PyThreadState_Current ---- */
 
 /* A 2.7 str: PyStringObject with len bytes at ob_sval (NUL after them). */
@@ -1684,6 +1710,7 @@ int main(void)
         T312(test_code_cache_notices_replacement),
         cmocka_unit_test(test_open_rejects_absurd_layout),
         T310(test_310_freed_frame),
+        T310(test_310_chain_ends_at_a_frame_not_running),
         T312(test_312_frame_above_stack_top),
         T310(test_310_threads_and_stacks),
         T310(test_310_every_position),
