@@ -1729,14 +1729,8 @@ static void install_python_hooks(void)
     g_hooks_installed = 1;
 }
 
-/* Once the interpreter runs Python code (a thread state with a frame),
- * check that the hooks set by the constructor are still there: PYTHONMALLOC,
- * -X dev, and 3.6/3.7's Py_Main (always) set the allocators up again after
- * it.  If so, install them again now; code objects freed in between were
- * not seen, so stack keys go on reading their fingerprints.  Called with
- * t_busy set, from an allocation outside CPython's allocator code (the only
- * place where 3.12+ hold the allocators' mutex, which never allocates). */
-/* g_walk and g_wo, once the hooks are known to be ours from the start
+/* The walk stack_id is to take (for g_walk), with g_wo filled in for it:
+ * a straight walk once the hooks are known to be ours from the start
  * (code-object frees are seen) and the GIL holder can be found (lock
  * held).  3.14's frames hold tagged references and another owner
  * numbering: stack_id_slow's. */
@@ -1773,6 +1767,13 @@ static int choose_walk(void)
     return WALK_IFRAME;
 }
 
+/* Once the interpreter runs Python code (a thread state with a frame),
+ * check that the hooks set by the constructor are still there: PYTHONMALLOC,
+ * -X dev, and 3.6/3.7's Py_Main (always) set the allocators up again after
+ * it.  If so, install them again now; code objects freed in between were
+ * not seen, so stack keys go on reading their fingerprints.  Called with
+ * t_busy set, from an allocation outside CPython's allocator code (the only
+ * place where 3.12+ hold the allocators' mutex, which never allocates). */
 static __attribute__((noinline)) void check_python_hooks(void)
 {
     if (!g_py || !g_hooks_installed || g_tstate_current) {

@@ -1215,11 +1215,11 @@ static int frame_step(struct py_process *py, uint64_t addr, int top, uint64_t *c
         /* The bottom frame of a chain below its top is in a call, so its
          * eval runs (3.6–3.9 f_executing 1, 3.10 f_state FRAME_EXECUTING,
          * 0).  One that does not ended the walk early: a frame taken again
-         * from the free list, or a code object's zombie frame, keeps its
-         * old f_back (the free list's link, NULL at its end) until its new
-         * call sets it, and the rest of the stack would be lost.  (Any
-         * frame below the top would do but for Python-level trace
-         * functions, called on a frame before its eval sets the flag.) */
+         * from the free list keeps the list's link as its f_back until its
+         * new call sets it, NULL at the list's end, and the rest of the
+         * stack would be lost.  (Any frame below the top would do but for
+         * Python-level trace functions, called on a frame before its eval
+         * sets the flag.) */
         if (*next == 0 && !top && l->frame_executing != PY_OFF_NONE &&
             (int8_t)block[l->frame_executing] != (l->minor >= 10 ? 0 : 1))
             return pm_fail(err, PM_ETORN, "frame at 0x%llx ends the chain but does not run",

@@ -179,8 +179,9 @@ def test_mem_same_frames_different_callers(python, tmp_path, sample):
 
 def test_mem_deep_chains_differing_at_the_bottom(python, tmp_path):
     """deep_a and deep_b reach leaf() through the same 150 levels called from
-    C: their stacks (153 Python frames, fewer than the 256 a stack keeps)
-    differ only at the bottom.  On 3.12+ a C-stack shim frame sits under each
+    C: their stacks (155 Python frames: leaf, 151 through_c, the caller, main
+    and the module; fewer than the 256 a stack keeps) differ only at the
+    bottom.  On 3.12+ a C-stack shim frame sits under each
     level, more than 256 frames in all: a key made of the innermost 256
     would never reach deep_a or deep_b and give deep_b's 5 MiB to deep_a."""
     lines = marker_lines(target_path(TARGET))
