@@ -31,6 +31,10 @@ callgrind, a figure the machine's load does not move: 2 and 4 rounds of
 each configuration, the difference halved, so start-up is left out; and
 the tracker's extra instructions per allocation event (an allocation or a
 free; --events-per-round of them).
+
+--depth N runs the workload N calls deeper (mem_workload.py --depth): the
+tracker walks the allocating thread's frames at each allocation, so this
+shows what a deep stack (a web service's) adds to every allocation.
 """
 import argparse
 import os
@@ -89,13 +93,18 @@ def held_by_main(capture, tmp):
     return total
 
 
-def instructions(python, extra_env):
+def workload(rounds, depth):
+    """The workload's arguments: ROUNDS, and --depth N when not 0."""
+    return [WORKLOAD, str(rounds)] + (["--depth", str(depth)] if depth else [])
+
+
+def instructions(python, extra_env, depth):
     """Instructions per round (4 rounds minus 2, halved) under callgrind."""
     counts = []
     for rounds in (2, 4):
         env = dict(os.environ, PYTHONHASHSEED="0", **extra_env)
-        _, _, err = run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python,
-                         WORKLOAD, str(rounds)], env=env)
+        _, _, err = run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python]
+                        + workload(rounds, depth), env=env)
         m = re.search(r"I\s+refs:\s+([\d,]+)", err)
         if not m:
             return None
@@ -127,6 +136,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--instructions", action="store_true")
     ap.add_argument("--events-per-round", type=int, default=276000)
+    ap.add_argument("--depth", type=int, default=0,
+                    help="run the workload this many calls deeper (mem_workload.py --depth)")
     a = ap.parse_args()
     if a.quick:
         a.runs, a.rounds = 3, 12
@@ -146,21 +157,22 @@ def main():
     mains = {"full": [], "sampled": []}
     bpe = []
     tty = sys.stderr.isatty()
+    work = workload(a.rounds, a.depth)
     for i in range(a.runs):
         # rotate the order each round: no configuration always follows
         # another (a capture's writeback, caches)
         for c in configs[i % len(configs):] + configs[:i % len(configs)]:
             cap = os.path.join(tmp, "%s.cap" % c)
             if c == "plain":
-                argv = [a.python, WORKLOAD, str(a.rounds)]
+                argv = [a.python] + work
             elif c == "full":
-                argv = [PYROMETER, "mem", "run", "-o", cap, "--", a.python, WORKLOAD, str(a.rounds)]
+                argv = [PYROMETER, "mem", "run", "-o", cap, "--", a.python] + work
             elif c == "sampled":
-                argv = [PYROMETER, "mem", "run", "--sample", "512K", "-o", cap, "--", a.python,
-                        WORKLOAD, str(a.rounds)]
+                argv = [PYROMETER, "mem", "run", "--sample", "512K", "-o", cap, "--",
+                        a.python] + work
             else:
                 argv = [a.python, "-m", "scalene", "--cli", "--memory", "--outfile",
-                        os.path.join(tmp, "scalene.txt"), WORKLOAD, str(a.rounds)]
+                        os.path.join(tmp, "scalene.txt")] + work
             rc, out, err = run(argv)
             m = DONE.search(out)
             if m:
@@ -187,8 +199,8 @@ def main():
         sys.stderr.write("\n")
     truth = by_construction(a.python)
     tm_peak = tracemalloc_peak(a.python, a.rounds)
-    print("pyrometer mem benchmark: %s, bench/mem_workload.py %d rounds, %d interleaved runs"
-          % (a.python, a.rounds, a.runs))
+    print("pyrometer mem benchmark: %s, bench/mem_workload.py %d rounds%s, %d interleaved runs"
+          % (a.python, a.rounds, " --depth %d" % a.depth if a.depth else "", a.runs))
     print("%-9s %9s %9s %9s %9s   %9s %15s   %9s %9s %9s %9s"
           % ("", "cpu med", "slowdown", "cpu min", "slowdown", "paired", "paired range",
              "wall med", "slowdown", "wall min", "slowdown"))
@@ -221,10 +233,10 @@ def main():
         else:
             lib = os.path.join(REPO, "build", "libpyrometer-mem.so")
             cap = os.path.join(tmp, "ir.cap")
-            base = instructions(a.python, {})
+            base = instructions(a.python, {}, a.depth)
             for name, env in (("full", {}), ("sampled", {"PYROMETER_MEM_SAMPLE": "524288"})):
                 env = dict(env, LD_PRELOAD=lib, PYROMETER_MEM_OUT=cap)
-                n = instructions(a.python, env)
+                n = instructions(a.python, env, a.depth)
                 for f in os.listdir(tmp):
                     if f.startswith("ir.cap"):
                         os.unlink(os.path.join(tmp, f))

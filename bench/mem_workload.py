@@ -8,6 +8,10 @@ hold_peak(), so the true peak is known (the rest of the live heap at that
 moment is small and measured by the bench with tracemalloc as a check).
 Prints "done SECONDS TOTAL cpu SECONDS": the work loop's wall time, a check
 value, and the loop's CPU time (steadier than wall time on a shared machine).
+`mem_workload.py ROUNDS --depth N` does the same work N calls deeper (a
+service's handlers run under tens of frames of server, framework and
+middleware): a tracker that walks the stack at each allocation pays for
+those frames, one that keeps its own stack does not.
 
 `mem_workload.py --construction` prints instead what main() holds at its
 peak, by construction: the bytes of every object one round's rows are made
@@ -61,16 +65,28 @@ def construction():
     return total + sys.getsizeof(block)
 
 
+def nested(depth, fn, arg):
+    if depth == 0:
+        return fn(arg)
+    return nested(depth - 1, fn, arg)
+
+
 def main():
     if sys.argv[1:] == ["--construction"]:
         sys.stdout.write("construction %d\n" % construction())
         return
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    args = sys.argv[1:]
+    depth = 0
+    if "--depth" in args:
+        i = args.index("--depth")
+        depth = int(args[i + 1])
+        del args[i:i + 2]
+    rounds = int(args[0]) if args else 30
     t0, c0 = time.time(), time.process_time()
     total = 0
     for r in range(rounds):
-        rows = records(5000)
-        total += transform(rows)
+        rows = nested(depth, records, 5000)
+        total += nested(depth, transform, rows)
         if r == rounds // 2:
             total += hold_peak()
         del rows

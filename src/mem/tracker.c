@@ -30,7 +30,9 @@
  * is NULL; 3.13's is a static PyMutex), and every object and pymalloc arena
  * of the interpreter is made through the hooks.  The wrapped allocator runs
  * with the guard set, so pymalloc's own mallocs (blocks > 512 bytes) and its
- * arenas are never counted twice.  Where the interpreter sets its allocators
+ * arenas are never counted twice; full mode's free over pymalloc calls it
+ * unguarded (py_hook_free_fast), so a large block's free is written twice,
+ * the second for an address no longer live, which the report ignores.  Where the interpreter sets its allocators
  * up again after us (3.6/3.7's Py_Main always, PYTHONMALLOC, -X dev),
  * check_python_hooks() installs them again at the first allocation made by
  * Python code (a thread state with a frame: outside CPython's allocator
@@ -63,8 +65,9 @@
  * full (t->limit).
  *
  * Stacks: a thread's stack is keyed by its whole chain of (code object,
- * position) pairs, hashed (64 bits, four instructions a frame: see
- * chain_hash for the collision risk) by walking its frames in-process with
+ * position) pairs, hashed (64 bits, three or four instructions a frame: see
+ * chain_hash for the collision risk; on 3.11+ a frame's instruction pointer
+ * alone, which points into its code object) by walking its frames in-process with
  * the per-version layouts of python/layout.h (3.13: _Py_DebugOffsets in
  * _PyRuntime): on 3.7-3.13 a straight loop with the offsets in registers
  * (walk_frames), elsewhere chain_hash; the key is looked up in the thread's
@@ -170,6 +173,7 @@
 #define TLS __thread __attribute__((tls_model("initial-exec")))
 
 #define MAX_DEPTH 256u            /* Python frames kept per stack (innermost) */
+_Static_assert(MAX_DEPTH % 2 == 0, "walk_frames takes two frames a turn");
 #define MAX_NATIVE 64u            /* C frames kept per stack */
 #define TIME_STRIDE 16384u        /* stream bytes between clock checks */
 #define TIME_PERIOD_NS 10000000u  /* at most one TIME record per 10 ms */
@@ -959,6 +963,15 @@ HOT void hash_frame(uint64_t *h, uint64_t code, uint64_t pos)
     *h = (((*h << 23) | (*h >> 41)) ^ code) * 0x9e3779b97f4a7c15ULL + pos;
 }
 
+/* One 3.11+ interpreter frame into the chain's hash by its instruction
+ * pointer alone (three instructions): the bytecode is inside the code
+ * object, so while the code object lives the pointer names it too (and
+ * g_code_gen changes when one is freed). */
+HOT void hash_instr(uint64_t *h, uint64_t instr)
+{
+    *h = (((*h << 23) | (*h >> 41)) ^ instr) * 0x9e3779b97f4a7c15ULL;
+}
+
 /* The chain's key from its hash and depth (Python frames | C frames << 32). */
 HOT uint64_t chain_key(uint64_t h, uint64_t depth)
 {
@@ -1184,32 +1197,52 @@ static __attribute__((noinline)) uint32_t stack_id_slow(struct thread_state *t)
     return memo_get(t, h, depth, native, nnative);
 }
 
+/* One frame of a straight walk into *h: (code, f_lasti) for a frame
+ * object, the instruction pointer for an interpreter frame. */
+HOT void walk_hash(uint64_t *h, uint64_t frame, uint64_t oc, uint64_t oi, int objects)
+{
+    if (objects)
+        hash_frame(h, load64(frame + oc), *(const uint32_t *)(uintptr_t)(frame + oi));
+    else
+        hash_instr(h, load64(frame + oi));
+}
+
 /* The straight walk: the thread's frames (innermost first, MAX_DEPTH at
- * most: a damaged chain's cycle ends there) hashed into *h as (code,
- * position) pairs; returns how many it took.  The offsets are arguments so
- * that WALK_311's are constants; pos32: the position is an int (f_lasti).
- * Unlike chain_hash, it does not decide anything per frame: 3.13's check
- * that f_executable is a code object is left to the full walk of a new key
+ * most: a damaged chain's cycle ends there) hashed into *h; returns how
+ * many it took.  The offsets are arguments so that WALK_311's are
+ * constants; objects: frame objects (3.7-3.10), else interpreter frames.
+ * Two frames a turn, so the bound is checked once per two.  Unlike
+ * chain_hash, it does not decide anything per frame: 3.13's check that
+ * f_executable is a code object is left to the full walk of a new key
  * (walk_python skips what is not), and 3.12+'s C-stack shim frames are
  * hashed and counted like the others (they are in the same places for the
  * same chain).  Keys for one stack can thus differ from chain_hash's; both
- * lead to its one id. */
+ * lead to its one id.
+ *
+ * Per frame this is two loads (instruction pointer, previous) and three
+ * ALU instructions on 3.11+, three loads and four on 3.7-3.10, and the
+ * loop's test: callgrind counts about 7 and 10 instructions a frame, which
+ * is what a deep stack adds to every allocation (bench/mem_bench.py
+ * --depth). */
 HOT uint64_t walk_frames(uint64_t ts, uint64_t *h, uint64_t of, int via_cframe, uint64_t ocf,
-                         uint64_t oc, uint64_t oi, uint64_t op, int pos32)
+                         uint64_t oc, uint64_t oi, uint64_t op, int objects)
 {
     uint64_t frame = load64(ts + of);
     if (via_cframe && frame)
         frame = load64(frame + ocf);
-    unsigned left = MAX_DEPTH;
+    uint64_t n = 0;
     while (frame != 0) {
-        uint64_t code = load64(frame + oc);
-        uint64_t pos = pos32 ? *(const uint32_t *)(uintptr_t)(frame + oi) : load64(frame + oi);
+        walk_hash(h, frame, oc, oi, objects);
         frame = load64(frame + op);
-        hash_frame(h, code, pos);
-        if (--left == 0)
+        if (frame == 0)
+            return n + 1;
+        walk_hash(h, frame, oc, oi, objects);
+        frame = load64(frame + op);
+        n += 2;
+        if (n >= MAX_DEPTH)
             break;
     }
-    return MAX_DEPTH - left;
+    return n;
 }
 
 /* A straight walk's stack id, or stack_id_slow's where the GIL holder is
@@ -1514,6 +1547,39 @@ static void py_hook_free(void *ctx, void *ptr)
     o->free(o->ctx, ptr);
 }
 
+/* Full mode's free over pymalloc (pymalloc_hooks_fit): the event, then
+ * pymalloc's free as a tail call, without the guard, so the hook needs no
+ * stack frame and makes no call of its own (about 14 instructions fewer a
+ * free than py_hook_free).  Without the guard, pymalloc's free hands a
+ * large block to the C library's free, whose interposer writes that
+ * block's FREE a second time: a free of an address no longer live, which
+ * the report ignores, written before the block is released, so no reuse of
+ * the address comes between the two.  Anything but the common case (no
+ * thread state yet, shutdown to note, a new block or segment, an address a
+ * fixed event cannot carry) is py_hook_free's. */
+static void py_hook_free_fast(void *ctx, void *ptr)
+{
+    const struct pymem_allocator *o = ctx;
+    struct thread_state *t = t_st;
+    if (__builtin_expect(ptr == NULL || !TRACKING() || t == NULL || *g_fin_watch != 0, 0)) {
+        py_hook_free(ctx, ptr);
+        return;
+    }
+    uint64_t a = (uint64_t)(uintptr_t)ptr;
+    uint64_t own = __atomic_load_n(&g_owner, __ATOMIC_RELAXED);
+    uint32_t used = t->s.used;
+    if (__builtin_expect((int64_t)used > t->limit || own != t->owner ||
+                         (a & CAPTURE_FIXED_ADDR_BAD) != 0, 0)) {
+        py_hook_free(ctx, ptr);
+        return;
+    }
+    if (load64(a + (uint64_t)g_layout.ob_type) == g_code_type)
+        __atomic_add_fetch(&g_code_gen, 0x9e3779b97f4a7c15ULL, __ATOMIC_RELAXED);
+    uint8_t *win = t->s.win;
+    commit_fixed(t, win, used, (uint32_t)capture_put_fixed_free(t->s.base + used, a));
+    o->free(o->ctx, ptr);
+}
+
 static void *py_hook_malloc_sampled(void *ctx, size_t size);
 
 static void *py_hook_realloc(void *ctx, void *old, size_t size)
@@ -1652,11 +1718,19 @@ HOT void *direct_counted(int domain, void *p, size_t size, int how)
 DIRECT_HOOKS(direct_mem, PYMEM_DOMAIN_MEM)
 DIRECT_HOOKS(direct_obj, PYMEM_DOMAIN_OBJ)
 
+/* Whether this domain's allocator is pymalloc: no context (the debug hooks
+ * have one) and PYTHONMALLOC picks no other (its default is pymalloc in
+ * every build this library supports). */
+static int pymalloc_hooks_fit(const struct pymem_allocator *orig)
+{
+    const char *m = getenv("PYTHONMALLOC");
+    return orig->ctx == NULL && (m == NULL || strcmp(m, "pymalloc") == 0);
+}
+
 /* Whether sampled mode may use the direct hooks over this allocator. */
 static int direct_hooks_fit(const struct pymem_allocator *orig)
 {
-    const char *m = getenv("PYTHONMALLOC");
-    return g_sample_bytes != 0 && orig->ctx == NULL && (m == NULL || strcmp(m, "pymalloc") == 0);
+    return g_sample_bytes != 0 && pymalloc_hooks_fit(orig);
 }
 
 static int is_our_malloc_hook(void *(*f)(void *, size_t))
@@ -1723,6 +1797,8 @@ static void install_python_hooks(void)
         } else if (g_sample_bytes) {
             hook.malloc = py_hook_malloc_sampled;
             hook.free = py_hook_free_sampled;
+        } else if (pymalloc_hooks_fit(&g_orig[d])) {
+            hook.free = py_hook_free_fast;
         }
         g_set_allocator(d, &hook);
     }
