@@ -131,13 +131,21 @@
  * checksum 6, now 3 over twice the bytes; the same build writing every
  * event through the tagged writer measures +154); then the 3.11 walk with
  * constant offsets, the clock check folded into the room check, the owner
- * compared as one word and one TLS block, +110 -> +104.  Left, of the
- * +104 (per event, allocations and frees averaged): the walk and hash (~9
- * a frame, 3.6 frames deep: ~30) and the cache probe (~5), the event
- * write (~20: thread state, the finalising watch, room and segment check,
- * the stores, the published count), the hooks themselves (~30: the
- * indirect call through Python's allocator table, the guard, saved
- * registers, the code-object check on frees).
+ * compared as one word and one TLS block, +110 -> +104; then 3.11+ frames
+ * hashed by their instruction pointer alone, two frames a loop turn, and
+ * a frameless free hook over pymalloc (py_hook_free_fast): +106 -> +96 on
+ * Debian's 3.11 (1.48x -> 1.43x; CPU 1.49x, paired 1.47x, in a quiet set),
+ * +101-112 -> +90-99 on pyenv's 3.11-3.13, +104-106 -> +99-100 on
+ * 3.8-3.10.  Left, of the +96 (per event, allocations and frees
+ * averaged): the walk and the cache probe (~7.5 instructions a frame of
+ * an allocation on 3.11+, ~10 on 3.7-3.10; about 4 frames deep here: ~20
+ * per event), the event write (~20: thread state, the finalising watch,
+ * room and segment check, the stores, the published count), the hooks
+ * themselves (the indirect call through Python's allocator table, the
+ * guard, saved registers on allocations, the code-object check on frees)
+ * and pymalloc called out of line.  The walk is per frame: 40 frames
+ * deeper (bench/mem_bench.py --depth 40) full tracking is 1.78-1.92x in
+ * instructions on pyenv's builds and 2.10x on Debian's 3.11.
  * fork: the child drops the parent's streams, tables and capture, and
  * starts PATH.CHILDPID.
  */
