@@ -32,19 +32,20 @@
  * with the guard set, so pymalloc's own mallocs (blocks > 512 bytes) and its
  * arenas are never counted twice; full mode's free over pymalloc calls it
  * unguarded (py_hook_free_fast), so a large block's free is written twice,
- * the second for an address no longer live, which the report ignores.  Where the interpreter sets its allocators
- * up again after us (3.6/3.7's Py_Main always, PYTHONMALLOC, -X dev),
- * check_python_hooks() installs them again at the first allocation made by
- * Python code (a thread state with a frame: outside CPython's allocator
- * code, the only place 3.12+ hold the allocators' mutex, which never
- * allocates); arenas mapped in between are not counted (the arena hook),
- * objects made in between are not seen.  PYROMETER_MEM_PYALLOC=malloc uses
- * PYTHONMALLOC=malloc instead, which measures slower: bench/mem_workload.py
- * (3.11, 30 rounds, CPU time, medians of 7 interleaved runs) plain 0.25 s,
- * PYTHONMALLOC=malloc alone 1.32x, tracked through malloc 2.26x, tracked
- * through the hooks 2.06x (at the time of that measurement).  2.7 has
- * neither: its small objects appear as pymalloc arenas (256 KiB mmaps)
- * attributed to the stack that needed a new arena.
+ * the second for an address no longer live, which the report ignores.  Where
+ * the interpreter sets its allocators up again after us (3.6/3.7's Py_Main
+ * always, PYTHONMALLOC, -X dev), check_python_hooks() installs them again at
+ * the first allocation made by Python code (a thread state with a frame:
+ * outside CPython's allocator code, the only place 3.12+ hold the
+ * allocators' mutex, which never allocates); arenas mapped in between are
+ * not counted (the arena hook), objects made in between are not seen.
+ * PYROMETER_MEM_PYALLOC=malloc uses PYTHONMALLOC=malloc instead, which
+ * measures slower: bench/mem_workload.py (3.11, 30 rounds, CPU time, medians
+ * of 7 interleaved runs) plain 0.25 s, PYTHONMALLOC=malloc alone 1.32x,
+ * tracked through malloc 2.26x, tracked through the hooks 2.06x (at the time
+ * of that measurement).  2.7 has neither: its small objects appear as
+ * pymalloc arenas (256 KiB mmaps) attributed to the stack that needed a new
+ * arena.
  *
  * Events: each thread writes its own stream (capture.h) straight into its
  * window, a 64 KiB shared mapping of the capture file that it reuses,
@@ -997,7 +998,8 @@ HOT uint64_t chain_key(uint64_t h, uint64_t depth)
  * =malloc) the key also reads the code object's fingerprint.
  *
  * One 64-bit hash is the key (the shared table adds the depth).  Each step
- * h' = (rotl(h, 23) ^ code) * odd + pos is a bijection of h for a given
+ * h' = (rotl(h, 23) ^ code) * odd + pos (the straight walk's on 3.11+:
+ * (rotl(h, 23) ^ instruction pointer) * odd) is a bijection of h for a given
  * frame, so chains of one depth that differ in a single frame (or only in
  * the order of two) never collide; two that differ in several collide when
  * their differences cancel, which for code addresses and bytecode pointers
@@ -1727,8 +1729,9 @@ DIRECT_HOOKS(direct_mem, PYMEM_DOMAIN_MEM)
 DIRECT_HOOKS(direct_obj, PYMEM_DOMAIN_OBJ)
 
 /* Whether this domain's allocator is pymalloc: no context (the debug hooks
- * have one) and PYTHONMALLOC picks no other (its default is pymalloc in
- * every build this library supports). */
+ * have one) and PYTHONMALLOC picks no other.  (A Python built without
+ * pymalloc passes too: py_hook_free_fast then writes every free twice,
+ * which costs, but counts right.) */
 static int pymalloc_hooks_fit(const struct pymem_allocator *orig)
 {
     const char *m = getenv("PYTHONMALLOC");
