@@ -573,14 +573,22 @@ static __attribute__((noinline)) uint8_t *event_room_slow(struct thread_state *t
     return p;
 }
 
-/* Where to write an event of at most EVENT_MAX bytes in this thread's
- * stream (after a MARK when another thread wrote since: g_owner is no
- * longer what this thread set it to; a TIME record now and then), or NULL:
- * a load and two compares. */
-HOT uint8_t *event_room(struct thread_state *t)
+/* Whether an event of at most EVENT_MAX bytes may go at t's `used` as it
+ * is: room before t->limit (which also stands for the next clock check),
+ * and no other thread wrote since this one's last MARK (g_owner is still
+ * what this thread set it to).  A load and two compares. */
+HOT int room_ready(const struct thread_state *t)
 {
     uint64_t o = __atomic_load_n(&g_owner, __ATOMIC_RELAXED);
-    if (__builtin_expect((int64_t)t->s.used > t->limit || o != t->owner, 0))
+    return __builtin_expect((int64_t)t->s.used <= t->limit && o == t->owner, 1);
+}
+
+/* Where to write an event of at most EVENT_MAX bytes in this thread's
+ * stream (after a MARK when another thread wrote since; a TIME record now
+ * and then), or NULL. */
+HOT uint8_t *event_room(struct thread_state *t)
+{
+    if (!room_ready(t))
         return event_room_slow(t);
     return t->s.base + t->s.used;
 }
@@ -1576,17 +1584,14 @@ static void py_hook_free_fast(void *ctx, void *ptr)
         return;
     }
     uint64_t a = (uint64_t)(uintptr_t)ptr;
-    uint64_t own = __atomic_load_n(&g_owner, __ATOMIC_RELAXED);
-    uint32_t used = t->s.used;
-    if (__builtin_expect((int64_t)used > t->limit || own != t->owner ||
-                         (a & CAPTURE_FIXED_ADDR_BAD) != 0, 0)) {
+    if (__builtin_expect(!room_ready(t) || (a & CAPTURE_FIXED_ADDR_BAD) != 0, 0)) {
         py_hook_free(ctx, ptr);
         return;
     }
     if (load64(a + (uint64_t)g_layout.ob_type) == g_code_type)
         __atomic_add_fetch(&g_code_gen, 0x9e3779b97f4a7c15ULL, __ATOMIC_RELAXED);
-    uint8_t *win = t->s.win;
-    commit_fixed(t, win, used, (uint32_t)capture_put_fixed_free(t->s.base + used, a));
+    uint32_t used = t->s.used;
+    commit_fixed(t, t->s.win, used, (uint32_t)capture_put_fixed_free(t->s.base + used, a));
     o->free(o->ctx, ptr);
 }
 
