@@ -186,6 +186,9 @@ struct capture_sum {
 void capture_sum_init(struct capture_sum *c);
 void capture_sum_add(struct capture_sum *c, const uint8_t *p, size_t n);
 uint32_t capture_sum_final(const struct capture_sum *c);
+/* Which code sums: 1 AVX2, 0 SSE2, -1 the CPU's best (the default, decided
+ * at the first sum).  Both give the same sums; tests compare them. */
+void capture_sum_select(int avx2);
 
 /* A fixed event at out, which has room for 16 bytes (a free writes 8 and
  * keeps 6).  The caller checked (addr & CAPTURE_FIXED_ADDR_BAD) == 0, and

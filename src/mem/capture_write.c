@@ -39,6 +39,82 @@ static void sum_step(struct capture_sum *c, const uint8_t *p)
     c->b1 += c->a1;
 }
 
+/* `steps` steps from p, the sums in registers (in *c they would be stored
+ * back at every step: p's bytes might be them, as far as the compiler
+ * knows).  About 9 instructions a step. */
+static void sum_steps_sse2(struct capture_sum *c, const uint8_t *p, size_t steps)
+{
+    capture_v2 a0 = c->a0, b0 = c->b0, a1 = c->a1, b1 = c->b1;
+    for (; steps > 0; steps--, p += 32) {
+        capture_v2 x, y;
+        memcpy(&x, p, 16);
+        memcpy(&y, p + 16, 16);
+        a0 += x;
+        b0 += a0;
+        a1 += y;
+        b1 += a1;
+    }
+    c->a0 = a0;
+    c->b0 = b0;
+    c->a1 = a1;
+    c->b1 = b1;
+}
+
+/* The same sums with AVX2 (four lanes: a0's two and a1's two in one
+ * register, b0's and b1's in another), where the CPU has it: the same
+ * result, two steps in about 7 instructions. */
+typedef uint64_t capture_v4 __attribute__((vector_size(32)));
+
+__attribute__((target("avx2"))) static void sum_steps_avx2(struct capture_sum *c,
+                                                           const uint8_t *p, size_t steps)
+{
+    capture_v4 a = {c->a0[0], c->a0[1], c->a1[0], c->a1[1]};
+    capture_v4 b = {c->b0[0], c->b0[1], c->b1[0], c->b1[1]};
+    for (; steps >= 2; steps -= 2, p += 64) {
+        capture_v4 x, y;
+        memcpy(&x, p, 32);
+        memcpy(&y, p + 32, 32);
+        a += x;
+        b += a;
+        a += y;
+        b += a;
+    }
+    if (steps) {
+        capture_v4 x;
+        memcpy(&x, p, 32);
+        a += x;
+        b += a;
+    }
+    c->a0 = (capture_v2){a[0], a[1]};
+    c->a1 = (capture_v2){a[2], a[3]};
+    c->b0 = (capture_v2){b[0], b[1]};
+    c->b1 = (capture_v2){b[2], b[3]};
+}
+
+static int sum_avx2 = -1;   /* -1: not decided yet */
+
+void capture_sum_select(int avx2)
+{
+    if (avx2 < 0) {
+        __builtin_cpu_init();
+        avx2 = __builtin_cpu_supports("avx2") != 0;
+    }
+    __atomic_store_n(&sum_avx2, avx2, __ATOMIC_RELAXED);
+}
+
+static void sum_steps(struct capture_sum *c, const uint8_t *p, size_t steps)
+{
+    int avx2 = __atomic_load_n(&sum_avx2, __ATOMIC_RELAXED);
+    if (__builtin_expect(avx2 < 0, 0)) {
+        capture_sum_select(-1);
+        avx2 = __atomic_load_n(&sum_avx2, __ATOMIC_RELAXED);
+    }
+    if (avx2)
+        sum_steps_avx2(c, p, steps);
+    else
+        sum_steps_sse2(c, p, steps);
+}
+
 void capture_sum_init(struct capture_sum *c)
 {
     memset(c, 0, sizeof *c);
@@ -60,8 +136,11 @@ void capture_sum_add(struct capture_sum *c, const uint8_t *p, size_t n)
         sum_step(c, c->carry);
         c->ncarry = 0;
     }
-    for (; n >= 32; p += 32, n -= 32)
-        sum_step(c, p);
+    if (n >= 32) {
+        sum_steps(c, p, n / 32);
+        p += n & ~(size_t)31;
+        n &= 31;
+    }
     memcpy(c->carry, p, n);
     c->ncarry = (uint32_t)n;
 }

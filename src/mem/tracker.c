@@ -137,16 +137,23 @@
  * a frameless free hook over pymalloc (py_hook_free_fast): +106 -> +96 on
  * Debian's 3.11 (1.48x -> 1.43x; CPU 1.49x, paired 1.47x, in a quiet set),
  * +101-112 -> +90-99 on pyenv's 3.11-3.13, +104-106 -> +99-100 on
- * 3.8-3.10.  Left, of the +96 (per event, allocations and frees
- * averaged): the walk and the cache probe (~7.5 instructions a frame of
- * an allocation on 3.11+, ~10 on 3.7-3.10; about 4 frames deep here: ~20
- * per event), the event write (~20: thread state, the finalising watch,
- * room and segment check, the stores, the published count), the hooks
- * themselves (the indirect call through Python's allocator table, the
- * guard, saved registers on allocations, the code-object check on frees)
- * and pymalloc called out of line.  The walk is per frame: 40 frames
- * deeper (bench/mem_bench.py --depth 40) full tracking is 1.78-1.92x in
- * instructions on pyenv's builds and 2.10x on Debian's 3.11.
+ * 3.8-3.10; then the allocation's event as a tail call with no stack
+ * frame (alloc_event_311, -2.5), the block checksum's sums kept in
+ * registers and in AVX2 where the CPU has it (with the 3.11+ hash's
+ * rotate dropped, -5), four frames a loop turn (-1.7) and reallocations
+ * through the same fast cases (-0.2): +96.8 -> +87.5 on Debian's 3.11
+ * (1.434x -> 1.393x), +82-98 on pyenv's 3.8-3.13 (1.286-1.316x).  Left,
+ * per allocation on 3.11 (about 85 instructions): the checks before the
+ * walk (~17: thread state, the finalising watch, the GIL holder), the
+ * walk (5.75 a frame, about 5 frames here), the key and the cache probe
+ * (~11), the room and format checks (~13) and the stores (~11); per free
+ * about 40 (the same checks, the code-object check, the jump to
+ * pymalloc); and the hooks' indirect calls and pymalloc called out of
+ * line, which PGO inlines while no hook is set.  The walk is per frame:
+ * 40 frames deeper (bench/mem_bench.py --depth 40) Debian's 3.11 is
+ * 1.91x (was 2.10x).  A no-op C profile function (PyEval_SetProfile),
+ * the price of keeping a stack through call hooks instead, alone costs
+ * 1.73x on this workload on Debian's 3.11.
  * fork: the child drops the parent's streams, tables and capture, and
  * starts PATH.CHILDPID.
  */
@@ -182,7 +189,7 @@
 #define TLS __thread __attribute__((tls_model("initial-exec")))
 
 #define MAX_DEPTH 256u            /* Python frames kept per stack (innermost) */
-_Static_assert(MAX_DEPTH % 2 == 0, "walk_frames takes two frames a turn");
+_Static_assert(MAX_DEPTH % 4 == 0, "walk_frames takes four frames a turn");
 #define MAX_NATIVE 64u            /* C frames kept per stack */
 #define TIME_STRIDE 16384u        /* stream bytes between clock checks */
 #define TIME_PERIOD_NS 10000000u  /* at most one TIME record per 10 ms */
@@ -981,12 +988,14 @@ HOT void hash_frame(uint64_t *h, uint64_t code, uint64_t pos)
 }
 
 /* One 3.11+ interpreter frame into the chain's hash by its instruction
- * pointer alone (three instructions): the bytecode is inside the code
- * object, so while the code object lives the pointer names it too (and
- * g_code_gen changes when one is freed). */
+ * pointer alone (two instructions, xor and multiply: each step is a
+ * bijection of the hash, and every bit of it reaches the top bits, which
+ * pick the cache set): the bytecode is inside the code object, so while
+ * the code object lives the pointer names it too (and g_code_gen changes
+ * when one is freed). */
 HOT void hash_instr(uint64_t *h, uint64_t instr)
 {
-    *h = (((*h << 23) | (*h >> 41)) ^ instr) * 0x9e3779b97f4a7c15ULL;
+    *h = (*h ^ instr) * 0x9e3779b97f4a7c15ULL;
 }
 
 /* The chain's key from its hash and depth (Python frames | C frames << 32). */
@@ -1191,14 +1200,32 @@ static struct {
  * stacks took turns in one, 10 000 misses a round (~114 instructions each,
  * the lock and the shared table), depending on where the code objects
  * were. */
+HOT struct stack_memo *memo_set(struct thread_state *t, uint64_t h)
+{
+    return &t->memo[(h >> 57) << 1];
+}
+
+/* Whether set m holds key h: its id into *id. */
+HOT int memo_hit(const struct stack_memo *m, uint64_t h, uint32_t *id)
+{
+    if (__builtin_expect(m[0].h == h, 1)) {
+        *id = m[0].id;
+        return 1;
+    }
+    if (m[1].h == h) {
+        *id = m[1].id;
+        return 1;
+    }
+    return 0;
+}
+
 HOT uint32_t memo_get(struct thread_state *t, uint64_t h, uint64_t depth, const uint64_t *native,
                       size_t nnative)
 {
-    struct stack_memo *m = &t->memo[(h >> 57) << 1];
-    if (__builtin_expect(m[0].h == h, 1))
-        return m[0].id;
-    if (m[1].h == h)
-        return m[1].id;
+    struct stack_memo *m = memo_set(t, h);
+    uint32_t id;
+    if (memo_hit(m, h, &id))
+        return id;
     return stack_id_miss(m, h, depth, native, nnative);
 }
 
@@ -1229,7 +1256,7 @@ HOT void walk_hash(uint64_t *h, uint64_t frame, uint64_t oc, uint64_t oi, int ob
  * most: a damaged chain's cycle ends there) hashed into *h; returns how
  * many it took.  The offsets are arguments so that WALK_311's are
  * constants; objects: frame objects (3.7-3.10), else interpreter frames.
- * Two frames a turn, so the bound is checked once per two.  Unlike
+ * Four frames a turn, so the bound is checked once per four.  Unlike
  * chain_hash, it does not decide anything per frame: 3.13's check that
  * f_executable is a code object is left to the full walk of a new key
  * (walk_python skips what is not), and 3.12+'s C-stack shim frames are
@@ -1256,39 +1283,59 @@ HOT uint64_t walk_frames(uint64_t ts, uint64_t *h, uint64_t of, int via_cframe, 
             return n + 1;
         walk_hash(h, frame, oc, oi, objects);
         frame = load64(frame + op);
-        n += 2;
+        if (frame == 0)
+            return n + 2;
+        walk_hash(h, frame, oc, oi, objects);
+        frame = load64(frame + op);
+        if (frame == 0)
+            return n + 3;
+        walk_hash(h, frame, oc, oi, objects);
+        frame = load64(frame + op);
+        n += 4;
         if (n >= MAX_DEPTH)
             break;
     }
     return n;
 }
 
-/* A straight walk's stack id, or stack_id_slow's where the GIL holder is
- * not this thread.  `walk` is a constant where stack_id inlines it for
- * WALK_311, so that path has every offset as a constant. */
-HOT uint32_t stack_id_walk(struct thread_state *t, int walk)
+/* A straight walk's key for this thread (*key, and *npy frames; no
+ * frames: *npy 0), or 0 where it is stack_id_slow's to find: the GIL
+ * holder is not this thread, or 3.12+'s shims filled MAX_DEPTH (a chain
+ * this long may hold more Python frames than the key covered, and the
+ * stack keeps MAX_DEPTH of them).  `walk` is a constant where the caller
+ * inlines it for WALK_311, so that path has every offset as a constant. */
+HOT int walk_key(const struct thread_state *t, int walk, uint64_t *key, uint64_t *npy)
 {
     uint64_t ts = load64(g_gil_holder);
     uint64_t tid = walk == WALK_311 ? W311_TSTATE_THREAD_ID : g_wo.thread_id;
     if (__builtin_expect(ts == 0 || load64(ts + tid) != t->self, 0))
-        return stack_id_slow(t);
+        return 0;
     uint64_t h = __atomic_load_n(&g_code_gen, __ATOMIC_RELAXED);
-    uint64_t npy;
+    uint64_t n;
     if (walk == WALK_311)
-        npy = walk_frames(ts, &h, W311_TSTATE_FRAME, 1, W311_CFRAME_CURRENT_FRAME,
-                          W311_IFRAME_CODE, W311_IFRAME_INSTR, W311_IFRAME_PREVIOUS, 0);
+        n = walk_frames(ts, &h, W311_TSTATE_FRAME, 1, W311_CFRAME_CURRENT_FRAME,
+                        W311_IFRAME_CODE, W311_IFRAME_INSTR, W311_IFRAME_PREVIOUS, 0);
     else if (walk == WALK_OBJECT)
-        npy = walk_frames(ts, &h, g_wo.frame, 0, 0, g_wo.code, g_wo.pos, g_wo.prev, 1);
+        n = walk_frames(ts, &h, g_wo.frame, 0, 0, g_wo.code, g_wo.pos, g_wo.prev, 1);
     else
-        npy = walk_frames(ts, &h, g_wo.frame, g_wo.via_cframe, g_wo.cframe, g_wo.code, g_wo.pos,
-                          g_wo.prev, 0);
+        n = walk_frames(ts, &h, g_wo.frame, g_wo.via_cframe, g_wo.cframe, g_wo.code, g_wo.pos,
+                        g_wo.prev, 0);
+    if (walk == WALK_SHIMS && n == MAX_DEPTH)
+        return 0;
+    *key = chain_key(h, n);
+    *npy = n;
+    return 1;
+}
+
+/* A straight walk's stack id, or stack_id_slow's. */
+HOT uint32_t stack_id_walk(struct thread_state *t, int walk)
+{
+    uint64_t key, npy;
+    if (!walk_key(t, walk, &key, &npy))
+        return stack_id_slow(t);
     if (npy == 0)
         return 0;
-    /* shims counted: a chain this long may hold more Python frames than
-     * the key covered, and the stack keeps MAX_DEPTH of them */
-    if (walk == WALK_SHIMS && npy == MAX_DEPTH)
-        return stack_id_slow(t);
-    return memo_get(t, chain_key(h, npy), npy, NULL, 0);
+    return memo_get(t, key, npy, NULL, 0);
 }
 
 /* This thread's current stack id: its key, looked up in the thread's own
@@ -1515,11 +1562,71 @@ static struct pymem_allocator g_orig[3];
 static int g_use_setallocator;
 static int g_hooks_installed;
 
+/* Full mode's allocation event, every case: track_alloc under the guard
+ * (it may make a thread's state, intern a stack, start a block). */
+static __attribute__((noinline)) void *alloc_event_slow(void *p, size_t size)
+{
+    t_busy = 1;
+    track_alloc(p, size, 0, 0);
+    t_busy = 0;
+    return p;
+}
+
+/* Full mode's allocation event for block p of size bytes from Python's
+ * allocator, with the straight walk `walk` (a constant: see alloc_event),
+ * tail-called by py_hook_malloc, which returns what this returns (p).
+ * Only the common case is here, with no call, so that it needs no stack
+ * frame and saves no register: this thread's state, the GIL holder's
+ * frames, a key its cache holds, room in its window, a fixed-width event.
+ * Anything else (a thread's first event, a stack its cache lacks, a full
+ * window, another thread's writing since, shutdown to note) is
+ * alloc_event_slow's, which does it all again, the walk too. */
+HOT void *alloc_event_walk(void *p, size_t size, int walk)
+{
+    struct thread_state *t = t_st;
+    if (__builtin_expect(t == NULL || walk == WALK_SLOW || *g_fin_watch != 0, 0))
+        return alloc_event_slow(p, size);
+    uint64_t key, npy;
+    uint32_t id = 0;
+    if (__builtin_expect(!walk_key(t, walk, &key, &npy) ||
+                         (npy != 0 && !memo_hit(memo_set(t, key), key, &id)), 0))
+        return alloc_event_slow(p, size);
+    uint64_t a = (uint64_t)(uintptr_t)p;
+    if (__builtin_expect(!room_ready(t) || ((a & CAPTURE_FIXED_ADDR_BAD) | (size >> 32)) != 0, 0))
+        return alloc_event_slow(p, size);
+    uint32_t used = t->s.used;
+    commit_fixed(t, t->s.win, used,
+                 (uint32_t)capture_put_fixed_alloc(t->s.base + used, a, size, id));
+    return p;
+}
+
+/* Two copies: WALK_311's with its offsets as constants, and the others'
+ * (which load theirs, so may save registers). */
+static __attribute__((noinline)) void *alloc_event_311(void *p, size_t size)
+{
+    return alloc_event_walk(p, size, WALK_311);
+}
+
+static __attribute__((noinline)) void *alloc_event(void *p, size_t size)
+{
+    return alloc_event_walk(p, size, __atomic_load_n(&g_walk, __ATOMIC_ACQUIRE));
+}
+
+/* alloc_event_311 or alloc_event, as a tail call. */
+HOT void *alloc_event_tail(void *p, size_t size)
+{
+    if (__builtin_expect(__atomic_load_n(&g_walk, __ATOMIC_ACQUIRE) == WALK_311, 1))
+        return alloc_event_311(p, size);
+    return alloc_event(p, size);
+}
+
 /* The original allocator runs with the guard set: pymalloc's fallback to
  * malloc for large blocks, and its arenas (mmap), are not counted twice.
  * py_hook_malloc and py_hook_free are the full mode's (sampled mode
- * installs its own): the guard stays set from the allocation to the end of
- * the event. */
+ * installs its own).  py_hook_free keeps the guard set until its event is
+ * written; py_hook_malloc clears it first and ends in a jump to its event
+ * (alloc_event_tail), whose fast case calls nothing (alloc_event_slow
+ * sets the guard again). */
 static void *py_hook_malloc(void *ctx, size_t size)
 {
     const struct pymem_allocator *o = ctx;
@@ -1527,10 +1634,10 @@ static void *py_hook_malloc(void *ctx, size_t size)
         return o->malloc(o->ctx, size);
     t_busy = 1;
     void *p = o->malloc(o->ctx, size);
-    if (p)
-        track_alloc(p, size, 0, 0);
     t_busy = 0;
-    return p;
+    if (__builtin_expect(p == NULL, 0))
+        return NULL;
+    return alloc_event_tail(p, size);
 }
 
 static void *py_hook_calloc(void *ctx, size_t n, size_t size)
@@ -1544,6 +1651,21 @@ static void *py_hook_calloc(void *ctx, size_t n, size_t size)
     if (p)
         record_alloc(p, n * size, 0);
     return p;
+}
+
+/* A free's event in the common case only (this thread's state, no
+ * shutdown to note, room in its window and no other writer since, an
+ * address a fixed event carries): 1 when written, else 0 and nothing
+ * written. */
+HOT int free_fixed(uint64_t a)
+{
+    struct thread_state *t = t_st;
+    if (__builtin_expect(t == NULL || *g_fin_watch != 0 || !room_ready(t) ||
+                         (a & CAPTURE_FIXED_ADDR_BAD) != 0, 0))
+        return 0;
+    uint32_t used = t->s.used;
+    commit_fixed(t, t->s.win, used, (uint32_t)capture_put_fixed_free(t->s.base + used, a));
+    return 1;
 }
 
 static void py_hook_free(void *ctx, void *ptr)
@@ -1578,20 +1700,13 @@ static void py_hook_free(void *ctx, void *ptr)
 static void py_hook_free_fast(void *ctx, void *ptr)
 {
     const struct pymem_allocator *o = ctx;
-    struct thread_state *t = t_st;
-    if (__builtin_expect(ptr == NULL || !TRACKING() || t == NULL || *g_fin_watch != 0, 0)) {
-        py_hook_free(ctx, ptr);
-        return;
-    }
     uint64_t a = (uint64_t)(uintptr_t)ptr;
-    if (__builtin_expect(!room_ready(t) || (a & CAPTURE_FIXED_ADDR_BAD) != 0, 0)) {
+    if (__builtin_expect(ptr == NULL || !TRACKING() || !free_fixed(a), 0)) {
         py_hook_free(ctx, ptr);
         return;
     }
     if (load64(a + (uint64_t)g_layout.ob_type) == g_code_type)
         __atomic_add_fetch(&g_code_gen, 0x9e3779b97f4a7c15ULL, __ATOMIC_RELAXED);
-    uint32_t used = t->s.used;
-    commit_fixed(t, t->s.win, used, (uint32_t)capture_put_fixed_free(t->s.base + used, a));
     o->free(o->ctx, ptr);
 }
 
@@ -1605,12 +1720,16 @@ static void *py_hook_realloc(void *ctx, void *old, size_t size)
     if (old == NULL)
         return g_sample_bytes ? py_hook_malloc_sampled(ctx, size) : py_hook_malloc(ctx, size);
     /* the free first: once moved, the old block may be reused at once */
-    record_free(old);
+    if (g_sample_bytes || !free_fixed((uint64_t)(uintptr_t)old))
+        record_free(old);
     t_busy = 1;
     void *p = o->realloc(o->ctx, old, size);
     t_busy = 0;
-    if (p)
-        record_alloc(p, size, 0);
+    if (__builtin_expect(p == NULL, 0))
+        return NULL;
+    if (g_sample_bytes == 0)
+        return alloc_event_tail(p, size);   /* full mode: as py_hook_malloc's */
+    record_alloc(p, size, 0);
     return p;
 }
 
