@@ -24,24 +24,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* Two lanes of 64-bit words in each of two vector registers, each lane a
- * Fletcher pair (a += word, b += a: a word changed, dropped or moved
- * changes the sums), 32 bytes a step in SSE2 adds; the tail is zero-padded
- * and the length mixed in. */
-static void sum_step(struct capture_sum *c, const uint8_t *p)
-{
-    capture_v2 x, y;
-    memcpy(&x, p, 16);
-    memcpy(&y, p + 16, 16);
-    c->a0 += x;
-    c->b0 += c->a0;
-    c->a1 += y;
-    c->b1 += c->a1;
-}
-
-/* `steps` steps from p, the sums in registers (in *c they would be stored
- * back at every step: p's bytes might be them, as far as the compiler
- * knows).  About 9 instructions a step. */
+/* The checksum: two lanes of 64-bit words in each of two vector
+ * registers, each lane a Fletcher pair (a += word, b += a: a word changed,
+ * dropped or moved changes the sums), 32 bytes a step in SSE2 adds; the
+ * tail is zero-padded and the length mixed in.  `steps` steps from p, the
+ * sums in registers (in *c they would be stored back at every step: p's
+ * bytes might be them, as far as the compiler knows).  About 9
+ * instructions a step. */
 static void sum_steps_sse2(struct capture_sum *c, const uint8_t *p, size_t steps)
 {
     capture_v2 a0 = c->a0, b0 = c->b0, a1 = c->a1, b1 = c->b1;
@@ -133,7 +122,7 @@ void capture_sum_add(struct capture_sum *c, const uint8_t *p, size_t n)
         n -= k;
         if (c->ncarry < 32)
             return;
-        sum_step(c, c->carry);
+        sum_steps(c, c->carry, 1);
         c->ncarry = 0;
     }
     if (n >= 32) {
@@ -150,7 +139,7 @@ uint32_t capture_sum_final(const struct capture_sum *c)
     struct capture_sum t = *c;
     if (t.ncarry) {
         memset(t.carry + t.ncarry, 0, 32 - t.ncarry);
-        sum_step(&t, t.carry);
+        sum_steps(&t, t.carry, 1);
     }
     uint64_t h = t.n * 0x9e3779b97f4a7c15ULL;
     const uint64_t lanes[8] = {t.a0[0], t.a0[1], t.a1[0], t.a1[1],

@@ -150,8 +150,9 @@
  * about 40 (the same checks, the code-object check, the jump to
  * pymalloc); and the hooks' indirect calls and pymalloc called out of
  * line, which PGO inlines while no hook is set.  The walk is per frame:
- * 40 frames deeper (bench/mem_bench.py --depth 40) Debian's 3.11 is
- * 1.91x (was 2.10x).  A no-op C profile function (PyEval_SetProfile),
+ * 40 frames deeper (bench/mem_bench.py --depth 40) full tracking is
+ * 1.65-1.86x on pyenv's builds (was 1.78-1.92x) and 1.91x on Debian's
+ * 3.11 (was 2.10x).  A no-op C profile function (PyEval_SetProfile),
  * the price of keeping a stack through call hooks instead, alone costs
  * 1.73x on this workload on Debian's 3.11.
  * fork: the child drops the parent's streams, tables and capture, and

@@ -743,17 +743,22 @@ static void test_windows_of_killed_target(void **state)
     free(whole);
 }
 
+/* n bytes of xorshift noise from seed x. */
+static void fill_noise(uint8_t *buf, size_t n, uint64_t x)
+{
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[i] = (uint8_t)(x >> 24);
+    }
+}
+
 /* The writer's checksum, fed window by window, is the reader's of the
  * whole payload, whatever the pieces. */
 static void test_checksum_in_pieces(void **state)
 {
     (void)state;
     uint8_t buf[1000];
-    uint64_t x = 0x9e3779b97f4a7c15ULL;
-    for (size_t i = 0; i < sizeof buf; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        buf[i] = (uint8_t)x;
-    }
+    fill_noise(buf, sizeof buf, 0x9e3779b97f4a7c15ULL);
     for (size_t n = 0; n <= sizeof buf; n += 37) {
         uint32_t whole = capture_checksum(buf, n);
         for (size_t step = 1; step <= 70; step += 3) {
@@ -800,11 +805,7 @@ static void test_checksum_both_codes(void **state)
 {
     (void)state;
     uint8_t buf[700];
-    uint64_t x = 0x2545f4914f6cdd1dULL;
-    for (size_t i = 0; i < sizeof buf; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        buf[i] = (uint8_t)(x >> 24);
-    }
+    fill_noise(buf, sizeof buf, 0x2545f4914f6cdd1dULL);
     __builtin_cpu_init();
     int codes = __builtin_cpu_supports("avx2") ? 2 : 1;
     for (int avx2 = 0; avx2 < codes; avx2++) {
