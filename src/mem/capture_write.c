@@ -49,6 +49,7 @@ static void sum_steps_sse2(struct capture_sum *c, const uint8_t *p, size_t steps
     c->b1 = b1;
 }
 
+#if defined(__x86_64__)
 /* The same sums with AVX2 (four lanes: a0's two and a1's two in one
  * register, b0's and b1's in another), where the CPU has it: the same
  * result, two steps in about 7 instructions. */
@@ -80,14 +81,20 @@ __attribute__((target("avx2"))) static void sum_steps_avx2(struct capture_sum *c
     c->b1 = (capture_v2){b[2], b[3]};
 }
 
+#endif
+
 static int sum_avx2 = -1;   /* -1: not decided yet */
 
 void capture_sum_select(int avx2)
 {
+#if defined(__x86_64__)
     if (avx2 < 0) {
         __builtin_cpu_init();
         avx2 = __builtin_cpu_supports("avx2") != 0;
     }
+#else
+    avx2 = 0;
+#endif
     __atomic_store_n(&sum_avx2, avx2, __ATOMIC_RELAXED);
 }
 
@@ -98,10 +105,13 @@ static void sum_steps(struct capture_sum *c, const uint8_t *p, size_t steps)
         capture_sum_select(-1);
         avx2 = __atomic_load_n(&sum_avx2, __ATOMIC_RELAXED);
     }
-    if (avx2)
+#if defined(__x86_64__)
+    if (avx2) {
         sum_steps_avx2(c, p, steps);
-    else
-        sum_steps_sse2(c, p, steps);
+        return;
+    }
+#endif
+    sum_steps_sse2(c, p, steps);
 }
 
 void capture_sum_init(struct capture_sum *c)
