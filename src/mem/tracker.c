@@ -66,7 +66,7 @@
  * full (t->limit).
  *
  * Stacks: a thread's stack is keyed by its whole chain of (code object,
- * position) pairs, hashed (64 bits, three or four instructions a frame: see
+ * position) pairs, hashed (64 bits, two or four instructions a frame: see
  * chain_hash for the collision risk; on 3.11+ a frame's instruction pointer
  * alone, which points into its code object) by walking its frames in-process with
  * the per-version layouts of python/layout.h (3.13: _Py_DebugOffsets in
@@ -1017,7 +1017,7 @@ HOT uint64_t chain_key(uint64_t h, uint64_t depth)
  *
  * One 64-bit hash is the key (the shared table adds the depth).  Each step
  * h' = (rotl(h, 23) ^ code) * odd + pos (the straight walk's on 3.11+:
- * (rotl(h, 23) ^ instruction pointer) * odd) is a bijection of h for a given
+ * (h ^ instruction pointer) * odd) is a bijection of h for a given
  * frame, so chains of one depth that differ in a single frame (or only in
  * the order of two) never collide; two that differ in several collide when
  * their differences cancel, which for code addresses and bytecode pointers
@@ -1244,13 +1244,16 @@ static __attribute__((noinline)) uint32_t stack_id_slow(struct thread_state *t)
 }
 
 /* One frame of a straight walk into *h: (code, f_lasti) for a frame
- * object, the instruction pointer for an interpreter frame. */
-HOT void walk_hash(uint64_t *h, uint64_t frame, uint64_t oc, uint64_t oi, int objects)
+ * object, the instruction pointer for an interpreter frame; returns the
+ * frame below (0: the chain's end). */
+HOT uint64_t walk_step(uint64_t *h, uint64_t frame, uint64_t oc, uint64_t oi, uint64_t op,
+                       int objects)
 {
     if (objects)
         hash_frame(h, load64(frame + oc), *(const uint32_t *)(uintptr_t)(frame + oi));
     else
         hash_instr(h, load64(frame + oi));
+    return load64(frame + op);
 }
 
 /* The straight walk: the thread's frames (innermost first, MAX_DEPTH at
@@ -1265,11 +1268,11 @@ HOT void walk_hash(uint64_t *h, uint64_t frame, uint64_t oc, uint64_t oi, int ob
  * same chain).  Keys for one stack can thus differ from chain_hash's; both
  * lead to its one id.
  *
- * Per frame this is two loads (instruction pointer, previous) and three
+ * Per frame this is two loads (instruction pointer, previous) and two
  * ALU instructions on 3.11+, three loads and four on 3.7-3.10, and the
- * loop's test: callgrind counts about 7 and 10 instructions a frame, which
- * is what a deep stack adds to every allocation (bench/mem_bench.py
- * --depth). */
+ * test for the chain's end: callgrind counts about 5.75 and 10
+ * instructions a frame, which is what a deep stack adds to every
+ * allocation (bench/mem_bench.py --depth). */
 HOT uint64_t walk_frames(uint64_t ts, uint64_t *h, uint64_t of, int via_cframe, uint64_t ocf,
                          uint64_t oc, uint64_t oi, uint64_t op, int objects)
 {
@@ -1278,20 +1281,13 @@ HOT uint64_t walk_frames(uint64_t ts, uint64_t *h, uint64_t of, int via_cframe, 
         frame = load64(frame + ocf);
     uint64_t n = 0;
     while (frame != 0) {
-        walk_hash(h, frame, oc, oi, objects);
-        frame = load64(frame + op);
-        if (frame == 0)
+        if ((frame = walk_step(h, frame, oc, oi, op, objects)) == 0)
             return n + 1;
-        walk_hash(h, frame, oc, oi, objects);
-        frame = load64(frame + op);
-        if (frame == 0)
+        if ((frame = walk_step(h, frame, oc, oi, op, objects)) == 0)
             return n + 2;
-        walk_hash(h, frame, oc, oi, objects);
-        frame = load64(frame + op);
-        if (frame == 0)
+        if ((frame = walk_step(h, frame, oc, oi, op, objects)) == 0)
             return n + 3;
-        walk_hash(h, frame, oc, oi, objects);
-        frame = load64(frame + op);
+        frame = walk_step(h, frame, oc, oi, op, objects);
         n += 4;
         if (n >= MAX_DEPTH)
             break;
