@@ -77,11 +77,11 @@
  * chains that differ only below their top frames have those at the same
  * addresses, and a cache keyed on the top frames would mix them (the e2e
  * test `same_frames_different_callers` fails that way).  A code object is
- * its address and g_code_gen, bumped whenever the OBJ hook frees a code
- * object (not a GC object: the block is the object), so a new code object
- * at a freed one's address gets new keys; where those frees are not seen
- * (2.7, PYTHONMALLOC=malloc, sampled mode) keys read each code object's
- * fingerprint (line table, name, file) too.  The thread state is the GIL
+ * its address and g_code_gen, bumped whenever a code object is deallocated
+ * (PyCode_Type's tp_dealloc, wrapped by the constructor: every version,
+ * every mode), so a new code object at a freed one's address gets new
+ * keys; only where that wrap could not be made do keys read each code
+ * object's fingerprint (line table, name, file) too.  The thread state is the GIL
  * holder when it is ours (Python's allocators run with the GIL), else
  * PyGILState_GetThisThreadState().  A key the thread has not seen goes to
  * the shared table (lock), and a stack never seen is walked again in full
@@ -142,17 +142,24 @@
  * registers and in AVX2 where the CPU has it (with the 3.11+ hash's
  * rotate dropped, -5), four frames a loop turn (-1.7) and reallocations
  * through the same fast cases (-0.2): +96.8 -> +87.5 on Debian's 3.11
- * (1.434x -> 1.393x), +82-98 on pyenv's 3.8-3.13 (1.286-1.316x).  Left,
- * per allocation on 3.11 (about 85 instructions): the checks before the
- * walk (~17: thread state, the finalising watch, the GIL holder), the
- * walk (5.75 a frame, about 5 frames here), the key and the cache probe
- * (~11), the room and format checks (~13) and the stores (~11); per free
- * about 40 (the same checks, the code-object check, the jump to
- * pymalloc); and the hooks' indirect calls and pymalloc called out of
- * line, which PGO inlines while no hook is set.  The walk is per frame:
- * 40 frames deeper (bench/mem_bench.py --depth 40) full tracking is
- * 1.65-1.86x on pyenv's builds (was 1.78-1.92x) and 1.91x on Debian's
- * 3.11 (was 2.10x).  A no-op C profile function (PyEval_SetProfile),
+ * (1.434x -> 1.393x), +82-98 on pyenv's 3.8-3.13 (1.286-1.316x); then
+ * the thread's state and the guard in one word (gate_state: one load, one
+ * signed test), the fast paths no longer looking at g_state (stopping
+ * sets the finalising watch they read anyway), code-object deaths seen in
+ * the type's deallocator instead of a type check in every free, 3.11's
+ * malloc hook jumping straight to alloc_event_311, and the depth mixed
+ * into the key with one xor: +87.5 -> +79.0 on Debian's 3.11 (1.355x),
+ * +73-91 on pyenv's 3.8-3.13 (1.267-1.282x).  Left, per allocation on
+ * 3.11 (about 80 instructions): the hook around pymalloc's call (~20),
+ * the checks before the walk (~13: the finalising watch, the GIL holder),
+ * the walk (5.75 a frame, about 5 frames here), the key and the cache
+ * probe (~9), the room and format checks (~12) and the stores (~11); per
+ * free about 27 (the gate, the watch, the room, the format, the store,
+ * the jump to pymalloc); and the hooks' indirect calls and pymalloc
+ * called out of line, which PGO inlines while no hook is set.  The walk
+ * is per frame: 40 frames deeper (bench/mem_bench.py --depth 40) full
+ * tracking is 1.63-1.83x on pyenv's builds (was 1.78-1.92x) and 1.87x on
+ * Debian's 3.11 (was 2.10x).  A no-op C profile function (PyEval_SetProfile),
  * the price of keeping a stack through call hooks instead, alone costs
  * 1.73x on this workload on Debian's 3.11.
  * fork: the child drops the parent's streams, tables and capture, and
@@ -248,22 +255,61 @@ static struct thread_state *g_threads;  /* every thread's state (lock) */
 static uint64_t g_owner;                /* (segment << OWNER_BITS) | last writer */
 #define CODE_GEN_SEED 0x243f6a8885a308d3ULL
 static uint64_t g_code_gen = CODE_GEN_SEED;  /* bumped when a code object is freed; a chain's hash starts from it */
-static int g_code_frees_seen;           /* code objects are freed through our hooks */
+static int g_code_frees_seen;           /* code objects' frees are seen (wrap_code_dealloc) */
 static pthread_key_t g_key;
 static int g_key_ok;
+/* The finalising watch, which every event looks at (two loads):
+ * *g_finalizing while the interpreter's shutdown is to be noted, else a
+ * word that says "call check_finalizing" (2.7; and once tracking stopped:
+ * the fast paths, which do not look at g_state, take the slow ones, which
+ * do) or "nothing to watch" (no Python, or noted). */
+static const uint64_t g_one = 1, g_zero = 0;
+static const volatile uint64_t *g_fin_watch = &g_zero;
 
 /* The thread's own words, in one TLS block (one offset to load for all). */
 struct tracker_tls {
-    int busy;                           /* inside the tracker: do not track */
-    struct thread_state *st;            /* this thread's state, NULL = not yet */
+    uint64_t gate;                      /* this thread's state (NULL = not yet), | GATE_BUSY */
     int64_t countdown;                  /* sampling: bytes until the next sample */
     uint64_t rng;
 };
 static TLS struct tracker_tls t_tls;
-#define t_busy (t_tls.busy)
-#define t_st (t_tls.st)
 #define t_countdown (t_tls.countdown)
 #define t_rng (t_tls.rng)
+
+/* The gate holds the thread's state and the guard in one word: the
+ * state's address (user space: bit 63 clear) and bit 63 while the thread
+ * is inside the tracker ("busy": its own allocations, and those made
+ * under it, are not tracked).  So one load and one signed test say "this
+ * thread has a state and is not busy" (gate_state), the fast paths'
+ * question. */
+#define GATE_BUSY (1ull << 63)
+
+HOT int busy_get(void)
+{
+    return (t_tls.gate & GATE_BUSY) != 0;
+}
+
+HOT void busy_set(int on)
+{
+    t_tls.gate = on ? t_tls.gate | GATE_BUSY : t_tls.gate & ~GATE_BUSY;
+}
+
+HOT struct thread_state *st_get(void)
+{
+    return (struct thread_state *)(uintptr_t)(t_tls.gate & ~GATE_BUSY);
+}
+
+HOT void st_set(struct thread_state *t)
+{
+    t_tls.gate = (t_tls.gate & GATE_BUSY) | (uint64_t)(uintptr_t)t;
+}
+
+/* This thread's state when it has one and is not busy, else NULL. */
+HOT struct thread_state *gate_state(void)
+{
+    int64_t g = (int64_t)t_tls.gate;
+    return __builtin_expect(g > 0, 1) ? (struct thread_state *)(uintptr_t)g : NULL;
+}
 
 /* Python, found at load time */
 static int g_py;                        /* Python stacks available */
@@ -427,10 +473,18 @@ static uint32_t g_nstrings, g_ncodes, g_nframes, g_nstacks;
 
 /* ---- writing: stream 0 (lock held) ---------------------------------------- */
 
+/* Tracking stops for good (disk full, exit; lock held): what is written
+ * stays, nothing more is. */
+static void stop_tracking(void)
+{
+    g_state = ST_DONE;
+    __atomic_store_n(&g_fin_watch, &g_one, __ATOMIC_RELEASE);
+}
+
 static void emit(const uint8_t *rec, size_t len)
 {
     if (capture_writer_add(&g_w, rec, len) != 0 && g_state == ST_ON)
-        g_state = ST_DONE;   /* disk full or the like: stop, keep what is written */
+        stop_tracking();   /* disk full or the like */
 }
 
 static void emit_bytes_record(uint8_t tag, const void *s, size_t n)
@@ -489,7 +543,7 @@ static uint32_t intern_string(const char *s, size_t n)
 
 static void thread_exit(void *arg);
 
-/* Make this thread's state (t_busy set by the caller); NULL when tracking
+/* Make this thread's state (the guard set by the caller); NULL when tracking
  * has stopped or memory is short. */
 static __attribute__((noinline)) struct thread_state *thread_new(void)
 {
@@ -516,15 +570,15 @@ static __attribute__((noinline)) struct thread_state *thread_new(void)
     k += capture_put_u(rec + k, (uint64_t)syscall(SYS_gettid));
     emit(rec, k);
     unlock();
-    t_st = t;
+    st_set(t);
     if (g_key_ok)
-        pthread_setspecific(g_key, t);   /* may allocate: t_busy is set */
+        pthread_setspecific(g_key, t);   /* may allocate: the guard is set */
     return t;
 }
 
 HOT struct thread_state *thread_get(void)
 {
-    struct thread_state *t = t_st;
+    struct thread_state *t = st_get();
     return __builtin_expect(t != NULL, 1) ? t : thread_new();
 }
 
@@ -540,7 +594,7 @@ static __attribute__((noinline)) uint8_t *event_room_slow(struct thread_state *t
         lock();
         int rc = g_state == ST_ON ? capture_stream_next(&g_w, &t->s, EVENT_ROOM) : -1;
         if (rc != 0 && g_state == ST_ON)
-            g_state = ST_DONE;
+            stop_tracking();
         unlock();
         if (rc != 0) {
             t->limit = -1;
@@ -631,13 +685,12 @@ static uint64_t g_finalizing;           /* &_PyRuntime._finalizing, or 2.7/3.6's
  * handlers and its non-daemon threads are done, modules not yet cleared. */
 static int (*g_is_initialized)(void);   /* 2.7: Py_IsInitialized, which Py_Finalize clears first */
 static int g_was_initialized;
-/* What write_* look at: *g_finalizing, or a word that says "call
- * check_finalizing" (2.7) or "nothing to watch" (no Python, or noted). */
-static const uint64_t g_one = 1, g_zero = 0;
-static const volatile uint64_t *g_fin_watch = &g_zero;
 
 static __attribute__((noinline)) void check_finalizing(struct thread_state *t)
 {
+    const volatile uint64_t *watch = __atomic_load_n(&g_fin_watch, __ATOMIC_ACQUIRE);
+    if (g_state != ST_ON)
+        return;
     int now;
     if (g_finalizing) {
         now = *(volatile uint64_t *)(uintptr_t)g_finalizing != 0;
@@ -651,7 +704,9 @@ static __attribute__((noinline)) void check_finalizing(struct thread_state *t)
     int expected = 0;
     if (now && __atomic_compare_exchange_n(&g_saw_finalizing, &expected, 1, 0, __ATOMIC_RELAXED,
                                            __ATOMIC_RELAXED)) {
-        g_fin_watch = &g_zero;
+        /* unless tracking stopped since */
+        __atomic_compare_exchange_n(&g_fin_watch, &watch, &g_zero, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_RELAXED);
         uint8_t *p = event_room(t);
         if (p) {
             p[0] = CAPTURE_FINALIZING;
@@ -840,8 +895,24 @@ static size_t walk_python(struct pyframe_key *keys, size_t cap)
 }
 
 /* Decode and write the code object (called with the lock held). */
+/* Code objects deallocated, counted by their address's slot
+ * (wrap_code_dealloc): a code object's definition is keyed with its slot's
+ * count too, so one made again at a freed one's address, whose line
+ * table, file name and name may be at the same addresses as well, is
+ * defined anew.  A death in the slot of a code object still alive only
+ * has that one defined again (same name, file and lines). */
+#define CODE_DEATH_SLOTS 4096u
+static uint32_t g_code_deaths[CODE_DEATH_SLOTS];
+
+static uint32_t code_death_slot(uint64_t code)
+{
+    return (uint32_t)(((code >> 4) * 0x9e3779b97f4a7c15ULL) >> 52);
+}
+
 static uint32_t intern_code(uint64_t code, uint64_t table, uint64_t ident)
 {
+    ident ^= (uint64_t)__atomic_load_n(&g_code_deaths[code_death_slot(code)], __ATOMIC_RELAXED) *
+             0xc2b2ae3d27d4eb4fULL;
     uint32_t id = table_get(&g_codes, code, table, ident);
     if (id)
         return id;
@@ -879,7 +950,7 @@ static uint32_t intern_code(uint64_t code, uint64_t table, uint64_t ident)
         if (rec != small)
             raw_unmap(rec, cap);
     }
-    free(lt);   /* t_busy is set: goes to glibc untracked */
+    free(lt);   /* the guard is set: goes to glibc untracked */
     id = ++g_ncodes;
     table_put(&g_codes, code, table, ident, id);
     return id;
@@ -999,10 +1070,12 @@ HOT void hash_instr(uint64_t *h, uint64_t instr)
     *h = (*h ^ instr) * 0x9e3779b97f4a7c15ULL;
 }
 
-/* The chain's key from its hash and depth (Python frames | C frames << 32). */
+/* The chain's key from its hash and depth (Python frames | C frames << 32):
+ * the hash's last step mixed it already (the top bits pick a cache set),
+ * and the depth changes only its low bits. */
 HOT uint64_t chain_key(uint64_t h, uint64_t depth)
 {
-    return h ^ (depth * 0xc2b2ae3d27d4eb4fULL);
+    return h ^ depth;
 }
 
 /* The stack's key, cheaply: this thread's frames as (code, position),
@@ -1010,10 +1083,9 @@ HOT uint64_t chain_key(uint64_t h, uint64_t depth)
  * stack itself, not where its frames happen to be: two call chains that
  * share their top frames' addresses (3.11+ frames live on a per-thread
  * stack, so the same depth means the same address) never share a key.  A
- * code object is its address plus g_code_gen, bumped whenever one is freed
- * (seen in the OBJ hook: code objects are not GC objects, so the block
- * starts with the object); where those frees are not seen (2.7, PYTHONMALLOC
- * =malloc) the key also reads the code object's fingerprint.
+ * code object is its address plus g_code_gen, bumped whenever one is
+ * deallocated (wrap_code_dealloc); where those are not seen (the wrap
+ * could not be made) the key also reads the code object's fingerprint.
  *
  * One 64-bit hash is the key (the shared table adds the depth).  Each step
  * h' = (rotl(h, 23) ^ code) * odd + pos (the straight walk's on 3.11+:
@@ -1396,7 +1468,7 @@ HOT uint64_t sample_weight(size_t size)
     return sample_hit(size);
 }
 
-#define TRACKING() (g_state == ST_ON && !t_busy)
+#define TRACKING() (g_state == ST_ON && !busy_get())
 
 /* Sampled mode: which blocks were sampled.  The exact set is g_sampled
  * (lock); in front of it, a counter per address hash in 4 KiB that stays in
@@ -1444,7 +1516,7 @@ HOT int maybe_sampled(uint64_t a)
     return __atomic_load_n(&g_maybe_sampled[maybe_slot(a)], __ATOMIC_RELAXED) != 0;
 }
 
-/* An allocation of weight w (t_busy set by the caller): its stack and the
+/* An allocation of weight w (the guard set by the caller): its stack and the
  * event, in this thread's stream. */
 HOT void track_alloc(void *p, uint64_t w, int is_mmap, int may_sample)
 {
@@ -1471,9 +1543,9 @@ HOT void record_alloc(void *p, size_t size, int is_mmap)
     uint64_t w = sample_weight(size);
     if (w == 0)
         return;
-    t_busy = 1;
+    busy_set(1);
     track_alloc(p, w, is_mmap, 1);
-    t_busy = 0;
+    busy_set(0);
 }
 
 /* A free, written before the block is released (so it precedes any reuse):
@@ -1484,25 +1556,25 @@ HOT void record_free(void *p)
     if (g_sample_bytes) {
         if (__builtin_expect(!maybe_sampled(a), 1))
             return;
-        t_busy = 1;
+        busy_set(1);
         lock();
         int was = sampled_take(a);
         unlock();
         if (!was) {
-            t_busy = 0;
+            busy_set(0);
             return;
         }
     }
-    t_busy = 1;
+    busy_set(1);
     struct thread_state *t = thread_get();
     if (t != NULL)
         write_free(t, a);
-    t_busy = 0;
+    busy_set(0);
 }
 
 /* Sampled mode's slow paths, out of line: the sampled hooks stay small. */
 /* A sampled block p of weight w: noted as sampled, its event written with
- * the thread's stack (t_busy set by the caller). */
+ * the thread's stack (the guard set by the caller). */
 static void write_sampled_alloc(void *p, uint64_t w)
 {
     struct thread_state *t = thread_get();
@@ -1520,10 +1592,10 @@ static __attribute__((noinline)) void record_alloc_sampled(void *p, size_t size)
 {
     uint64_t w = sample_hit(size);
     if (w != 0) {
-        int busy = t_busy;
-        t_busy = 1;
+        int busy = busy_get();
+        busy_set(1);
         write_sampled_alloc(p, w);
-        t_busy = busy;
+        busy_set(busy);
     }
 }
 
@@ -1534,11 +1606,11 @@ static __attribute__((noinline)) void record_free_sampled(void *p)
 
 static void record_munmap(void *p, size_t len)
 {
-    t_busy = 1;
+    busy_set(1);
     struct thread_state *t = thread_get();
     if (t != NULL)
         write_event(t, CAPTURE_MUNMAP, (uint64_t)(uintptr_t)p, len, 0);
-    t_busy = 0;
+    busy_set(0);
 }
 
 /* ---- Python's allocator domains (PyMem_SetAllocator) ---------------------- */
@@ -1560,12 +1632,15 @@ static int g_use_setallocator;
 static int g_hooks_installed;
 
 /* Full mode's allocation event, every case: track_alloc under the guard
- * (it may make a thread's state, intern a stack, start a block). */
+ * (it may make a thread's state, intern a stack, start a block), unless
+ * tracking stopped. */
 static __attribute__((noinline)) void *alloc_event_slow(void *p, size_t size)
 {
-    t_busy = 1;
+    if (g_state != ST_ON)
+        return p;
+    busy_set(1);
     track_alloc(p, size, 0, 0);
-    t_busy = 0;
+    busy_set(0);
     return p;
 }
 
@@ -1573,15 +1648,16 @@ static __attribute__((noinline)) void *alloc_event_slow(void *p, size_t size)
  * allocator, with the straight walk `walk` (a constant: see alloc_event),
  * tail-called by py_hook_malloc, which returns what this returns (p).
  * Only the common case is here, with no call, so that it needs no stack
- * frame and saves no register: this thread's state, the GIL holder's
- * frames, a key its cache holds, room in its window, a fixed-width event.
- * Anything else (a thread's first event, a stack its cache lacks, a full
- * window, another thread's writing since, shutdown to note) is
- * alloc_event_slow's, which does it all again, the walk too. */
+ * frame and saves no register: the GIL holder's frames, a key the
+ * thread's cache holds, room in its window, a fixed-width event.  Anything
+ * else (a stack its cache lacks, a full window, another thread's writing
+ * since, shutdown to note, tracking stopped) is alloc_event_slow's, which
+ * does it all again, the walk too.  The caller found the thread's state
+ * (gate_state: it has one and is not busy). */
 HOT void *alloc_event_walk(void *p, size_t size, int walk)
 {
-    struct thread_state *t = t_st;
-    if (__builtin_expect(t == NULL || walk == WALK_SLOW || *g_fin_watch != 0, 0))
+    struct thread_state *t = (struct thread_state *)(uintptr_t)t_tls.gate;
+    if (__builtin_expect(walk == WALK_SLOW || *g_fin_watch != 0, 0))
         return alloc_event_slow(p, size);
     uint64_t key, npy;
     uint32_t id = 0;
@@ -1609,7 +1685,8 @@ static __attribute__((noinline)) void *alloc_event(void *p, size_t size)
     return alloc_event_walk(p, size, __atomic_load_n(&g_walk, __ATOMIC_ACQUIRE));
 }
 
-/* alloc_event_311 or alloc_event, as a tail call. */
+/* alloc_event_311 or alloc_event, as a tail call (the thread has a state
+ * and is not busy). */
 HOT void *alloc_event_tail(void *p, size_t size)
 {
     if (__builtin_expect(__atomic_load_n(&g_walk, __ATOMIC_ACQUIRE) == WALK_311, 1))
@@ -1623,18 +1700,46 @@ HOT void *alloc_event_tail(void *p, size_t size)
  * installs its own).  py_hook_free keeps the guard set until its event is
  * written; py_hook_malloc clears it first and ends in a jump to its event
  * (alloc_event_tail), whose fast case calls nothing (alloc_event_slow
- * sets the guard again). */
-static void *py_hook_malloc(void *ctx, size_t size)
+ * sets the guard again).  The fast paths do not look at g_state: when
+ * tracking stops, the finalising watch sends them to the slow ones. */
+static __attribute__((noinline)) void *py_hook_malloc_slow(void *ctx, size_t size)
 {
     const struct pymem_allocator *o = ctx;
     if (!TRACKING())
         return o->malloc(o->ctx, size);
-    t_busy = 1;
+    busy_set(1);
     void *p = o->malloc(o->ctx, size);
-    t_busy = 0;
+    busy_set(0);
+    if (p)
+        record_alloc(p, size, 0);
+    return p;
+}
+
+/* py_hook_malloc's body; w311: the hook of WALK_311, which jumps to
+ * alloc_event_311 without looking at g_walk. */
+HOT void *hook_malloc(void *ctx, size_t size, int w311)
+{
+    const struct pymem_allocator *o = ctx;
+    struct thread_state *t = gate_state();
+    if (__builtin_expect(t == NULL, 0))
+        return py_hook_malloc_slow(ctx, size);
+    t_tls.gate = (uint64_t)(uintptr_t)t | GATE_BUSY;
+    void *p = o->malloc(o->ctx, size);
+    t_tls.gate &= ~GATE_BUSY;   /* t need not be kept across the call */
     if (__builtin_expect(p == NULL, 0))
         return NULL;
-    return alloc_event_tail(p, size);
+    return w311 ? alloc_event_311(p, size) : alloc_event_tail(p, size);
+}
+
+static void *py_hook_malloc(void *ctx, size_t size)
+{
+    return hook_malloc(ctx, size, 0);
+}
+
+/* Put in py_hook_malloc's place once g_walk is WALK_311 (use_walk). */
+static void *py_hook_malloc_311(void *ctx, size_t size)
+{
+    return hook_malloc(ctx, size, 1);
 }
 
 static void *py_hook_calloc(void *ctx, size_t n, size_t size)
@@ -1642,21 +1747,21 @@ static void *py_hook_calloc(void *ctx, size_t n, size_t size)
     const struct pymem_allocator *o = ctx;
     if (!TRACKING())
         return o->calloc(o->ctx, n, size);
-    t_busy = 1;
+    busy_set(1);
     void *p = o->calloc(o->ctx, n, size);
-    t_busy = 0;
+    busy_set(0);
     if (p)
         record_alloc(p, n * size, 0);
     return p;
 }
 
-/* A free's event in the common case only (this thread's state, no
- * shutdown to note, room in its window and no other writer since, an
- * address a fixed event carries): 1 when written, else 0 and nothing
- * written. */
+/* A free's event in the common case only (this thread's state and not
+ * busy, no shutdown to note and tracking on, room in its window and no
+ * other writer since, an address a fixed event carries): 1 when written,
+ * else 0 and nothing written. */
 HOT int free_fixed(uint64_t a)
 {
-    struct thread_state *t = t_st;
+    struct thread_state *t = gate_state();
     if (__builtin_expect(t == NULL || *g_fin_watch != 0 || !room_ready(t) ||
                          (a & CAPTURE_FIXED_ADDR_BAD) != 0, 0))
         return 0;
@@ -1669,16 +1774,12 @@ static void py_hook_free(void *ctx, void *ptr)
 {
     const struct pymem_allocator *o = ctx;
     if (ptr && TRACKING()) {
-        /* a code object going away: stack keys made with its address are
-         * stale (code objects are not GC objects: the block is the object) */
-        if (load64((uint64_t)(uintptr_t)ptr + (uint64_t)g_layout.ob_type) == g_code_type)
-            __atomic_add_fetch(&g_code_gen, 0x9e3779b97f4a7c15ULL, __ATOMIC_RELAXED);
-        t_busy = 1;
+        busy_set(1);
         struct thread_state *t = thread_get();
         if (t != NULL)
             write_free(t, (uint64_t)(uintptr_t)ptr);
         o->free(o->ctx, ptr);
-        t_busy = 0;
+        busy_set(0);
         return;
     }
     o->free(o->ctx, ptr);
@@ -1691,19 +1792,18 @@ static void py_hook_free(void *ctx, void *ptr)
  * large block to the C library's free, whose interposer writes that
  * block's FREE a second time: a free of an address no longer live, which
  * the report ignores, written before the block is released, so no reuse of
- * the address comes between the two.  Anything but the common case (no
- * thread state yet, shutdown to note, a new block or segment, an address a
- * fixed event cannot carry) is py_hook_free's. */
+ * the address comes between the two.  A free of NULL (rare) is written
+ * too, as a free of address 0, which is never live.  Anything but the
+ * common case (no thread state yet, busy, shutdown to note or tracking
+ * stopped, a new block or segment, an address a fixed event cannot carry)
+ * is py_hook_free's. */
 static void py_hook_free_fast(void *ctx, void *ptr)
 {
     const struct pymem_allocator *o = ctx;
-    uint64_t a = (uint64_t)(uintptr_t)ptr;
-    if (__builtin_expect(ptr == NULL || !TRACKING() || !free_fixed(a), 0)) {
+    if (__builtin_expect(!free_fixed((uint64_t)(uintptr_t)ptr), 0)) {
         py_hook_free(ctx, ptr);
         return;
     }
-    if (load64(a + (uint64_t)g_layout.ob_type) == g_code_type)
-        __atomic_add_fetch(&g_code_gen, 0x9e3779b97f4a7c15ULL, __ATOMIC_RELAXED);
     o->free(o->ctx, ptr);
 }
 
@@ -1719,12 +1819,12 @@ static void *py_hook_realloc(void *ctx, void *old, size_t size)
     /* the free first: once moved, the old block may be reused at once */
     if (g_sample_bytes || !free_fixed((uint64_t)(uintptr_t)old))
         record_free(old);
-    t_busy = 1;
+    busy_set(1);
     void *p = o->realloc(o->ctx, old, size);
-    t_busy = 0;
+    busy_set(0);
     if (__builtin_expect(p == NULL, 0))
         return NULL;
-    if (g_sample_bytes == 0)
+    if (g_sample_bytes == 0 && gate_state() != NULL)
         return alloc_event_tail(p, size);   /* full mode: as py_hook_malloc's */
     record_alloc(p, size, 0);
     return p;
@@ -1737,9 +1837,9 @@ static void *py_hook_malloc_sampled(void *ctx, size_t size)
     const struct pymem_allocator *o = ctx;
     if (!TRACKING())
         return o->malloc(o->ctx, size);
-    t_busy = 1;
+    busy_set(1);
     void *p = o->malloc(o->ctx, size);
-    t_busy = 0;
+    busy_set(0);
     if (p) {
         t_countdown -= (int64_t)size;
         if (__builtin_expect(t_countdown <= 0, 0))
@@ -1754,9 +1854,9 @@ static void py_hook_free_sampled(void *ctx, void *ptr)
     /* the free() pymalloc may call for a block asks the same question */
     if (ptr && TRACKING() && __builtin_expect(maybe_sampled((uint64_t)(uintptr_t)ptr), 0)) {
         record_free_sampled(ptr);
-        t_busy = 1;
+        busy_set(1);
         o->free(o->ctx, ptr);
-        t_busy = 0;
+        busy_set(0);
         return;
     }
     o->free(o->ctx, ptr);
@@ -1786,7 +1886,7 @@ static __attribute__((noinline)) void *sampled_small_hit(int domain, void *p, si
     uint64_t w = sample_hit(size);
     if (w == 0)
         return p;
-    t_busy = 1;
+    busy_set(1);
     /* a larger block (realloc's) is the C library's already */
     void *q = size > PYMALLOC_SMALL_MAX ? p
               : how == HIT_CALLOC       ? __libc_calloc(1, size ? size : 1)
@@ -1801,7 +1901,7 @@ static __attribute__((noinline)) void *sampled_small_hit(int domain, void *p, si
         write_sampled_alloc(q, w);
         p = q;
     }
-    t_busy = 0;
+    busy_set(0);
     return p;
 }
 
@@ -1838,9 +1938,9 @@ HOT void *direct_counted(int domain, void *p, size_t size, int how)
         if (!TRACKING())                                                                  \
             return g_orig[DOMAIN].realloc(ctx, old, size);                                \
         record_free(old);                                                                 \
-        t_busy = 1;                                                                       \
+        busy_set(1);                                                                      \
         void *p = g_orig[DOMAIN].realloc(ctx, old, size);                                 \
-        t_busy = 0;                                                                       \
+        busy_set(0);                                                                      \
         t_countdown -= (int64_t)size;                                                     \
         if (__builtin_expect(t_countdown <= 0, 0) && p)                                   \
             return sampled_small_hit(DOMAIN, p, size, HIT_REALLOC);                       \
@@ -1867,8 +1967,8 @@ static int direct_hooks_fit(const struct pymem_allocator *orig)
 
 static int is_our_malloc_hook(void *(*f)(void *, size_t))
 {
-    return f == py_hook_malloc || f == py_hook_malloc_sampled || f == direct_mem_malloc ||
-           f == direct_obj_malloc;
+    return f == py_hook_malloc || f == py_hook_malloc_311 || f == py_hook_malloc_sampled ||
+           f == direct_mem_malloc || f == direct_obj_malloc;
 }
 
 /* PyObjectArenaAllocator (3.4+): pymalloc's arenas, and 3.11+'s frame
@@ -1889,20 +1989,52 @@ static struct arena_allocator g_orig_arena;
 static void *arena_hook_alloc(void *ctx, size_t size)
 {
     (void)ctx;
-    int busy = t_busy;
-    t_busy = 1;
+    int busy = busy_get();
+    busy_set(1);
     void *p = g_orig_arena.alloc(g_orig_arena.ctx, size);
-    t_busy = busy;
+    busy_set(busy);
     return p;
 }
 
 static void arena_hook_free(void *ctx, void *ptr, size_t size)
 {
     (void)ctx;
-    int busy = t_busy;
-    t_busy = 1;
+    int busy = busy_get();
+    busy_set(1);
     g_orig_arena.free(g_orig_arena.ctx, ptr, size);
-    t_busy = busy;
+    busy_set(busy);
+}
+
+/* Code objects' deallocator, wrapped (PyCode_Type's tp_dealloc, from the
+ * constructor on): a code object going away makes the stack keys made
+ * with its address stale, so g_code_gen moves on, and so does its slot's
+ * count of deaths (intern_code).  Every code object dies
+ * there (the type has no subclasses), also those the allocator hooks do
+ * not see (2.7, PYTHONMALLOC=malloc, sampled mode), and the hooks' frees
+ * need not look at each block's type. */
+static void (*g_code_dealloc)(void *);
+
+static void code_dealloc_hook(void *op)
+{
+    __atomic_add_fetch(&g_code_gen, 0x9e3779b97f4a7c15ULL, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&g_code_deaths[code_death_slot((uint64_t)(uintptr_t)op)], 1,
+                       __ATOMIC_RELAXED);
+    g_code_dealloc(op);
+}
+
+static void wrap_code_dealloc(void)
+{
+    /* tp_dealloc follows tp_name, tp_basicsize and tp_itemsize in every
+     * version's PyTypeObject */
+    if (g_code_type == 0 || g_layout.type_name < 0)
+        return;
+    void (**slot)(void *) =
+        (void (**)(void *))(uintptr_t)(g_code_type + (uint64_t)g_layout.type_name + 24);
+    if (*slot == NULL || *slot == code_dealloc_hook)
+        return;
+    g_code_dealloc = *slot;
+    *slot = code_dealloc_hook;
+    g_code_frees_seen = 1;
 }
 
 /* Wrap the MEM and OBJ domains (and, once, the arena allocator). */
@@ -1938,10 +2070,9 @@ static void install_python_hooks(void)
 }
 
 /* The walk stack_id is to take (for g_walk), with g_wo filled in for it:
- * a straight walk once the hooks are known to be ours from the start
- * (code-object frees are seen) and the GIL holder can be found (lock
- * held).  3.14's frames hold tagged references and another owner
- * numbering: stack_id_slow's. */
+ * a straight walk where code-object frees are seen (wrap_code_dealloc)
+ * and the GIL holder can be found (lock held).  3.14's frames hold tagged
+ * references and another owner numbering: stack_id_slow's. */
 static int choose_walk(void)
 {
     const struct py_layout *l = &g_layout;
@@ -1975,12 +2106,32 @@ static int choose_walk(void)
     return WALK_IFRAME;
 }
 
+/* Set g_walk (lock held, with the GIL: no allocation of the MEM and OBJ
+ * domains runs), and with WALK_311 put py_hook_malloc_311 in
+ * py_hook_malloc's place. */
+static void use_walk(int walk)
+{
+    /* g_wo before g_walk: stack_id reads them without the lock */
+    __atomic_store_n(&g_walk, walk, __ATOMIC_RELEASE);
+    if (walk != WALK_311)
+        return;
+    static const int domains[] = {PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
+    for (int i = 0; i < 2; i++) {
+        struct pymem_allocator a;
+        g_get_allocator(domains[i], &a);
+        if (a.malloc == py_hook_malloc) {
+            a.malloc = py_hook_malloc_311;
+            g_set_allocator(domains[i], &a);
+        }
+    }
+}
+
 /* Once the interpreter runs Python code (a thread state with a frame),
  * check that the hooks set by the constructor are still there: PYTHONMALLOC,
  * -X dev, and 3.6/3.7's Py_Main (always) set the allocators up again after
- * it.  If so, install them again now; code objects freed in between were
- * not seen, so stack keys go on reading their fingerprints.  Called with
- * t_busy set, from an allocation outside CPython's allocator code (the only
+ * it.  If so, install them again now (code objects freed in between were
+ * seen all the same: wrap_code_dealloc); then pick the walk.  Called with
+ * the guard set, from an allocation outside CPython's allocator code (the only
  * place where 3.12+ hold the allocators' mutex, which never allocates). */
 static __attribute__((noinline)) void check_python_hooks(void)
 {
@@ -2005,15 +2156,9 @@ static __attribute__((noinline)) void check_python_hooks(void)
         }
         struct pymem_allocator cur;
         g_get_allocator(PYMEM_DOMAIN_OBJ, &cur);
-        if (is_our_malloc_hook(cur.malloc)) {
-            /* sampled mode does not look at frees it need not see: keys
-             * read fingerprints (only sampled allocations make keys) */
-            g_code_frees_seen = !g_sample_bytes;
-            /* g_wo before g_walk: stack_id reads them without the lock */
-            __atomic_store_n(&g_walk, choose_walk(), __ATOMIC_RELEASE);
-        } else {
+        if (!is_our_malloc_hook(cur.malloc))
             install_python_hooks();
-        }
+        use_walk(choose_walk());
         g_hooks_checked = 1;
     }
     unlock();
@@ -2377,14 +2522,14 @@ static void reset_tables(void)
 static void thread_exit(void *arg)
 {
     struct thread_state *t = arg;
-    if (t == NULL || t != t_st)
+    if (t == NULL || t != st_get())
         return;
     if (++t->rounds < PTHREAD_DESTRUCTOR_ITERATIONS) {
         pthread_setspecific(g_key, t);
         return;
     }
-    int busy = t_busy;
-    t_busy = 1;
+    int busy = busy_get();
+    busy_set(1);
     lock();
     for (struct thread_state **pp = &g_threads; *pp; pp = &(*pp)->next) {
         if (*pp == t) {
@@ -2397,9 +2542,9 @@ static void thread_exit(void *arg)
     else
         capture_stream_abandon(&t->s);
     unlock();
-    t_st = NULL;
+    st_set(NULL);
     raw_unmap(t, sizeof *t);
-    t_busy = busy;
+    busy_set(busy);
 }
 
 static void before_fork(void)
@@ -2416,7 +2561,7 @@ static void after_fork_child(void)
 {
     /* this thread is the only one left; the lock is ours.  Every state
      * (this thread's too) writes into the parent's file: drop them all. */
-    t_busy = 1;
+    busy_set(1);
     if (g_state == ST_ON || g_w.fd >= 0) {
         for (struct thread_state *t = g_threads, *next; t; t = next) {
             next = t->next;
@@ -2424,24 +2569,27 @@ static void after_fork_child(void)
             raw_unmap(t, sizeof *t);
         }
         g_threads = NULL;
-        t_st = NULL;
+        st_set(NULL);
         if (g_key_ok)
             pthread_setspecific(g_key, NULL);
         capture_writer_abandon(&g_w);
         reset_tables();
         g_next_thread = 1;
-        g_state = open_capture(1) == 0 ? ST_ON : ST_DONE;
+        if (open_capture(1) == 0)
+            g_state = ST_ON;
+        else
+            stop_tracking();
     }
-    t_busy = 0;
+    busy_set(0);
     unlock();
 }
 
 __attribute__((constructor)) static void tracker_start(void)
 {
-    t_busy = 1;
+    busy_set(1);
     const char *out = getenv("PYROMETER_MEM_OUT");
     if (out == NULL || out[0] == '\0' || strlen(out) >= sizeof g_path) {
-        t_busy = 0;
+        busy_set(0);
         return;
     }
     snprintf(g_path, sizeof g_path, "%s", out);
@@ -2459,7 +2607,7 @@ __attribute__((constructor)) static void tracker_start(void)
         g_native = 1;   /* without Python, C frames are all there is to attribute to */
     g_w.fd = -1;
     if (open_capture(child) != 0) {
-        t_busy = 0;
+        busy_set(0);
         return;
     }
     g_key_ok = pthread_key_create(&g_key, thread_exit) == 0;
@@ -2470,18 +2618,20 @@ __attribute__((constructor)) static void tracker_start(void)
      * PyMutex), and every object and every pymalloc arena is made through
      * the hooks, so none is counted twice.  check_python_hooks() looks
      * again once Python code runs. */
+    if (g_py)
+        wrap_code_dealloc();
     if (g_py && g_use_setallocator && g_get_allocator && g_set_allocator)
         install_python_hooks();
     g_state = ST_ON;
-    t_busy = 0;
+    busy_set(0);
 }
 
 __attribute__((destructor)) static void tracker_stop(void)
 {
     if (g_state == ST_OFF)
         return;
-    t_busy = 1;
-    struct thread_state *t = t_st;
+    busy_set(1);
+    struct thread_state *t = st_get();
     if (g_state == ST_ON && t) {
         uint8_t *p = event_room(t);
         if (p)
@@ -2493,12 +2643,12 @@ __attribute__((destructor)) static void tracker_stop(void)
         rec[0] = CAPTURE_END;
         emit(rec, 1 + capture_put_u(rec + 1, g_w.end));
     }
-    g_state = ST_DONE;
+    stop_tracking();
     /* this thread's block and stream 0 are sealed; other threads may still
      * be writing into their windows, which stay mapped and are read with their blocks */
     capture_writer_close(&g_w, t ? &t->s : NULL);
     if (t)
         t->limit = -1;
     unlock();
-    t_busy = 0;
+    busy_set(0);
 }

@@ -208,6 +208,34 @@ def test_mem_deep_chains_differing_at_the_bottom(python, tmp_path):
             [("through_c", TARGET, lines["through_c_leaf"])], below[-4:]
 
 
+def test_mem_code_objects_made_again_at_the_same_address(python, tmp_path):
+    """recompile() makes made() 60 times from files gen0.py ... gen59.py,
+    each code object dying before the next is compiled (mostly at the same
+    address, same bytecode, same frames under it): a stack key made of
+    code addresses and bytecode positions alone would give gen{i}.py's
+    block to gen{i-1}.py.  Each file must hold exactly its own block
+    (RECOMPILED_BLOCK + i bytes, plus its bytearray object)."""
+    lines = marker_lines(target_path(TARGET))
+    n, block = 60, 100000
+    capture = str(tmp_path / "cap")
+    res = run_pyrometer(["mem", "run", "-o", capture, "--", python.path, target_path(TARGET),
+                         "recompile", str(n)], timeout=120).expect(0)
+    assert "compiled %d" % n in res.stdout, res.describe()
+    leaks, _ = report_raw(capture, "leaks", tmp_path)
+    held = {}
+    for frames, count in leaks:
+        made = [f for f in frames if f[0] == "made"]
+        if made:
+            assert frames[-2:] == [("recompile", TARGET, lines["recompile_call"]),
+                                   made[0]], frames
+            assert made == [made[0]] and made[0][2] == 2, frames
+            held[made[0][1]] = held.get(made[0][1], 0) + count
+    for i in range(n):
+        got = held.get("gen%d.py" % i, 0)
+        # the buffer (size + 1 bytes) and the bytearray object (< 128)
+        assert block + i + 1 <= got <= block + i + 128, (i, got, sorted(held.items())[:8])
+
+
 @pytest.mark.parametrize("sample", [None, "64K"])
 def test_mem_threads_free_what_others_allocated(python, tmp_path, sample):
     """The consumer thread (its stream starts first in the file) frees what

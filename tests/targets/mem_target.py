@@ -25,6 +25,14 @@ mem_target.py — allocates known sizes from known functions, for `pyrometer mem
                             BYTES" (their sizes and the list's, by
                             sys.getsizeof: what CPython asked its allocator
                             for)
+    mem_target.py recompile N
+                            recompile() compiles made() N times, each time
+                            from a file of its own (gen0.py, gen1.py, ...),
+                            keeps the block it makes (RECOMPILED_BLOCK + i
+                            bytes) and drops the code: each code object dies
+                            before the next is made, which the allocator
+                            mostly puts at the same address, with its
+                            bytecode at the same place
 
 Sizes are exact: a list of 10 MiB / 8 items has a 10 MiB item array; bytes
 objects of 1 KiB and 64 KiB hold a known payload (plus a small header).
@@ -129,6 +137,20 @@ def small_keep(n):
     return sys.getsizeof(kept) + sum(sys.getsizeof(o) for o in kept)
 
 
+RECOMPILED_BLOCK = 100000
+RECOMPILED = "def made():\n    return bytearray(%d)\n"
+
+
+def recompile(n):
+    for i in range(n):
+        ns = {}
+        exec(compile(RECOMPILED % (RECOMPILED_BLOCK + i), "gen%d.py" % i, "exec"), ns)
+        made = ns.pop("made")
+        KEPT.append(made())  # LINE:recompile_call
+        del made, ns
+    return n
+
+
 def threads():
     import threading
     try:
@@ -187,6 +209,8 @@ def main():
         n = int(sys.argv[2])
         small_churn(4 * n)
         sys.stdout.write("kept %d\n" % small_keep(n))
+    elif mode == "recompile":
+        sys.stdout.write("compiled %d\n" % recompile(int(sys.argv[2])))
     elif mode == "threads":
         sys.stdout.write("moved %d\n" % threads())
     sys.stdout.flush()
