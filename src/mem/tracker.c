@@ -2496,10 +2496,9 @@ static int open_capture(int child)
     g_t0_ns = g_last_time_ns = now_ns();
     g_owner = 0;
     g_saw_finalizing = 0;
-    if (g_finalizing)
-        g_fin_watch = (const volatile uint64_t *)(uintptr_t)g_finalizing;
-    else if (g_is_initialized)
-        g_fin_watch = &g_one;
+    g_fin_watch = g_finalizing      ? (const volatile uint64_t *)(uintptr_t)g_finalizing
+                  : g_is_initialized ? &g_one
+                                     : &g_zero;   /* a child's, after a stop in the parent too */
     write_preamble();
     return 0;
 }
