@@ -30,9 +30,13 @@
  * is NULL; 3.13's is a static PyMutex), and every object and pymalloc arena
  * of the interpreter is made through the hooks.  The wrapped allocator runs
  * with the guard set, so pymalloc's own mallocs (blocks > 512 bytes) and its
- * arenas are never counted twice; full mode's free over pymalloc calls it
- * unguarded (py_hook_free_fast), so a large block's free is written twice,
- * the second for an address no longer live, which the report ignores.  Where
+ * arenas are never counted twice; except over pymalloc itself, where full
+ * mode's hooks (FAST_HOOKS) call it unguarded: the allocation hook writes
+ * events only for the requests pymalloc serves itself (a larger one is the
+ * interposed malloc's event), and a large block's free is written twice,
+ * the second for an address no longer live, which the report ignores.  Sampled
+ * mode's hooks over pymalloc (DIRECT_HOOKS) count down before the call and
+ * end in a jump to pymalloc.  Where
  * the interpreter sets its allocators up again after us (3.6/3.7's Py_Main
  * always, PYTHONMALLOC, -X dev), check_python_hooks() installs them again at
  * the first allocation made by Python code (a thread state with a frame:
@@ -134,7 +138,7 @@
  * constant offsets, the clock check folded into the room check, the owner
  * compared as one word and one TLS block, +110 -> +104; then 3.11+ frames
  * hashed by their instruction pointer alone, two frames a loop turn, and
- * a frameless free hook over pymalloc (py_hook_free_fast): +106 -> +96 on
+ * a frameless free hook over pymalloc (now FAST_HOOKS' free): +106 -> +96 on
  * Debian's 3.11 (1.48x -> 1.43x; CPU 1.49x, paired 1.47x, in a quiet set),
  * +101-112 -> +90-99 on pyenv's 3.11-3.13, +104-106 -> +99-100 on
  * 3.8-3.10; then the allocation's event as a tail call with no stack
@@ -149,17 +153,24 @@
  * the type's deallocator instead of a type check in every free, 3.11's
  * malloc hook jumping straight to alloc_event_311, and the depth mixed
  * into the key with one xor: +87.5 -> +79.0 on Debian's 3.11 (1.355x),
- * +73-91 on pyenv's 3.8-3.13 (1.267-1.282x).  Left, per allocation on
- * 3.11 (about 80 instructions): the hook around pymalloc's call (~20),
- * the checks before the walk (~13: the finalising watch, the GIL holder),
- * the walk (5.75 a frame, about 5 frames here), the key and the cache
- * probe (~9), the room and format checks (~12) and the stores (~11); per
- * free about 27 (the gate, the watch, the room, the format, the store,
- * the jump to pymalloc); and the hooks' indirect calls and pymalloc
- * called out of line, which PGO inlines while no hook is set.  The walk
- * is per frame: 40 frames deeper (bench/mem_bench.py --depth 40) full
- * tracking is 1.63-1.83x on pyenv's builds (was 1.78-1.92x) and 1.87x on
- * Debian's 3.11 (was 2.10x).  A no-op C profile function (PyEval_SetProfile),
+ * +73-91 on pyenv's 3.8-3.13 (1.267-1.282x); then full mode's hooks over
+ * pymalloc per domain with pymalloc's context (the call and the jump
+ * through g_orig, two loads fewer) and an allocation hook without the
+ * guard (the interposed malloc writes pymalloc's large requests), and
+ * sampled mode's countdown before a jump to pymalloc: full +79.0 -> +74.1
+ * on Debian's 3.11 (1.332x), +68-86 on pyenv's (1.252-1.263x); sampled
+ * +12.0 -> +10 (1.044-1.047x, the sampled allocations vary from run to
+ * run), +4.6-6.9 on pyenv's (1.015-1.020x).  Left, per allocation and
+ * free on Debian's 3.11 (callgrind per source line, 4 rounds minus 2):
+ * about 60 in the library's fast paths, per event: the room checks ~6,
+ * the walk ~17 (2 for the hash and ~3 loads and tests a frame, about 5
+ * frames here), the gate, watch and GIL-holder checks ~9, the key and the
+ * cache probe ~5, the stores and the format ~9, the hooks' own ~6; and
+ * ~14 in the interpreter: the hooks' indirect calls and pymalloc called
+ * out of line, which PGO inlines while no hook is set.  The walk is per
+ * frame: 40 frames deeper (bench/mem_bench.py --depth 40) full tracking
+ * is 1.62-1.83x on pyenv's builds (was 1.78-1.92x two steps before) and
+ * 1.84x on Debian's 3.11 (was 2.10x).  A no-op C profile function (PyEval_SetProfile),
  * the price of keeping a stack through call hooks instead, alone costs
  * 1.73x on this workload on Debian's 3.11.
  * fork: the child drops the parent's streams, tables and capture, and
@@ -1636,7 +1647,7 @@ static int g_hooks_installed;
  * tracking stopped. */
 static __attribute__((noinline)) void *alloc_event_slow(void *p, size_t size)
 {
-    if (g_state != ST_ON)
+    if (!TRACKING())
         return p;
     busy_set(1);
     track_alloc(p, size, 0, 0);
@@ -1652,12 +1663,12 @@ static __attribute__((noinline)) void *alloc_event_slow(void *p, size_t size)
  * thread's cache holds, room in its window, a fixed-width event.  Anything
  * else (a stack its cache lacks, a full window, another thread's writing
  * since, shutdown to note, tracking stopped) is alloc_event_slow's, which
- * does it all again, the walk too.  The caller found the thread's state
- * (gate_state: it has one and is not busy). */
+ * does it all again, the walk too, and the cases with no event (the
+ * thread busy) or no thread state yet (gate_state). */
 HOT void *alloc_event_walk(void *p, size_t size, int walk)
 {
-    struct thread_state *t = (struct thread_state *)(uintptr_t)t_tls.gate;
-    if (__builtin_expect(walk == WALK_SLOW || *g_fin_watch != 0, 0))
+    struct thread_state *t = gate_state();
+    if (__builtin_expect(t == NULL || walk == WALK_SLOW || *g_fin_watch != 0, 0))
         return alloc_event_slow(p, size);
     uint64_t key, npy;
     uint32_t id = 0;
@@ -1685,8 +1696,7 @@ static __attribute__((noinline)) void *alloc_event(void *p, size_t size)
     return alloc_event_walk(p, size, __atomic_load_n(&g_walk, __ATOMIC_ACQUIRE));
 }
 
-/* alloc_event_311 or alloc_event, as a tail call (the thread has a state
- * and is not busy). */
+/* alloc_event_311 or alloc_event, as a tail call. */
 HOT void *alloc_event_tail(void *p, size_t size)
 {
     if (__builtin_expect(__atomic_load_n(&g_walk, __ATOMIC_ACQUIRE) == WALK_311, 1))
@@ -1697,7 +1707,7 @@ HOT void *alloc_event_tail(void *p, size_t size)
 /* The original allocator runs with the guard set: pymalloc's fallback to
  * malloc for large blocks, and its arenas (mmap), are not counted twice.
  * py_hook_malloc and py_hook_free are the full mode's (sampled mode
- * installs its own).  py_hook_free keeps the guard set until its event is
+ * installs its own; over pymalloc, FAST_HOOKS, below, take their place).  py_hook_free keeps the guard set until its event is
  * written; py_hook_malloc clears it first and ends in a jump to its event
  * (alloc_event_tail), whose fast case calls nothing (alloc_event_slow
  * sets the guard again).  The fast paths do not look at g_state: when
@@ -1742,6 +1752,12 @@ static void *py_hook_malloc_311(void *ctx, size_t size)
     return hook_malloc(ctx, size, 1);
 }
 
+/* The requests pymalloc serves itself (larger ones, and 0, go to the C
+ * library's malloc: PyMem_RawMalloc makes 0 one byte; 512 in every
+ * version with these hooks). */
+#define PYMALLOC_SMALL_MAX 512u
+
+
 static void *py_hook_calloc(void *ctx, size_t n, size_t size)
 {
     const struct pymem_allocator *o = ctx;
@@ -1785,27 +1801,6 @@ static void py_hook_free(void *ctx, void *ptr)
     o->free(o->ctx, ptr);
 }
 
-/* Full mode's free over pymalloc (pymalloc_hooks_fit): the event, then
- * pymalloc's free as a tail call, without the guard, so the hook needs no
- * stack frame and makes no call of its own (about 14 instructions fewer a
- * free than py_hook_free).  Without the guard, pymalloc's free hands a
- * large block to the C library's free, whose interposer writes that
- * block's FREE a second time: a free of an address no longer live, which
- * the report ignores, written before the block is released, so no reuse of
- * the address comes between the two.  A free of NULL (rare) is written
- * too, as a free of address 0, which is never live.  Anything but the
- * common case (no thread state yet, busy, shutdown to note or tracking
- * stopped, a new block or segment, an address a fixed event cannot carry)
- * is py_hook_free's. */
-static void py_hook_free_fast(void *ctx, void *ptr)
-{
-    const struct pymem_allocator *o = ctx;
-    if (__builtin_expect(!free_fixed((uint64_t)(uintptr_t)ptr), 0)) {
-        py_hook_free(ctx, ptr);
-        return;
-    }
-    o->free(o->ctx, ptr);
-}
 
 static void *py_hook_malloc_sampled(void *ctx, size_t size);
 
@@ -1824,7 +1819,7 @@ static void *py_hook_realloc(void *ctx, void *old, size_t size)
     busy_set(0);
     if (__builtin_expect(p == NULL, 0))
         return NULL;
-    if (g_sample_bytes == 0 && gate_state() != NULL)
+    if (g_sample_bytes == 0)
         return alloc_event_tail(p, size);   /* full mode: as py_hook_malloc's */
     record_alloc(p, size, 0);
     return p;
@@ -1832,6 +1827,74 @@ static void *py_hook_realloc(void *ctx, void *old, size_t size)
 
 /* Sampled mode's hooks: an allocation is a subtraction, a free of a block
  * never sampled a load; the rest is out of line. */
+/* Full mode over pymalloc (pymalloc_hooks_fit): each domain's own hooks,
+ * installed with pymalloc's context (NULL), which call and jump to
+ * pymalloc's functions through g_orig directly (two loads fewer than
+ * through a context).
+ *
+ * Allocation: pymalloc's malloc without the guard, then the event as a
+ * jump.  No guard: for the requests pymalloc serves itself it calls
+ * nothing this library counts (its arenas' hook sets the guard); a larger
+ * request (or 0) it hands to the C library's malloc, whose interposer
+ * writes the event, with the same Python stack, so the hook writes none.
+ * Should pymalloc find no memory for a new arena and fall back to malloc
+ * for a small request, both write an allocation of the same block, and
+ * the report takes the second for the first.  About 6 instructions fewer
+ * an allocation than py_hook_malloc: no guard to set and clear, no
+ * context to follow, the gate looked at once (alloc_event_walk).
+ *
+ * Free: the event, then pymalloc's free as a tail call, without the
+ * guard, so the hook needs no stack frame and makes no call of its own
+ * (about 14 instructions fewer a free than py_hook_free).  Without the
+ * guard, pymalloc's free hands a large block to the C library's free,
+ * whose interposer writes that block's FREE a second time: a free of an
+ * address no longer live, which the report ignores, written before the
+ * block is released, so no reuse of the address comes between the two.  A
+ * free of NULL (rare) is written too, as a free of address 0, which is
+ * never live.  Anything but the common case (no thread state yet, busy,
+ * shutdown to note or tracking stopped, a new block or segment, an address
+ * a fixed event cannot carry) is py_hook_free's.
+ *
+ * calloc and realloc are py_hook_calloc's and py_hook_realloc's. */
+HOT void *fast_malloc(int domain, void *ctx, size_t size, int w311)
+{
+    void *p = g_orig[domain].malloc(ctx, size);
+    if (__builtin_expect(size - 1 >= PYMALLOC_SMALL_MAX || p == NULL, 0))
+        return p;
+    return w311 ? alloc_event_311(p, size) : alloc_event_tail(p, size);
+}
+
+#define FAST_HOOKS(NAME, DOMAIN)                                                          \
+    static void *NAME##_malloc(void *ctx, size_t size)                                    \
+    {                                                                                     \
+        return fast_malloc(DOMAIN, ctx, size, 0);                                         \
+    }                                                                                     \
+    /* in NAME##_malloc's place once g_walk is WALK_311 (use_walk) */                    \
+    static void *NAME##_malloc_311(void *ctx, size_t size)                                \
+    {                                                                                     \
+        return fast_malloc(DOMAIN, ctx, size, 1);                                         \
+    }                                                                                     \
+    static void *NAME##_calloc(void *ctx, size_t n, size_t size)                          \
+    {                                                                                     \
+        (void)ctx;                                                                        \
+        return py_hook_calloc(&g_orig[DOMAIN], n, size);                                  \
+    }                                                                                     \
+    static void *NAME##_realloc(void *ctx, void *old, size_t size)                        \
+    {                                                                                     \
+        (void)ctx;                                                                        \
+        return py_hook_realloc(&g_orig[DOMAIN], old, size);                               \
+    }                                                                                     \
+    static void NAME##_free(void *ctx, void *ptr)                                         \
+    {                                                                                     \
+        if (__builtin_expect(!free_fixed((uint64_t)(uintptr_t)ptr), 0)) {                 \
+            py_hook_free(&g_orig[DOMAIN], ptr);                                           \
+            return;                                                                       \
+        }                                                                                 \
+        g_orig[DOMAIN].free(ctx, ptr);                                                    \
+    }
+FAST_HOOKS(fast_mem, PYMEM_DOMAIN_MEM)
+FAST_HOOKS(fast_obj, PYMEM_DOMAIN_OBJ)
+
 static void *py_hook_malloc_sampled(void *ctx, size_t size)
 {
     const struct pymem_allocator *o = ctx;
@@ -1874,8 +1937,6 @@ static void py_hook_free_sampled(void *ctx, void *ptr)
  * Used only where the original allocator has no context (pymalloc or the
  * raw malloc, never the debug hooks) and PYTHONMALLOC does not pick another
  * allocator; elsewhere the wrapping hooks above. */
-#define PYMALLOC_SMALL_MAX 512u
-
 enum { HIT_MALLOC, HIT_CALLOC, HIT_REALLOC };
 
 static __attribute__((noinline)) void *sampled_small_hit(int domain, void *p, size_t size,
@@ -1905,29 +1966,49 @@ static __attribute__((noinline)) void *sampled_small_hit(int domain, void *p, si
     return p;
 }
 
-/* A new block p of size bytes from pymalloc: counted down, and moved when
- * the countdown runs out (blocks above pymalloc's limit came from the C
- * library's malloc, which counted them). */
-HOT void *direct_counted(int domain, void *p, size_t size, int how)
+/* Whether the countdown runs out at a request of size bytes, counted down
+ * before the block is made: one subtraction, for the requests pymalloc
+ * serves (larger ones it hands to the C library's malloc, whose interposer
+ * counts them).  A request pymalloc then refuses (no memory) was counted
+ * all the same: rare, and a shift of the sampling points only. */
+HOT int direct_due(size_t size)
 {
-    if (size <= PYMALLOC_SMALL_MAX) {
-        t_countdown -= (int64_t)size;
-        if (__builtin_expect(t_countdown <= 0, 0) && p)
-            return sampled_small_hit(domain, p, size, how);
-    }
-    return p;
+    if (size > PYMALLOC_SMALL_MAX)
+        return 0;
+    int64_t c = t_countdown - (int64_t)size;
+    t_countdown = c;
+    return __builtin_expect(c <= 0, 0);
 }
 
+/* The countdown ran out at this request: make the block, then sample it. */
+static __attribute__((noinline)) void *direct_due_alloc(int domain, void *ctx, size_t n,
+                                                        size_t size, int how)
+{
+    void *p = how == HIT_CALLOC ? g_orig[domain].calloc(ctx, n, size)
+                                : g_orig[domain].malloc(ctx, size);
+    /* pymalloc refused an overflow or had no memory: p is NULL */
+    return p ? sampled_small_hit(domain, p, how == HIT_CALLOC ? n * size : size, how) : NULL;
+}
+
+/* The hooks: malloc and calloc count down first and end in a jump to
+ * pymalloc's own (no stack frame, no call: about 7 instructions an
+ * allocation fewer than counting down after the call) unless the countdown
+ * ran out.  calloc's product cannot overflow to a small size unnoticed:
+ * pymalloc refuses an overflowing request, and direct_due only counts
+ * products up to 512. */
 #define DIRECT_HOOKS(NAME, DOMAIN)                                                        \
     static void *NAME##_malloc(void *ctx, size_t size)                                    \
     {                                                                                     \
-        return direct_counted(DOMAIN, g_orig[DOMAIN].malloc(ctx, size), size, HIT_MALLOC);\
+        if (direct_due(size))                                                             \
+            return direct_due_alloc(DOMAIN, ctx, 1, size, HIT_MALLOC);                   \
+        return g_orig[DOMAIN].malloc(ctx, size);                                          \
     }                                                                                     \
     static void *NAME##_calloc(void *ctx, size_t n, size_t size)                          \
     {                                                                                     \
-        void *p = g_orig[DOMAIN].calloc(ctx, n, size);                                    \
-        /* pymalloc refused an overflow: p is NULL */                                     \
-        return direct_counted(DOMAIN, p, n * size, HIT_CALLOC);                           \
+        size_t bytes;                                                                     \
+        if (!__builtin_mul_overflow(n, size, &bytes) && direct_due(bytes))              \
+            return direct_due_alloc(DOMAIN, ctx, n, size, HIT_CALLOC);                   \
+        return g_orig[DOMAIN].calloc(ctx, n, size);                                       \
     }                                                                                     \
     /* a sampled old block is freed; the new one is counted whatever its size    \
      * (the guard keeps the C library's realloc from counting it again) */              \
@@ -1951,8 +2032,10 @@ DIRECT_HOOKS(direct_obj, PYMEM_DOMAIN_OBJ)
 
 /* Whether this domain's allocator is pymalloc: no context (the debug hooks
  * have one) and PYTHONMALLOC picks no other.  (A Python built without
- * pymalloc passes too: py_hook_free_fast then writes every free twice,
- * which costs, but counts right.) */
+ * pymalloc passes too: FAST_HOOKS then write every small allocation and
+ * every free twice, once through the interposed malloc and free, which
+ * costs, but counts right: the report takes a second allocation of a live
+ * block for the first, and ignores a free of a block not live.) */
 static int pymalloc_hooks_fit(const struct pymem_allocator *orig)
 {
     const char *m = getenv("PYTHONMALLOC");
@@ -1967,7 +2050,9 @@ static int direct_hooks_fit(const struct pymem_allocator *orig)
 
 static int is_our_malloc_hook(void *(*f)(void *, size_t))
 {
-    return f == py_hook_malloc || f == py_hook_malloc_311 || f == py_hook_malloc_sampled ||
+    return f == py_hook_malloc || f == py_hook_malloc_311 || f == fast_mem_malloc ||
+           f == fast_mem_malloc_311 || f == fast_obj_malloc || f == fast_obj_malloc_311 ||
+           f == py_hook_malloc_sampled ||
            f == direct_mem_malloc || f == direct_obj_malloc;
 }
 
@@ -2062,7 +2147,11 @@ static void install_python_hooks(void)
             hook.malloc = py_hook_malloc_sampled;
             hook.free = py_hook_free_sampled;
         } else if (pymalloc_hooks_fit(&g_orig[d])) {
-            hook.free = py_hook_free_fast;
+            int mem = d == PYMEM_DOMAIN_MEM;
+            hook = (struct pymem_allocator){g_orig[d].ctx, mem ? fast_mem_malloc : fast_obj_malloc,
+                                            mem ? fast_mem_calloc : fast_obj_calloc,
+                                            mem ? fast_mem_realloc : fast_obj_realloc,
+                                            mem ? fast_mem_free : fast_obj_free};
         }
         g_set_allocator(d, &hook);
     }
@@ -2119,8 +2208,12 @@ static void use_walk(int walk)
     for (int i = 0; i < 2; i++) {
         struct pymem_allocator a;
         g_get_allocator(domains[i], &a);
-        if (a.malloc == py_hook_malloc) {
-            a.malloc = py_hook_malloc_311;
+        void *(*w311)(void *, size_t) = a.malloc == py_hook_malloc    ? py_hook_malloc_311
+                                        : a.malloc == fast_mem_malloc ? fast_mem_malloc_311
+                                        : a.malloc == fast_obj_malloc ? fast_obj_malloc_311
+                                                                      : NULL;
+        if (w311) {
+            a.malloc = w311;
             g_set_allocator(domains[i], &a);
         }
     }
