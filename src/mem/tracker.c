@@ -169,7 +169,7 @@
  * ~14 in the interpreter: the hooks' indirect calls and pymalloc called
  * out of line, which PGO inlines while no hook is set.  The walk is per
  * frame: 40 frames deeper (bench/mem_bench.py --depth 40) full tracking
- * is 1.62-1.83x on pyenv's builds (was 1.78-1.92x two steps before) and
+ * is 1.62-1.82x on pyenv's builds (was 1.78-1.92x two steps before) and
  * 1.84x on Debian's 3.11 (was 2.10x).  A no-op C profile function (PyEval_SetProfile),
  * the price of keeping a stack through call hooks instead, alone costs
  * 1.73x on this workload on Debian's 3.11.
