@@ -905,7 +905,6 @@ static size_t walk_python(struct pyframe_key *keys, size_t cap)
     return n;
 }
 
-/* Decode and write the code object (called with the lock held). */
 /* Code objects deallocated, counted by their address's slot
  * (wrap_code_dealloc): a code object's definition is keyed with its slot's
  * count too, so one made again at a freed one's address, whose line
@@ -920,6 +919,7 @@ static uint32_t code_death_slot(uint64_t code)
     return (uint32_t)(((code >> 4) * 0x9e3779b97f4a7c15ULL) >> 52);
 }
 
+/* Decode and write the code object (called with the lock held). */
 static uint32_t intern_code(uint64_t code, uint64_t table, uint64_t ident)
 {
     ident ^= (uint64_t)__atomic_load_n(&g_code_deaths[code_death_slot(code)], __ATOMIC_RELAXED) *
@@ -1644,7 +1644,7 @@ static int g_hooks_installed;
 
 /* Full mode's allocation event, every case: track_alloc under the guard
  * (it may make a thread's state, intern a stack, start a block), unless
- * tracking stopped. */
+ * tracking stopped or the thread is inside the tracker. */
 static __attribute__((noinline)) void *alloc_event_slow(void *p, size_t size)
 {
     if (!TRACKING())
@@ -1657,7 +1657,7 @@ static __attribute__((noinline)) void *alloc_event_slow(void *p, size_t size)
 
 /* Full mode's allocation event for block p of size bytes from Python's
  * allocator, with the straight walk `walk` (a constant: see alloc_event),
- * tail-called by py_hook_malloc, which returns what this returns (p).
+ * tail-called by the malloc hooks, which return what this returns (p).
  * Only the common case is here, with no call, so that it needs no stack
  * frame and saves no register: the GIL holder's frames, a key the
  * thread's cache holds, room in its window, a fixed-width event.  Anything
@@ -1707,7 +1707,8 @@ HOT void *alloc_event_tail(void *p, size_t size)
 /* The original allocator runs with the guard set: pymalloc's fallback to
  * malloc for large blocks, and its arenas (mmap), are not counted twice.
  * py_hook_malloc and py_hook_free are the full mode's (sampled mode
- * installs its own; over pymalloc, FAST_HOOKS, below, take their place).  py_hook_free keeps the guard set until its event is
+ * installs its own; over pymalloc, FAST_HOOKS, below, take their place).
+ * py_hook_free keeps the guard set until its event is
  * written; py_hook_malloc clears it first and ends in a jump to its event
  * (alloc_event_tail), whose fast case calls nothing (alloc_event_slow
  * sets the guard again).  The fast paths do not look at g_state: when
@@ -1757,7 +1758,6 @@ static void *py_hook_malloc_311(void *ctx, size_t size)
  * version with these hooks). */
 #define PYMALLOC_SMALL_MAX 512u
 
-
 static void *py_hook_calloc(void *ctx, size_t n, size_t size)
 {
     const struct pymem_allocator *o = ctx;
@@ -1801,7 +1801,6 @@ static void py_hook_free(void *ctx, void *ptr)
     o->free(o->ctx, ptr);
 }
 
-
 static void *py_hook_malloc_sampled(void *ctx, size_t size);
 
 static void *py_hook_realloc(void *ctx, void *old, size_t size)
@@ -1825,8 +1824,6 @@ static void *py_hook_realloc(void *ctx, void *old, size_t size)
     return p;
 }
 
-/* Sampled mode's hooks: an allocation is a subtraction, a free of a block
- * never sampled a load; the rest is out of line. */
 /* Full mode over pymalloc (pymalloc_hooks_fit): each domain's own hooks,
  * installed with pymalloc's context (NULL), which call and jump to
  * pymalloc's functions through g_orig directly (two loads fewer than
@@ -1895,6 +1892,19 @@ HOT void *fast_malloc(int domain, void *ctx, size_t size, int w311)
 FAST_HOOKS(fast_mem, PYMEM_DOMAIN_MEM)
 FAST_HOOKS(fast_obj, PYMEM_DOMAIN_OBJ)
 
+/* Each domain's FAST_HOOKS as installed (the context is pymalloc's), and
+ * their WALK_311 allocation hooks (use_walk). */
+static const struct pymem_allocator g_fast_hooks[3] = {
+    [PYMEM_DOMAIN_MEM] = {NULL, fast_mem_malloc, fast_mem_calloc, fast_mem_realloc, fast_mem_free},
+    [PYMEM_DOMAIN_OBJ] = {NULL, fast_obj_malloc, fast_obj_calloc, fast_obj_realloc, fast_obj_free},
+};
+static void *(*const g_fast_malloc_311[3])(void *, size_t) = {
+    [PYMEM_DOMAIN_MEM] = fast_mem_malloc_311,
+    [PYMEM_DOMAIN_OBJ] = fast_obj_malloc_311,
+};
+
+/* Sampled mode's hooks: an allocation is a subtraction, a free of a block
+ * never sampled a load; the rest is out of line. */
 static void *py_hook_malloc_sampled(void *ctx, size_t size)
 {
     const struct pymem_allocator *o = ctx;
@@ -2030,6 +2040,12 @@ static __attribute__((noinline)) void *direct_due_alloc(int domain, void *ctx, s
 DIRECT_HOOKS(direct_mem, PYMEM_DOMAIN_MEM)
 DIRECT_HOOKS(direct_obj, PYMEM_DOMAIN_OBJ)
 
+/* Each domain's DIRECT_HOOKS as installed; the free is pymalloc's own. */
+static const struct pymem_allocator g_direct_hooks[3] = {
+    [PYMEM_DOMAIN_MEM] = {NULL, direct_mem_malloc, direct_mem_calloc, direct_mem_realloc, NULL},
+    [PYMEM_DOMAIN_OBJ] = {NULL, direct_obj_malloc, direct_obj_calloc, direct_obj_realloc, NULL},
+};
+
 /* Whether this domain's allocator is pymalloc: no context (the debug hooks
  * have one) and PYTHONMALLOC picks no other.  (A Python built without
  * pymalloc passes too: FAST_HOOKS then write every small allocation and
@@ -2050,10 +2066,13 @@ static int direct_hooks_fit(const struct pymem_allocator *orig)
 
 static int is_our_malloc_hook(void *(*f)(void *, size_t))
 {
-    return f == py_hook_malloc || f == py_hook_malloc_311 || f == fast_mem_malloc ||
-           f == fast_mem_malloc_311 || f == fast_obj_malloc || f == fast_obj_malloc_311 ||
-           f == py_hook_malloc_sampled ||
-           f == direct_mem_malloc || f == direct_obj_malloc;
+    if (f == py_hook_malloc || f == py_hook_malloc_311 || f == py_hook_malloc_sampled)
+        return 1;
+    for (int d = PYMEM_DOMAIN_MEM; d <= PYMEM_DOMAIN_OBJ; d++)
+        if (f == g_fast_hooks[d].malloc || f == g_fast_malloc_311[d] ||
+            f == g_direct_hooks[d].malloc)
+            return 1;
+    return 0;
 }
 
 /* PyObjectArenaAllocator (3.4+): pymalloc's arenas, and 3.11+'s frame
@@ -2130,28 +2149,20 @@ static void install_python_hooks(void)
         struct arena_allocator hook = {NULL, arena_hook_alloc, arena_hook_free};
         g_set_arena(&hook);
     }
-    static const int domains[] = {PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
-    for (int i = 0; i < 2; i++) {
-        int d = domains[i];
+    for (int d = PYMEM_DOMAIN_MEM; d <= PYMEM_DOMAIN_OBJ; d++) {
         g_get_allocator(d, &g_orig[d]);
         struct pymem_allocator hook = {&g_orig[d], py_hook_malloc, py_hook_calloc,
                                        py_hook_realloc, py_hook_free};
+        /* the direct and fast hooks take pymalloc's context, which both
+         * fit tests require to be NULL, as in their tables */
         if (direct_hooks_fit(&g_orig[d])) {
-            int mem = d == PYMEM_DOMAIN_MEM;
-            hook = (struct pymem_allocator){g_orig[d].ctx,
-                                            mem ? direct_mem_malloc : direct_obj_malloc,
-                                            mem ? direct_mem_calloc : direct_obj_calloc,
-                                            mem ? direct_mem_realloc : direct_obj_realloc,
-                                            g_orig[d].free};
+            hook = g_direct_hooks[d];
+            hook.free = g_orig[d].free;
         } else if (g_sample_bytes) {
             hook.malloc = py_hook_malloc_sampled;
             hook.free = py_hook_free_sampled;
         } else if (pymalloc_hooks_fit(&g_orig[d])) {
-            int mem = d == PYMEM_DOMAIN_MEM;
-            hook = (struct pymem_allocator){g_orig[d].ctx, mem ? fast_mem_malloc : fast_obj_malloc,
-                                            mem ? fast_mem_calloc : fast_obj_calloc,
-                                            mem ? fast_mem_realloc : fast_obj_realloc,
-                                            mem ? fast_mem_free : fast_obj_free};
+            hook = g_fast_hooks[d];
         }
         g_set_allocator(d, &hook);
     }
@@ -2196,25 +2207,23 @@ static int choose_walk(void)
 }
 
 /* Set g_walk (lock held, with the GIL: no allocation of the MEM and OBJ
- * domains runs), and with WALK_311 put py_hook_malloc_311 in
- * py_hook_malloc's place. */
+ * domains runs), and with WALK_311 put the WALK_311 allocation hooks
+ * (py_hook_malloc_311, g_fast_malloc_311) in place. */
 static void use_walk(int walk)
 {
     /* g_wo before g_walk: stack_id reads them without the lock */
     __atomic_store_n(&g_walk, walk, __ATOMIC_RELEASE);
     if (walk != WALK_311)
         return;
-    static const int domains[] = {PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
-    for (int i = 0; i < 2; i++) {
+    for (int d = PYMEM_DOMAIN_MEM; d <= PYMEM_DOMAIN_OBJ; d++) {
         struct pymem_allocator a;
-        g_get_allocator(domains[i], &a);
-        void *(*w311)(void *, size_t) = a.malloc == py_hook_malloc    ? py_hook_malloc_311
-                                        : a.malloc == fast_mem_malloc ? fast_mem_malloc_311
-                                        : a.malloc == fast_obj_malloc ? fast_obj_malloc_311
-                                                                      : NULL;
+        g_get_allocator(d, &a);
+        void *(*w311)(void *, size_t) = a.malloc == py_hook_malloc          ? py_hook_malloc_311
+                                        : a.malloc == g_fast_hooks[d].malloc ? g_fast_malloc_311[d]
+                                                                             : NULL;
         if (w311) {
             a.malloc = w311;
-            g_set_allocator(domains[i], &a);
+            g_set_allocator(d, &a);
         }
     }
 }
