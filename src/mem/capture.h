@@ -6,11 +6,12 @@
  * no stdio, safe to run inside malloc itself) and its reader
  * (capture_read.c: untrusted input, every length bounded).  Never prints.
  *
- * Format, version 4 (all integers little-endian; version 3 is the same
- * without windows and is read too):
+ * Format, version 5 (all integers little-endian; versions 3 and 4 are read
+ * too: 3 is 4 without windows, 4 is 5 without chunks, so without padding,
+ * and with a window's data right after its header):
  *
  *   The file starts with a 32-byte header in a page of its own (`align`
- *   bytes):  magic "PYRMMEM\0" (8), u32 version (=4), u32 align (block
+ *   bytes):  magic "PYRMMEM\0" (8), u32 version (=5), u32 align (block
  *   alignment, 4096), u32 header size (=32), u32 flags (CAPTURE_F_*), u32
  *   stopped (0, or the errno of the write that failed and stopped the
  *   recording: ENOSPC when the file system filled up; written in place,
@@ -21,9 +22,12 @@
  *   then the payload: whole records.  A window:
  *       u32 magic 0x4e495750 ("PWIN"), u32 upto, u32 size, u32 stream,
  *       u32 block (the file offset of the block it belongs to / align),
- *       u32 from, u64 0;
+ *       u32 from, u32 data (where in the window the byte of payload
+ *       position `from` is: at least 32; version 4: always 32), u32 0;
  *   then window data: the bytes [from, upto) of that block's payload, whole
- *   records, which may not be in the block yet.
+ *   records, which may not be in the block yet.  A window naming block 0
+ *   holds nothing (also the filler the writer puts before a block that
+ *   must start on a chunk).
  *
  *   WRITING THROUGH WINDOWS: a stream writes its records into its window,
  *   a shared mapping of the file that it keeps and reuses (no page of it
@@ -37,6 +41,20 @@
  *   when the block is its stream's last and not sealed (a finished stream
  *   has copied everything into its blocks, and a window given to another
  *   stream names that stream and its block).
+ *
+ *   CHUNKS: a block of CAPTURE_CHUNK (64 KiB) or more starts at a file
+ *   offset that is a multiple of it and is a multiple of it long; a window
+ *   holds one chunk of its block (the file's bytes between two multiples
+ *   of CAPTURE_CHUNK; the block's first chunk with its header, which the
+ *   window keeps a copy of), and a record that does not fit in what is
+ *   left of the chunk goes to the next one, the rest of this one padded
+ *   with zero bytes.  A zero byte where a record would start is padding
+ *   and is passed over.  So the copies are whole, aligned chunks, which
+ *   the kernel can keep as one 64 KiB page-cache folio instead of 17
+ *   pages (ext4 on Linux 6.18 here: 336 MB in 64 KiB pwrites took 0.09 s
+ *   of system time aligned, 0.17 s at version 4's offsets; the writer
+ *   itself writing 336 MB of events, 0.115 s against version 4's 0.17 s,
+ *   medians of 5).  Smaller blocks are one chunk each.
  *
  *   STREAMS: stream 0 is the process's (META, NOTE, THREAD and every
  *   definition, written under the tracker's lock); stream N > 0 is thread
@@ -112,15 +130,17 @@
 #include "../common/error.h"
 
 #define CAPTURE_MAGIC "PYRMMEM"          /* 8 bytes with its NUL */
-#define CAPTURE_VERSION 4u
+#define CAPTURE_VERSION 5u
 #define CAPTURE_VERSION_OLDEST 3u        /* the oldest the reader reads */
 #define CAPTURE_HEADER_SIZE 32u
 #define CAPTURE_ALIGN 4096u              /* blocks start and end on this */
 #define CAPTURE_BLOCK_MAGIC 0x4b4c4250u
 #define CAPTURE_BLOCK_HEADER 32u         /* a window's header too */
 #define CAPTURE_WINDOW_MAGIC 0x4e495750u
-#define CAPTURE_WINDOW_SIZE (64u << 10)  /* the whole window: stays in the cache */
-#define CAPTURE_WINDOW_DATA (CAPTURE_WINDOW_SIZE - CAPTURE_BLOCK_HEADER)
+#define CAPTURE_CHUNK (64u << 10)        /* what a window holds and copies */
+#define CAPTURE_WINDOW_HEAD 4096u        /* a window's header page; then a chunk */
+#define CAPTURE_WINDOW_SIZE (CAPTURE_WINDOW_HEAD + CAPTURE_CHUNK)   /* stays in the cache */
+#define CAPTURE_WINDOW_DATA (CAPTURE_CHUNK - CAPTURE_BLOCK_HEADER)  /* the longest record a window takes */
 #define CAPTURE_WINDOWS_FREE 64u         /* windows kept for reuse when streams end */
 #define CAPTURE_BLOCK_MIN 4096u          /* a stream's first block (threads may be many) */
 #define CAPTURE_BLOCK_GROW (1u << 20)    /* blocks double up to this */
@@ -239,6 +259,7 @@ struct capture_stream {
     uint32_t size;             /* its size */
     uint32_t used;             /* payload bytes in it: copied, and in the window */
     uint32_t copied;           /* payload bytes copied into the block itself (the window's from) */
+    uint32_t wend;             /* payload position where the window's chunk ends */
     uint32_t next_size;        /* size of the next block (doubles up to CAPTURE_BLOCK_GROW) */
     uint32_t id;               /* stream number: 0 = the process, N = thread N */
     struct capture_sum sum;    /* of the copied payload */
@@ -254,6 +275,8 @@ struct capture_writer {
     struct capture_stream main;    /* stream 0 */
     uint8_t *free_windows[CAPTURE_WINDOWS_FREE];   /* of streams that ended, for new ones */
     uint32_t nfree_windows;
+    uint64_t copies;           /* writes into blocks (tests) */
+    uint64_t chunk_copies;     /* of them, one whole chunk at a multiple of CAPTURE_CHUNK */
 };
 
 /* Create the file (truncating it) and write the header.  0, or -1 with errno. */
@@ -264,8 +287,8 @@ int capture_writer_add(struct capture_writer *w, const uint8_t *rec, size_t len)
  * when it does not fit.  0, or -1 once the writer has failed. */
 int capture_stream_add(struct capture_writer *w, struct capture_stream *s, const uint8_t *rec,
                        size_t len);
-/* Make room for len (<= CAPTURE_WINDOW_DATA) bytes: copy the window into
- * the block, or seal the block and start a new one. */
+/* Make room for len (<= CAPTURE_WINDOW_DATA) bytes: pad the chunk and
+ * copy the window into the block, or seal the block and start a new one. */
 int capture_stream_next(struct capture_writer *w, struct capture_stream *s, size_t len);
 /* Copy the window into the block, seal it, give the window back (a thread
  * that exits). */
@@ -273,15 +296,13 @@ void capture_stream_seal(struct capture_writer *w, struct capture_stream *s);
 /* Unmap s's window without touching it (after fork: it is the parent's). */
 void capture_stream_abandon(struct capture_stream *s);
 
-/* The largest `used` at which len more bytes still fit in s's window and
- * block (negative: none; take the slow path). */
+/* The largest `used` at which len more bytes still fit in s's window
+ * (whose chunk ends inside the block; negative: none, take the slow path). */
 static inline int64_t capture_stream_limit(const struct capture_stream *s, size_t len)
 {
     if (s->win == NULL)
         return -1;
-    int64_t block = (int64_t)s->size - CAPTURE_BLOCK_HEADER;
-    int64_t window = (int64_t)s->copied + CAPTURE_WINDOW_DATA;
-    return (block < window ? block : window) - (int64_t)len;
+    return (int64_t)s->wend - (int64_t)len;
 }
 
 /* Room for len bytes in s's window: where to write them, or NULL (take the

@@ -238,6 +238,7 @@ struct window_ref {
     uint64_t off;              /* of the window */
     uint64_t block;            /* of its block */
     uint32_t stream, from, upto;
+    uint32_t data;             /* where payload position `from` is in the window */
 };
 
 static int add_block(struct capture_file *f, uint32_t *bcap, const struct capture_block *b)
@@ -260,6 +261,10 @@ static int scan_payload(struct capture_file *f, struct capture_block *b, uint32_
     struct capture_record r;
     while (p < end) {
         const uint8_t *at = p;
+        if (*p == 0 && f->version >= 5) {
+            p++;   /* padding at a chunk's end */
+            continue;
+        }
         if (decode(&p, end, &r) != 0) {
             b->used = (uint32_t)(at - payload);
             stop(f, "malformed record: the rest of the capture is ignored");
@@ -306,7 +311,7 @@ static int add_windows(struct capture_file *f, const struct window_ref *wins, ui
             last = f->blocks[j].stream != w->stream;
         if (!last)
             continue;
-        struct capture_block b = {w->off, w->off + CAPTURE_BLOCK_HEADER + (k->used - w->from),
+        struct capture_block b = {w->off, w->off + w->data + (k->used - w->from),
                                   w->stream, w->upto - k->used, 0, 0, NONE};
         int rc = scan_payload(f, &b, f->nblocks, scap, order, has_end, end_size, err);
         if (rc < 0)
@@ -338,14 +343,15 @@ static int build_index(struct capture_file *f, struct pm_error *err)
         if (magic == CAPTURE_WINDOW_MAGIC && f->version >= 4 && size >= f->align &&
             size % f->align == 0 && size <= CAPTURE_BLOCK_MAX) {
             /* used is upto, sum the block's offset / align, sealed from */
-            if (off + size <= f->size && used > sealed &&
-                used - sealed <= size - CAPTURE_BLOCK_HEADER && sum != 0) {
+            uint32_t data = f->version >= 5 ? get32(h + 24) : CAPTURE_BLOCK_HEADER;
+            if (off + size <= f->size && used > sealed && data >= CAPTURE_BLOCK_HEADER &&
+                data <= size && used - sealed <= size - data && sum != 0) {
                 if (capture_grow((void **)&wins, &wcap, nwins, sizeof *wins) != 0) {
                     free(wins);
                     return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
                 }
                 wins[nwins++] = (struct window_ref){off, (uint64_t)sum * f->align, stream, sealed,
-                                                    used};
+                                                    used, data};
             }
             off += size;
             continue;
@@ -549,6 +555,10 @@ int capture_next(struct capture_file *f, struct capture_record *r)
     while (!f->done) {
         if (f->pos < f->end) {
             const uint8_t *p = f->pos;
+            if (*p == 0 && f->version >= 5) {
+                f->pos++;   /* padding */
+                continue;
+            }
             if (decode(&p, f->end, r) != 0) {
                 /* only when the file changed under us */
                 stop(f, "malformed record: the rest of the capture is ignored");

@@ -255,7 +255,11 @@ def test_mem_threads_free_what_others_allocated(python, tmp_path, sample):
     assert bytes_in(leaks, "produce") < limit, \
         [s for s in leaks if any(f[0] == "produce" for f in s[0])]
     kept = bytes_in(leaks, "consume", lines["consume_keep"])
-    assert 2 * MIB <= kept <= 2 * MIB + 64 * 1024, (kept, leaks[:6])
+    # the line keeps 2 MiB + 1 and a bytearray object (and may grow KEPT);
+    # sampled at 64K, one of those small blocks (s < 512 bytes) is itself
+    # sampled now and then (~0.1 %), weighing s / (1 - e^(-s/64K)) < 64 KiB + 256
+    top = 2 * MIB + 1 + 64 * 1024 + 256 if sample else 2 * MIB + 64 * 1024
+    assert 2 * MIB <= kept <= top, (kept, leaks[:6])
     if sample:
         return   # 64 KiB blocks sampled at 64K: the peak's 4 MiB is an estimate
     peak, _ = report_raw(capture, "peak", tmp_path)

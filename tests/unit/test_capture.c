@@ -646,7 +646,7 @@ static void test_garbage_refused(void **state)
     v = 2;   /* format 2 (varint events only): no reader kept */
     memcpy(junk + 8, &v, 4);
     assert_int_equal(replay_buffer(junk, sizeof junk, &r, &err), -1);
-    assert_non_null(strstr(err.msg, "version 2 is not supported (this pyrometer reads versions 3 to 4)"));
+    assert_non_null(strstr(err.msg, "version 2 is not supported (this pyrometer reads versions 3 to 5)"));
     replay_free(&r);
 }
 
@@ -706,8 +706,10 @@ static void test_windows_of_killed_target(void **state)
     /* killed after the copy and the block's used, before the window restarted */
     uint8_t *copied = malloc(len);
     memcpy(copied, whole, len);
-    memcpy(copied + bo + CAPTURE_BLOCK_HEADER + from, whole + wo + CAPTURE_BLOCK_HEADER,
-           upto - from);
+    uint32_t data;
+    memcpy(&data, whole + wo + 24, 4);
+    assert_true(data >= CAPTURE_WINDOW_HEAD && data < CAPTURE_WINDOW_SIZE);
+    memcpy(copied + bo + CAPTURE_BLOCK_HEADER + from, whole + wo + data, upto - from);
     memcpy(copied + bo + 4, &upto, 4);
     assert_int_equal(events_in(copied, len), all);
 
@@ -732,7 +734,7 @@ static void test_windows_of_killed_target(void **state)
     assert_int_equal(events_in(copied, len), without);
     /* garbage where the window's records start: the capture ends there */
     memcpy(copied, whole, len);
-    copied[wo + CAPTURE_BLOCK_HEADER] = 31 << 3;
+    copied[wo + data] = 31 << 3;
     struct replay r;
     struct pm_error err = {0};
     assert_int_equal(replay_buffer(copied, len, &r, &err), 0);
@@ -740,6 +742,92 @@ static void test_windows_of_killed_target(void **state)
     assert_int_equal(r.events, without);
     replay_free(&r);
     free(copied);
+    free(whole);
+}
+
+/* The text of a NOTE record of len bytes (of 129 for 130: no NOTE is 130
+ * bytes long, its length's varint grows from one byte to two there). */
+static size_t note_text(size_t len)
+{
+    return len - 2 <= 127 ? len - 2 : len - 3;
+}
+
+/* Records of every length from 1 to 300 bytes, about 3 MiB of them: they
+ * read back whole and in order (the zero bytes padding each chunk's end
+ * are passed over); every block of a chunk or more starts on a multiple of
+ * CAPTURE_CHUNK and is a multiple of it long; every write into a block but
+ * its last is one whole chunk at a chunk's offset. */
+static void test_chunks_whole_and_aligned(void **state)
+{
+    (void)state;
+    struct capture_writer w;
+    struct capture_stream s = {.id = 1};
+    assert_int_equal(capture_writer_open(&w, g_path, CAPTURE_F_PYTHON), 0);
+    uint8_t rec[320];
+    size_t k = 0;
+    rec[k++] = CAPTURE_THREAD;
+    k += capture_put_u(rec + k, 1);
+    k += capture_put_u(rec + k, 7);
+    add(&w, rec, k);
+    add_mark(&w, &s, 1);
+    const size_t n = 22000;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = 1 + i % 300;
+        if (len < 14) {   /* a fixed allocation where a NOTE would be too short to vary */
+            k = capture_put_fixed_alloc(rec, 0x10000 + 8 * i, i, (uint32_t)len);
+        } else {
+            size_t text = note_text(len);
+            k = 0;
+            rec[k++] = CAPTURE_NOTE;
+            k += capture_put_u(rec + k, text);
+            for (size_t j = 0; j < text; j++)
+                rec[k++] = (uint8_t)('a' + (i + j) % 26);
+            assert_true(k == len || (len == 130 && k == 129));
+        }
+        add_to(&w, &s, rec, k);
+    }
+    size_t len;
+    uint8_t *whole = finish(&w, &s, &len);
+    assert_true(w.copies > 48);
+    size_t offs[64];
+    size_t nblocks = block_offsets(whole, len, offs, 64);
+    size_t big = 0;
+    for (size_t b = 0; b < nblocks; b++) {
+        uint32_t size;
+        memcpy(&size, whole + offs[b] + 8, 4);
+        if (size >= CAPTURE_CHUNK) {
+            big++;
+            assert_int_equal(offs[b] % CAPTURE_CHUNK, 0);
+            assert_int_equal(size % CAPTURE_CHUNK, 0);
+        }
+    }
+    assert_true(big >= 2 && nblocks < 64);
+    assert_true(w.chunk_copies + nblocks >= w.copies);
+    struct capture_file f;
+    struct pm_error err = {0};
+    assert_int_equal(capture_open_buffer(whole, len, &f, &err), 0);
+    struct capture_record r;
+    size_t i = 0;
+    while (capture_next(&f, &r)) {
+        if (r.stream != 1)
+            continue;
+        size_t want = 1 + i % 300;
+        if (want < 14) {
+            assert_int_equal(r.tag, CAPTURE_ALLOC);
+            assert_int_equal(r.addr, 0x10000 + 8 * i);
+            assert_int_equal(r.a, i);
+            assert_int_equal(r.b, want);
+        } else {
+            assert_int_equal(r.tag, CAPTURE_NOTE);
+            assert_int_equal(r.len, note_text(want));
+            for (size_t j = 0; j < r.len; j++)
+                assert_int_equal(r.data[j], 'a' + (i + j) % 26);
+        }
+        i++;
+    }
+    assert_int_equal(i, n);
+    assert_false(f.truncated);
+    capture_close(&f);
     free(whole);
 }
 
@@ -840,6 +928,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fixed_events, setup, teardown),
         cmocka_unit_test(test_garbage_refused),
         cmocka_unit_test_setup_teardown(test_windows_of_killed_target, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunks_whole_and_aligned, setup, teardown),
         cmocka_unit_test(test_checksum_in_pieces),
         cmocka_unit_test(test_checksum_both_codes),
     };
