@@ -52,8 +52,8 @@
  * arena.
  *
  * Events: each thread writes its own stream (capture.h) straight into its
- * window, a 64 KiB shared mapping of the capture file that it reuses,
- * without a lock; a lock is taken only to copy a full window into the
+ * window, a shared mapping of the capture file that it reuses and that
+ * holds one 64 KiB chunk of the thread's block at a time, without a lock; a lock is taken only to copy a full window into the
  * thread's block (pwrite) or start a block (1 MiB once a thread is busy),
  * to intern a new stack and for the process's stream 0 (definitions).  Order across threads: one shared
  * word holds a segment counter and the last writer; a thread that is not
