@@ -1665,7 +1665,7 @@ static __attribute__((noinline)) void *alloc_event_slow(void *p, size_t size)
  * since, shutdown to note, tracking stopped) is alloc_event_slow's, which
  * does it all again, the walk too, and the cases with no event (the
  * thread busy) or no thread state yet (gate_state). */
-HOT void *alloc_event_walk(void *p, size_t size, int walk)
+HOT void *alloc_event_walk(void *p, size_t size, int walk, int small)
 {
     struct thread_state *t = gate_state();
     if (__builtin_expect(t == NULL || walk == WALK_SLOW || *g_fin_watch != 0, 0))
@@ -1676,7 +1676,11 @@ HOT void *alloc_event_walk(void *p, size_t size, int walk)
                          (npy != 0 && !memo_hit(memo_set(t, key), key, &id)), 0))
         return alloc_event_slow(p, size);
     uint64_t a = (uint64_t)(uintptr_t)p;
-    if (__builtin_expect(!room_ready(t) || ((a & CAPTURE_FIXED_ADDR_BAD) | (size >> 32)) != 0, 0))
+    /* small: a block pymalloc served itself, a multiple of 8 (its
+     * alignment) below 2^47 (a user-space mapping's) of at most 512 bytes,
+     * which a fixed event always carries */
+    if (__builtin_expect(!room_ready(t) ||
+                             (!small && ((a & CAPTURE_FIXED_ADDR_BAD) | (size >> 32)) != 0), 0))
         return alloc_event_slow(p, size);
     uint32_t used = t->s.used;
     commit_fixed(t, t->s.win, used,
@@ -1685,15 +1689,27 @@ HOT void *alloc_event_walk(void *p, size_t size, int walk)
 }
 
 /* Two copies: WALK_311's with its offsets as constants, and the others'
- * (which load theirs, so may save registers). */
+ * (which load theirs, so may save registers); and each again for the
+ * blocks pymalloc served itself (fast_malloc), whose address and size
+ * need no check. */
 static __attribute__((noinline)) void *alloc_event_311(void *p, size_t size)
 {
-    return alloc_event_walk(p, size, WALK_311);
+    return alloc_event_walk(p, size, WALK_311, 0);
 }
 
 static __attribute__((noinline)) void *alloc_event(void *p, size_t size)
 {
-    return alloc_event_walk(p, size, __atomic_load_n(&g_walk, __ATOMIC_ACQUIRE));
+    return alloc_event_walk(p, size, __atomic_load_n(&g_walk, __ATOMIC_ACQUIRE), 0);
+}
+
+static __attribute__((noinline)) void *alloc_event_311_small(void *p, size_t size)
+{
+    return alloc_event_walk(p, size, WALK_311, 1);
+}
+
+static __attribute__((noinline)) void *alloc_event_small(void *p, size_t size)
+{
+    return alloc_event_walk(p, size, __atomic_load_n(&g_walk, __ATOMIC_ACQUIRE), 1);
 }
 
 /* alloc_event_311 or alloc_event, as a tail call. */
@@ -1773,16 +1789,20 @@ static void *py_hook_calloc(void *ctx, size_t n, size_t size)
 
 /* A free's event in the common case only (this thread's state and not
  * busy, no shutdown to note and tracking on, room in its window and no
- * other writer since, an address a fixed event carries): 1 when written,
- * else 0 and nothing written. */
+ * other writer since), for a pointer of Python's allocators (FAST_HOOKS,
+ * py_hook_realloc): 1 when written, else 0 and nothing written. */
 HOT int free_fixed(uint64_t a)
 {
     struct thread_state *t = gate_state();
-    if (__builtin_expect(t == NULL || *g_fin_watch != 0 || !room_ready(t) ||
-                         (a & CAPTURE_FIXED_ADDR_BAD) != 0, 0))
+    if (__builtin_expect(t == NULL || *g_fin_watch != 0 || !room_ready(t), 0))
         return 0;
     uint32_t used = t->s.used;
-    commit_fixed(t, t->s.win, used, (uint32_t)capture_put_fixed_free(t->s.base + used, a));
+    /* a block of Python's allocators: pymalloc's or the C library's, a
+     * multiple of 8 below 2^47 (or NULL); the low bits are cleared anyway,
+     * so that a pointer that is no block (a bug of the program's) cannot
+     * make the record another kind */
+    commit_fixed(t, t->s.win, used,
+                 (uint32_t)capture_put_fixed_free(t->s.base + used, a & ~(uint64_t)7));
     return 1;
 }
 
@@ -1849,8 +1869,8 @@ static void *py_hook_realloc(void *ctx, void *old, size_t size)
  * block is released, so no reuse of the address comes between the two.  A
  * free of NULL (rare) is written too, as a free of address 0, which is
  * never live.  Anything but the common case (no thread state yet, busy,
- * shutdown to note or tracking stopped, a new block or segment, an address
- * a fixed event cannot carry) is py_hook_free's.
+ * shutdown to note or tracking stopped, a new block or segment) is
+ * py_hook_free's.
  *
  * calloc and realloc are py_hook_calloc's and py_hook_realloc's. */
 HOT void *fast_malloc(int domain, void *ctx, size_t size, int w311)
@@ -1858,7 +1878,7 @@ HOT void *fast_malloc(int domain, void *ctx, size_t size, int w311)
     void *p = g_orig[domain].malloc(ctx, size);
     if (__builtin_expect(size - 1 >= PYMALLOC_SMALL_MAX || p == NULL, 0))
         return p;
-    return w311 ? alloc_event_311(p, size) : alloc_event_tail(p, size);
+    return w311 ? alloc_event_311_small(p, size) : alloc_event_small(p, size);
 }
 
 #define FAST_HOOKS(NAME, DOMAIN)                                                          \
