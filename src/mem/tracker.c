@@ -160,12 +160,16 @@
  * sampled mode's countdown before a jump to pymalloc: full +79.0 -> +74.1
  * on Debian's 3.11 (1.332x), +68-86 on pyenv's (1.252-1.263x); sampled
  * +12.0 -> +10 (1.044-1.047x, the sampled allocations vary from run to
- * run), +4.6-6.9 on pyenv's (1.015-1.020x).  Left, per allocation and
+ * run), +4.6-6.9 on pyenv's (1.015-1.020x); then no check of the
+ * address and size of a block pymalloc served itself, and a free's low
+ * pointer bits cleared instead of tested: full about -2 (+72.7 -> +70.7 on
+ * Debian's 3.11 against a plain run of the same set, 1.314x; +66-82 and
+ * 1.234-1.252x on pyenv's 3.8-3.13).  Left, per allocation and
  * free on Debian's 3.11 (callgrind per source line, 4 rounds minus 2):
- * about 60 in the library's fast paths, per event: the room checks ~6,
+ * about 58 in the library's fast paths, per event: the room checks ~6,
  * the walk ~17 (2 for the hash and ~3 loads and tests a frame, about 5
  * frames here), the gate, watch and GIL-holder checks ~9, the key and the
- * cache probe ~5, the stores and the format ~9, the hooks' own ~6; and
+ * cache probe ~5, the stores and the format ~7, the hooks' own ~6; and
  * ~14 in the interpreter: the hooks' indirect calls and pymalloc called
  * out of line, which PGO inlines while no hook is set.  The walk is per
  * frame: 40 frames deeper (bench/mem_bench.py --depth 40) full tracking
