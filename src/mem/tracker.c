@@ -53,9 +53,10 @@
  *
  * Events: each thread writes its own stream (capture.h) straight into its
  * window, a shared mapping of the capture file that it reuses and that
- * holds one 64 KiB chunk of the thread's block at a time, without a lock; a lock is taken only to copy a full window into the
- * thread's block (pwrite) or start a block (1 MiB once a thread is busy),
- * to intern a new stack and for the process's stream 0 (definitions).  Order across threads: one shared
+ * holds one 64 KiB chunk of the thread's block at a time, without a lock;
+ * a lock is taken only to copy a full window into the thread's block
+ * (pwrite) or start a block (1 MiB once a thread is busy), to intern a new
+ * stack and for the process's stream 0 (definitions).  Order across threads: one shared
  * word holds a segment counter and the last writer; a thread that is not
  * the last writer takes the next number (CAS) and writes MARK(n) first, so
  * the reader can put segments back in order, and any event that happened
@@ -1680,9 +1681,9 @@ HOT void *alloc_event_walk(void *p, size_t size, int walk, int small)
                          (npy != 0 && !memo_hit(memo_set(t, key), key, &id)), 0))
         return alloc_event_slow(p, size);
     uint64_t a = (uint64_t)(uintptr_t)p;
-    /* small: a block pymalloc served itself, a multiple of 8 (its
-     * alignment) below 2^47 (a user-space mapping's) of at most 512 bytes,
-     * which a fixed event always carries */
+    /* small: a block of at most 512 bytes that pymalloc served (itself,
+     * or from the C library's malloc when it had no memory for an arena):
+     * a multiple of 8 below 2^47, which a fixed event always carries */
     if (__builtin_expect(!room_ready(t) ||
                              (!small && ((a & CAPTURE_FIXED_ADDR_BAD) | (size >> 32)) != 0), 0))
         return alloc_event_slow(p, size);
