@@ -287,8 +287,9 @@ int capture_writer_add(struct capture_writer *w, const uint8_t *rec, size_t len)
  * when it does not fit.  0, or -1 once the writer has failed. */
 int capture_stream_add(struct capture_writer *w, struct capture_stream *s, const uint8_t *rec,
                        size_t len);
-/* Make room for len (<= CAPTURE_WINDOW_DATA) bytes: pad the chunk and
- * copy the window into the block, or seal the block and start a new one. */
+/* Make room for len (<= CAPTURE_WINDOW_DATA) bytes where
+ * capture_stream_room found none: pad the chunk and copy the window into
+ * the block, or seal the block and start a new one. */
 int capture_stream_next(struct capture_writer *w, struct capture_stream *s, size_t len);
 /* Copy the window into the block, seal it, give the window back (a thread
  * that exits). */

@@ -420,8 +420,6 @@ int capture_stream_next(struct capture_writer *w, struct capture_stream *s, size
         return -1;
     if (len > CAPTURE_WINDOW_DATA)
         return -1;
-    if (s->block_off != 0 && s->win != NULL && s->used + len <= s->wend)
-        return 0;   /* there is room */
     if (s->block_off != 0 && len <= (size_t)(s->size - CAPTURE_BLOCK_HEADER - s->wend)) {
         /* the block has room after this chunk: pad it out and copy it */
         memset(s->base + s->used, 0, s->wend - s->used);
