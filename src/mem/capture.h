@@ -6,12 +6,13 @@
  * no stdio, safe to run inside malloc itself) and its reader
  * (capture_read.c: untrusted input, every length bounded).  Never prints.
  *
- * Format, version 5 (all integers little-endian; versions 3 and 4 are read
+ * Format, version 6 (all integers little-endian; versions 3 to 5 are read
  * too: 3 is 4 without windows, 4 is 5 without chunks, so without padding,
- * and with a window's data right after its header):
+ * and with a window's data right after its header; 5 is 6 without the
+ * short fixed events, FREE4 and ALLOC8):
  *
  *   The file starts with a 32-byte header in a page of its own (`align`
- *   bytes):  magic "PYRMMEM\0" (8), u32 version (=5), u32 align (block
+ *   bytes):  magic "PYRMMEM\0" (8), u32 version (=6), u32 align (block
  *   alignment, 4096), u32 header size (=32), u32 flags (CAPTURE_F_*), u32
  *   stopped (0, or the errno of the write that failed and stopped the
  *   recording: ENOSPC when the file system filled up; written in place,
@@ -82,17 +83,26 @@
  *   Records come in two shapes, told apart by the low 3 bits of their first
  *   byte.  0: a TAGGED record, whose first byte is its tag (a multiple of 8,
  *   enum capture_tag), then unsigned LEB128 varints ("u") and zigzag varints
- *   ("s").  1 or 2: a FIXED event, the common case of the tracker's hot path
- *   (no branches to encode it, about 10 bytes an event against 5 for the
- *   tagged form, and fewer instructions to write than the varints):
- *       FREE6     6 bytes: the address | 1, 48 bits
- *       ALLOC14   14 bytes: the address | 2 (48 bits), u32 size, u32 stack
- *   for an address that is a multiple of 8 below 2^48 (every malloc and
- *   pymalloc block on x86-64 and arm64) and a size below 4 GiB; any other
- *   ALLOC or FREE is written tagged.  Fixed events carry the address itself
- *   and leave the delta base alone.  Ids count from 1 in order of definition
- *   per table, 0 means none.  The tagged records:
- *       META      key-len u, key, value-len u, value      (strings <= 4 KiB)
+ *   ("s").  1 to 4: a FIXED event, the common case of the tracker's hot path
+ *   (no branch to encode it, and fewer instructions to write than the
+ *   varints), by the low 3 bits:
+ *       1 FREE6   6 bytes: the address | 1, 48 bits
+ *       2 ALLOC14 14 bytes: the address | 2 (48 bits), u32 size, u32 stack
+ *       3 FREE4   4 bytes: the address's low 32 bits | 3
+ *       4 ALLOC8  8 bytes: the address's low 32 bits | 4, then u32
+ *                 (size - 1) | stack << 9: a size of 1 to 512 bytes (what
+ *                 pymalloc serves itself) and a stack below 2^23
+ *   FREE6 and ALLOC14 carry an address that is a multiple of 8 below 2^48
+ *   (every malloc and pymalloc block on x86-64 and arm64), ALLOC14 a size
+ *   below 4 GiB; any other ALLOC or FREE is written tagged.  FREE4 and
+ *   ALLOC8 (version 6) take the address's upper 32 bits from the last FREE6
+ *   or ALLOC14 of their stream (0 before the first): a thread's blocks are
+ *   mostly in one 4 GiB range (pymalloc's arenas), so most of its events
+ *   are the short ones, about 6 bytes an event against 10 with only the
+ *   long ones.  Fixed events leave the tagged events' delta base alone.
+ *   Ids count from 1 in order of definition per table, 0 means none.  The
+ *   tagged records:
+       META      key-len u, key, value-len u, value      (strings <= 4 KiB)
  *       STRING    len u, bytes                             → string id
  *       CODE      name u, file u, firstline s, table-len u, table bytes
  *                                                          → code id
@@ -130,7 +140,7 @@
 #include "../common/error.h"
 
 #define CAPTURE_MAGIC "PYRMMEM"          /* 8 bytes with its NUL */
-#define CAPTURE_VERSION 5u
+#define CAPTURE_VERSION 6u
 #define CAPTURE_VERSION_OLDEST 3u        /* the oldest the reader reads */
 #define CAPTURE_HEADER_SIZE 32u
 #define CAPTURE_ALIGN 4096u              /* blocks start and end on this */
@@ -179,8 +189,14 @@ enum capture_tag {
 #define CAPTURE_FIXED_MASK 7u
 #define CAPTURE_FIXED_FREE 1u
 #define CAPTURE_FIXED_ALLOC 2u
+#define CAPTURE_FIXED_FREE4 3u
+#define CAPTURE_FIXED_ALLOC8 4u
 #define CAPTURE_FIXED_FREE_LEN 6u
 #define CAPTURE_FIXED_ALLOC_LEN 14u
+#define CAPTURE_FIXED_FREE4_LEN 4u
+#define CAPTURE_FIXED_ALLOC8_LEN 8u
+#define CAPTURE_ALLOC8_SIZE_MAX 512u     /* ALLOC8's sizes: 1 to this */
+#define CAPTURE_ALLOC8_STACK_MAX ((1u << 23) - 1)   /* and stacks: up to this */
 /* Addresses a fixed event cannot carry: not a multiple of 8, or 2^48 and above. */
 #define CAPTURE_FIXED_ADDR_BAD 0xffff000000000007ULL
 
@@ -227,6 +243,26 @@ static inline size_t capture_put_fixed_alloc(uint8_t *out, uint64_t addr, uint64
     __builtin_memcpy(out, &w, 8);
     __builtin_memcpy(out + 6, &v, 8);
     return CAPTURE_FIXED_ALLOC_LEN;
+}
+
+/* The short forms, for an address whose upper 32 bits are those of the
+ * stream's last FREE6 or ALLOC14 (the caller checked, and for ALLOC8 that
+ * 1 <= size <= CAPTURE_ALLOC8_SIZE_MAX and stack <= CAPTURE_ALLOC8_STACK_MAX;
+ * the address is a multiple of 8).  out has room for 8 bytes. */
+static inline size_t capture_put_fixed_free4(uint8_t *out, uint64_t addr)
+{
+    uint32_t w = (uint32_t)addr | CAPTURE_FIXED_FREE4;
+    __builtin_memcpy(out, &w, 4);
+    return CAPTURE_FIXED_FREE4_LEN;
+}
+
+static inline size_t capture_put_fixed_alloc8(uint8_t *out, uint64_t addr, uint64_t size,
+                                              uint32_t stack)
+{
+    uint64_t w = ((uint32_t)addr | CAPTURE_FIXED_ALLOC8) |
+                 (uint64_t)((uint32_t)(size - 1) | stack << 9) << 32;
+    __builtin_memcpy(out, &w, 8);
+    return CAPTURE_FIXED_ALLOC8_LEN;
 }
 
 static inline size_t capture_put_u(uint8_t *out, uint64_t v)
@@ -340,7 +376,9 @@ struct capture_record {
     uint64_t a, b, c;          /* the record's integer fields, in order */
     int64_t s;                 /* the signed field (pos, firstline, addr delta) */
     uint64_t addr;             /* ALLOC/FREE/MMAP/MUNMAP: the address */
-    int fixed;                 /* a fixed event (the address is in it, not a delta) */
+    int fixed;                 /* a fixed event (the address is in it, not a delta):
+                                  1 long, 2 short (FREE4, ALLOC8: decode gives the
+                                  low 32 bits, capture_next the whole address) */
     uint32_t stream;           /* the stream it was read from */
     const uint8_t *data;       /* META key / STRING / NOTE bytes / CODE table */
     size_t len;
@@ -362,6 +400,7 @@ struct capture_file {
     struct capture_segment *segments;
     uint32_t nsegments;
     uint64_t *last_addr;       /* per stream (dense index) */
+    uint64_t *high;            /* per stream: the upper 32 bits of short events' addresses */
     uint32_t nstreams;
     uint64_t total_records;    /* records in the index (MARKs excluded) */
     /* cursor */

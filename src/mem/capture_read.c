@@ -86,19 +86,39 @@ static int get_bytes(const uint8_t **p, const uint8_t *end, size_t max, const ui
     return 0;
 }
 
-/* Decode one record at *p; -1 when malformed. */
-static int decode(const uint8_t **p, const uint8_t *end, struct capture_record *r)
+/* Decode one record at *p of a version-`version` capture; -1 when
+ * malformed.  A short fixed event's address is its low 32 bits here
+ * (capture_next adds the stream's upper ones). */
+static int decode(const uint8_t **p, const uint8_t *end, struct capture_record *r,
+                  uint32_t version)
 {
     memset(r, 0, sizeof *r);
     uint8_t first = **p;
-    if (first & CAPTURE_FIXED_MASK) {
-        /* a fixed event: the address (48 bits), and an allocation's size and stack */
-        size_t len = (first & CAPTURE_FIXED_MASK) == CAPTURE_FIXED_FREE ? CAPTURE_FIXED_FREE_LEN
-                     : (first & CAPTURE_FIXED_MASK) == CAPTURE_FIXED_ALLOC
-                         ? CAPTURE_FIXED_ALLOC_LEN
-                         : 0;
+    uint32_t kind = first & CAPTURE_FIXED_MASK;
+    if (kind) {
+        size_t len = kind == CAPTURE_FIXED_FREE    ? CAPTURE_FIXED_FREE_LEN
+                     : kind == CAPTURE_FIXED_ALLOC ? CAPTURE_FIXED_ALLOC_LEN
+                     : version < 6                 ? 0
+                     : kind == CAPTURE_FIXED_FREE4 ? CAPTURE_FIXED_FREE4_LEN
+                     : kind == CAPTURE_FIXED_ALLOC8 ? CAPTURE_FIXED_ALLOC8_LEN
+                                                    : 0;
         if (len == 0 || len > (size_t)(end - *p))
             return -1;
+        r->tag = kind == CAPTURE_FIXED_FREE || kind == CAPTURE_FIXED_FREE4 ? CAPTURE_FREE
+                                                                           : CAPTURE_ALLOC;
+        if (kind >= CAPTURE_FIXED_FREE4) {
+            /* the low 32 bits of the address; ALLOC8: (size - 1) | stack << 9 */
+            r->fixed = 2;
+            r->addr = get32(*p) & ~(uint32_t)CAPTURE_FIXED_MASK;
+            if (kind == CAPTURE_FIXED_ALLOC8) {
+                uint32_t v = get32(*p + 4);
+                r->a = (v & (CAPTURE_ALLOC8_SIZE_MAX - 1)) + 1;
+                r->b = v >> 9;
+            }
+            *p += len;
+            return 0;
+        }
+        /* the address (48 bits), and an allocation's size and stack */
         uint8_t w[8] = {0};
         memcpy(w, *p, 6);
         uint64_t a = 0;
@@ -106,12 +126,9 @@ static int decode(const uint8_t **p, const uint8_t *end, struct capture_record *
             a = (a << 8) | w[i];
         r->fixed = 1;
         r->addr = a & ~(uint64_t)CAPTURE_FIXED_MASK;
-        if (len == CAPTURE_FIXED_ALLOC_LEN) {
-            r->tag = CAPTURE_ALLOC;
+        if (kind == CAPTURE_FIXED_ALLOC) {
             r->a = get32(*p + 6);
             r->b = get32(*p + 10);
-        } else {
-            r->tag = CAPTURE_FREE;
         }
         *p += len;
         return 0;
@@ -187,7 +204,7 @@ static void index_free(struct capture_file *f)
     free(f->last_addr);
     f->blocks = NULL;
     f->segments = NULL;
-    f->last_addr = NULL;
+    f->last_addr = f->high = NULL;
     f->nblocks = f->nsegments = f->nstreams = 0;
 }
 
@@ -265,7 +282,7 @@ static int scan_payload(struct capture_file *f, struct capture_block *b, uint32_
             p++;   /* padding at a chunk's end */
             continue;
         }
-        if (decode(&p, end, &r) != 0) {
+        if (decode(&p, end, &r, f->version) != 0) {
             b->used = (uint32_t)(at - payload);
             stop(f, "malformed record: the rest of the capture is ignored");
             return 1;
@@ -412,12 +429,14 @@ static int build_index(struct capture_file *f, struct pm_error *err)
             ids[n++] = ids[i];
     f->nstreams = n;
     uint32_t *last = malloc(((size_t)n + 1) * sizeof *last);
-    f->last_addr = calloc((size_t)n + 1, sizeof *f->last_addr);
+    /* each stream's delta base, then its short events' upper bits */
+    f->last_addr = calloc(2 * ((size_t)n + 1), sizeof *f->last_addr);
     if (last == NULL || f->last_addr == NULL) {
         free(ids);
         free(last);
         return pm_fail(err, PM_ENOMEM, "out of memory reading the capture");
     }
+    f->high = f->last_addr + n + 1;
     for (uint32_t i = 0; i < n; i++)
         last[i] = NONE;
     for (uint32_t i = 0; i < f->nblocks; i++) {
@@ -536,7 +555,7 @@ void capture_rewind(struct capture_file *f)
     f->segment = 0;
     f->pos = f->end = NULL;
     if (f->last_addr)
-        memset(f->last_addr, 0, ((size_t)f->nstreams + 1) * sizeof *f->last_addr);
+        memset(f->last_addr, 0, 2 * ((size_t)f->nstreams + 1) * sizeof *f->last_addr);
     /* stream 0, when there is one, is the first block of the lowest id */
     if (f->nblocks) {
         for (uint32_t i = 0; i < f->nblocks; i++) {
@@ -559,7 +578,7 @@ int capture_next(struct capture_file *f, struct capture_record *r)
                 f->pos++;   /* padding */
                 continue;
             }
-            if (decode(&p, f->end, r) != 0) {
+            if (decode(&p, f->end, r, f->version) != 0) {
                 /* only when the file changed under us */
                 stop(f, "malformed record: the rest of the capture is ignored");
                 f->done = 1;
@@ -577,8 +596,12 @@ int capture_next(struct capture_file *f, struct capture_record *r)
             }
             f->pos = p;
             r->stream = f->blocks[f->block].stream;
-            if (!r->fixed && (r->tag == CAPTURE_ALLOC || r->tag == CAPTURE_FREE ||
-                              r->tag == CAPTURE_MMAP || r->tag == CAPTURE_MUNMAP)) {
+            if (r->fixed == 2) {
+                r->addr |= f->high[f->stream_index] << 32;
+            } else if (r->fixed) {
+                f->high[f->stream_index] = r->addr >> 32;
+            } else if (r->tag == CAPTURE_ALLOC || r->tag == CAPTURE_FREE ||
+                       r->tag == CAPTURE_MMAP || r->tag == CAPTURE_MUNMAP) {
                 uint64_t *last = &f->last_addr[f->stream_index];
                 *last += (uint64_t)r->s;
                 r->addr = *last;

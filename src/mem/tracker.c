@@ -56,19 +56,25 @@
  * holds one 64 KiB chunk of the thread's block at a time, without a lock;
  * a lock is taken only to copy a full window into the thread's block
  * (pwrite) or start a block (1 MiB once a thread is busy), to intern a new
- * stack and for the process's stream 0 (definitions).  Order across threads: one shared
- * word holds a segment counter and the last writer; a thread that is not
- * the last writer takes the next number (CAS) and writes MARK(n) first, so
- * the reader can put segments back in order, and any event that happened
- * before another in the program (a free, then the reuse of the block by
- * another thread) is in an earlier segment.  Frees are written before the
- * block is released and allocations after.  A free is the address alone
- * and an allocation adds its size and stack id, as fixed-width records
- * (capture.h: 6 and 14 bytes, an 8-byte store or two and no branch to
- * encode them); an address that is not a multiple of 8 or a size of 4 GiB
- * and more takes the tagged, varint form.  The clock is looked at every
- * TIME_STRIDE bytes of a stream, by the same compare that finds a block
- * full (t->limit).
+ * stack and for the process's stream 0 (definitions).  Order across
+ * threads: one shared word holds a segment counter and the last writer
+ * (its state's slot); a thread that is not the last writer takes the next
+ * number (CAS) and writes MARK(n) first, so the reader can put segments
+ * back in order, and any event that happened before another in the
+ * program (a free, then the reuse of the block by another thread) is in an
+ * earlier segment.  The fast paths do not look at that word: the thread
+ * that takes it sets the last writer's t->limit to -1 (stop_writer), which
+ * sends that one to its slow path and a MARK of its own.  Frees are
+ * written before the block is released and allocations after.  A free is
+ * the address alone and an allocation adds its size and stack id, as
+ * fixed-width records (capture.h): 4 and 8 bytes (FREE4, ALLOC8: the
+ * address's low half, for a block in the same 4 GiB as the stream's last
+ * long event; ALLOC8 for 1 to 512 bytes, which is every block pymalloc
+ * serves), else 6 and 14, one or two stores and a compare to encode them;
+ * an address that is not a multiple of 8 or a size of 4 GiB and more
+ * takes the tagged, varint form.  The clock is looked at every TIME_STRIDE
+ * bytes of a stream, by the same compare that finds a block full
+ * (t->limit).
  *
  * Stacks: a thread's stack is keyed by its whole chain of (code object,
  * position) pairs, hashed (64 bits, two or four instructions a frame: see
@@ -119,7 +125,7 @@
  *   scalene --memory   2.5-3.0x
  * Peak held by the workload's main(), against its size by construction:
  * full +0.08 %, sampled within 5 %.  Capture: 10.2 bytes per event (5.3
- * with varint events).  Format 3 against 4: 1.87x and 1.40x, then 1.87x
+ * with varint events; 6.1 with format 6's short events).  Format 3 against 4: 1.87x and 1.40x, then 1.87x
  * and 1.54x, in two sets of 9 interleaved runs (LD_PRELOAD, 30 rounds,
  * medians): format 3 wrote each block through its own fresh mapping, and
  * the kernel's page faults cost as much as the tracker's code (system
@@ -165,12 +171,23 @@
  * address and size of a block pymalloc served itself, and a free's low
  * pointer bits cleared instead of tested: full about -2 (+72.7 -> +70.7 on
  * Debian's 3.11 against a plain run of the same set, 1.314x; +66-82 and
- * 1.234-1.252x on pyenv's 3.8-3.13).  Left, per allocation and
+ * 1.234-1.252x on pyenv's 3.8-3.13); then (format 6) 4-byte frees and
+ * 8-byte small allocations (FREE4, ALLOC8: a compare with the stream's
+ * upper address half, +4 a free and +3 an allocation, the stack id kept
+ * ready for ALLOC8 in the cache entry), paid for by the owner test leaving
+ * the fast paths (stop_writer, -3 each): the same instructions (+72.0 and
+ * +72.1 per event on Debian's 3.11 in one set, PYTHONHASHSEED=0; +1 on
+ * pyenv's builds), a capture 40 % smaller (the workload's 30 rounds:
+ * 84.4 MB -> 50.8 MB, 6.1 bytes an event), a third less extra system time
+ * (60 rounds, medians of 21 interleaved runs: 0.124 -> 0.103 s, plain
+ * 0.060) and loop CPU time 1.54x -> 1.48x (median), 1.45x -> 1.41x
+ * (fastest runs); through `mem run`, 30 rounds, two sets of 21: 1.35x
+ * and 1.36x -> 1.27x twice (paired 1.37x, 1.38x -> 1.30x twice).  Left, per allocation and
  * free on Debian's 3.11 (callgrind per source line, 4 rounds minus 2):
- * about 58 in the library's fast paths, per event: the room checks ~6,
+ * about 58 in the library's fast paths, per event: the room checks ~3,
  * the walk ~17 (2 for the hash and ~3 loads and tests a frame, about 5
  * frames here), the gate, watch and GIL-holder checks ~9, the key and the
- * cache probe ~5, the stores and the format ~7, the hooks' own ~6; and
+ * cache probe ~5, the stores and the format ~10, the hooks' own ~6; and
  * ~14 in the interpreter: the hooks' indirect calls and pymalloc called
  * out of line, which PGO inlines while no hook is set.  The walk is per
  * frame: 40 frames deeper (bench/mem_bench.py --depth 40) full tracking
@@ -233,25 +250,31 @@ enum { ST_OFF = 0, ST_ON, ST_DONE };
 #define STACK_MEMO 256u                 /* per-thread stack cache entries (even) */
 #define EVENT_MAX 48u                   /* longest event record */
 #define EVENT_ROOM (EVENT_MAX + 48u)    /* room for a MARK, a TIME and an event */
-#define OWNER_BITS 24                   /* g_owner: thread index bits */
+#define OWNER_BITS 24                   /* g_owner: the writer's slot bits */
+#define MAX_SLOTS (1u << 20)            /* thread states alive or spare at once */
 #define OWNER_MASK ((1ull << OWNER_BITS) - 1)
 
 struct stack_memo {
     uint64_t h;                         /* the chain's hash (see chain_hash) */
     uint32_t id;                        /* its stack id */
-    uint32_t pad;
+    uint32_t word;                      /* (id << 9) - 1: ALLOC8's second word less the size */
 };
 
 /* One thread's tracking state: its stream, its last address (events are
  * delta-encoded per stream) and its stack cache.  Made at the thread's
- * first event, freed when it exits (a pthread key destructor). */
+ * first event, kept for the next new thread when it exits (a pthread key
+ * destructor), never unmapped while tracking runs, so that another thread
+ * may always write its `limit` (see event_room_slow). */
 struct thread_state {
     struct capture_stream s;
     uint32_t index;                     /* stream number, from 1 */
-    int64_t limit;                      /* the fast path writes while s.used <= limit */
+    uint32_t slot;                      /* g_slots[slot] is this state, for good */
+    int64_t limit;                      /* the fast path writes while s.used <= limit
+                                           (another thread may set it to -1) */
     uint64_t owner;                     /* g_owner as this thread last set it; ~0: none yet */
     uint32_t time_at;                   /* s.used at which to check the clock */
     uint64_t last_addr;                 /* the last tagged event's address */
+    uint64_t high;                      /* the last long fixed event's address >> 32 */
     uint32_t rounds;                    /* destructor rounds seen */
     uint64_t self;                      /* pthread_self() */
     struct thread_state *next;          /* g_threads */
@@ -268,7 +291,10 @@ static uint64_t g_t0_ns, g_last_time_ns;
 static uint32_t g_next_thread = 1;
 static int g_saw_finalizing;
 static struct thread_state *g_threads;  /* every thread's state (lock) */
-static uint64_t g_owner;                /* (segment << OWNER_BITS) | last writer */
+static struct thread_state *g_spare;    /* states of threads gone, for new ones (lock) */
+static struct thread_state **g_slots;   /* every state made, by slot (MAX_SLOTS, lazily) */
+static uint32_t g_nslots;
+static uint64_t g_owner;                /* (segment << OWNER_BITS) | the last writer's slot */
 #define CODE_GEN_SEED 0x243f6a8885a308d3ULL
 static uint64_t g_code_gen = CODE_GEN_SEED;  /* bumped when a code object is freed; a chain's hash starts from it */
 static int g_code_frees_seen;           /* code objects' frees are seen (wrap_code_dealloc) */
@@ -559,23 +585,43 @@ static uint32_t intern_string(const char *s, size_t n)
 
 static void thread_exit(void *arg);
 
+/* A state for a new thread (lock held): a spare one, or a new one in the
+ * next slot; NULL when memory (or slots) ran out. */
+static struct thread_state *state_take(void)
+{
+    struct thread_state *t = g_spare;
+    if (t != NULL) {
+        g_spare = t->next;
+        uint32_t slot = t->slot;
+        memset(t, 0, sizeof *t);   /* another thread may set `limit` meanwhile: see below */
+        t->slot = slot;
+        return t;
+    }
+    if (g_slots == NULL)
+        g_slots = raw_map(MAX_SLOTS * sizeof *g_slots);   /* pages touched as used */
+    if (g_slots == NULL || g_nslots == MAX_SLOTS || (t = raw_map(sizeof *t)) == NULL)
+        return NULL;
+    t->slot = g_nslots;
+    __atomic_store_n(&g_slots[g_nslots++], t, __ATOMIC_RELEASE);
+    return t;
+}
+
 /* Make this thread's state (the guard set by the caller); NULL when tracking
  * has stopped or memory is short. */
 static __attribute__((noinline)) struct thread_state *thread_new(void)
 {
-    struct thread_state *t = raw_map(sizeof *t);
-    if (t == NULL)
-        return NULL;
     lock();
-    if (g_state != ST_ON) {
+    struct thread_state *t = g_state == ST_ON ? state_take() : NULL;
+    if (t == NULL) {
         unlock();
-        raw_unmap(t, sizeof *t);
         return NULL;
     }
     t->index = g_next_thread++;
     t->s.id = t->index;
     t->self = (uint64_t)pthread_self();
-    t->limit = -1;
+    for (size_t i = 0; i < STACK_MEMO; i++)
+        t->memo[i].word = ~0u;   /* an empty entry is key 0, stack 0 */
+    __atomic_store_n(&t->limit, -1, __ATOMIC_RELAXED);
     t->owner = ~0ull;
     t->next = g_threads;
     g_threads = t;
@@ -600,6 +646,22 @@ HOT struct thread_state *thread_get(void)
 
 static uint64_t time_record(uint8_t *p, int force);
 
+/* After taking g_owner from value o: send its last writer (another thread,
+ * if its state is still there: states are kept, see thread_state) to its
+ * slow path, where it sees that it no longer owns the segment.  A stale
+ * slot, a spare state or one given to a new thread only takes one slow
+ * path for nothing. */
+static void stop_writer(uint64_t o, const struct thread_state *self)
+{
+    struct thread_state **slots = __atomic_load_n(&g_slots, __ATOMIC_ACQUIRE);
+    uint64_t slot = o & OWNER_MASK;
+    if (slots == NULL || slot >= MAX_SLOTS)
+        return;
+    struct thread_state *w = __atomic_load_n(&slots[slot], __ATOMIC_ACQUIRE);
+    if (w != NULL && w != self)
+        __atomic_store_n(&w->limit, -1, __ATOMIC_RELAXED);
+}
+
 /* The slow path of event_room: a new block, a MARK, and/or a TIME record
  * first.  Leaves t->limit at the last `used` with which the fast path may
  * write: room for an event, and no later than the next clock check. */
@@ -613,7 +675,7 @@ static __attribute__((noinline)) uint8_t *event_room_slow(struct thread_state *t
             stop_tracking();
         unlock();
         if (rc != 0) {
-            t->limit = -1;
+            __atomic_store_n(&t->limit, -1, __ATOMIC_RELAXED);
             return NULL;
         }
         t->time_at = 0;
@@ -625,9 +687,10 @@ static __attribute__((noinline)) uint8_t *event_room_slow(struct thread_state *t
          * whoever sees itself named is the last to have taken a number */
         uint64_t n;
         do {
-            n = (((o >> OWNER_BITS) + 1) << OWNER_BITS) | (t->index & OWNER_MASK);
-        } while (!__atomic_compare_exchange_n(&g_owner, &o, n, 0, __ATOMIC_ACQ_REL,
+            n = (((o >> OWNER_BITS) + 1) << OWNER_BITS) | (t->slot & OWNER_MASK);
+        } while (!__atomic_compare_exchange_n(&g_owner, &o, n, 0, __ATOMIC_SEQ_CST,
                                               __ATOMIC_RELAXED));
+        stop_writer(o, t);
         size_t k = 0;
         p[k++] = CAPTURE_MARK;
         k += capture_put_u(p + k, n >> OWNER_BITS);
@@ -647,18 +710,28 @@ static __attribute__((noinline)) uint8_t *event_room_slow(struct thread_state *t
     }
     int64_t room = capture_stream_limit(&t->s, EVENT_ROOM);
     int64_t clock = (int64_t)t->time_at - 1;
-    t->limit = room < clock ? room : clock;
+    __atomic_store_n(&t->limit, room < clock ? room : clock, __ATOMIC_RELAXED);
+    /* The fast path looks at its own limit only, so whoever takes g_owner
+     * from this thread sets it to -1 after its CAS (stop_writer).  Looking
+     * at g_owner again after the store (store, fence, load against the
+     * other's CAS, then store) leaves the limit -1 either way: either that
+     * load sees the new owner, or the other thread's -1 comes after this
+     * store. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&g_owner, __ATOMIC_RELAXED) != t->owner)
+        __atomic_store_n(&t->limit, -1, __ATOMIC_RELAXED);
     return p;
 }
 
 /* Whether an event of at most EVENT_MAX bytes may go at t's `used` as it
- * is: room before t->limit (which also stands for the next clock check),
- * and no other thread wrote since this one's last MARK (g_owner is still
- * what this thread set it to).  A load and two compares. */
+ * is: room before t->limit, which also stands for the next clock check
+ * and is -1 once another thread wrote since this one's last MARK
+ * (stop_writer).  A load and a compare (a plain load: the word is
+ * aligned, and a stale value only delays the slow path by an event, as
+ * the owner test it replaces did). */
 HOT int room_ready(const struct thread_state *t)
 {
-    uint64_t o = __atomic_load_n(&g_owner, __ATOMIC_RELAXED);
-    return __builtin_expect((int64_t)t->s.used <= t->limit && o == t->owner, 1);
+    return __builtin_expect((int64_t)t->s.used <= t->limit, 1);
 }
 
 /* Where to write an event of at most EVENT_MAX bytes in this thread's
@@ -777,27 +850,67 @@ HOT struct event_at event_begin(struct thread_state *t)
     return e;
 }
 
-/* A free into this thread's stream: one 8-byte store, mostly. */
+/* A fixed free of block a (a multiple of 8 below 2^48) at p, which has
+ * room for 8 bytes: FREE4 when a's upper half is the stream's, else FREE6,
+ * which makes it so.  Its length. */
+HOT uint32_t put_free(struct thread_state *t, uint8_t *p, uint64_t a)
+{
+    if (__builtin_expect((a >> 32) == t->high, 1))
+        return (uint32_t)capture_put_fixed_free4(p, a);
+    t->high = a >> 32;
+    return (uint32_t)capture_put_fixed_free(p, a);
+}
+
+/* A fixed allocation at p (room for 16 bytes) of block a (a multiple of 8
+ * below 2^48) of size bytes (below 4 GiB): ALLOC8 when it can, else
+ * ALLOC14.  Its length. */
+HOT uint32_t put_alloc(struct thread_state *t, uint8_t *p, uint64_t a, uint64_t size,
+                       uint32_t stack)
+{
+    if (__builtin_expect((a >> 32) == t->high && size - 1 < CAPTURE_ALLOC8_SIZE_MAX &&
+                             stack <= CAPTURE_ALLOC8_STACK_MAX,
+                         1))
+        return (uint32_t)capture_put_fixed_alloc8(p, a, size, stack);
+    t->high = a >> 32;
+    return (uint32_t)capture_put_fixed_alloc(p, a, size, stack);
+}
+
+/* put_alloc for 1 <= size <= CAPTURE_ALLOC8_SIZE_MAX (a block pymalloc
+ * served) and the stack as its cache entry's `word`, which has ALLOC8's
+ * stack bits ready: one add makes the word. */
+HOT uint32_t put_alloc_small(struct thread_state *t, uint8_t *p, uint64_t a, uint64_t size,
+                             uint32_t word)
+{
+    if (__builtin_expect((a >> 32) == t->high, 1)) {
+        uint32_t w0 = (uint32_t)a | CAPTURE_FIXED_ALLOC8, w1 = (uint32_t)size + word;
+        __builtin_memcpy(p, &w0, 4);
+        __builtin_memcpy(p + 4, &w1, 4);
+        return CAPTURE_FIXED_ALLOC8_LEN;
+    }
+    t->high = a >> 32;
+    return (uint32_t)capture_put_fixed_alloc(p, a, size, (word + 1) >> 9);
+}
+
+/* A free into this thread's stream: one 4-byte store, mostly. */
 HOT void write_free(struct thread_state *t, uint64_t addr)
 {
     struct event_at e = event_begin(t);
     if (__builtin_expect(e.p == NULL, 0))
         return;
     if (__builtin_expect((addr & CAPTURE_FIXED_ADDR_BAD) == 0, 1))
-        commit_fixed(t, e.win, e.used, (uint32_t)capture_put_fixed_free(e.p, addr));
+        commit_fixed(t, e.win, e.used, put_free(t, e.p, addr));
     else
         write_tagged(t, e.p, CAPTURE_FREE, addr, 0, 0);
 }
 
-/* An allocation into this thread's stream: two 8-byte stores, mostly. */
+/* An allocation into this thread's stream: one 8-byte store, mostly. */
 HOT void write_alloc(struct thread_state *t, uint64_t addr, uint64_t size, uint32_t stack)
 {
     struct event_at e = event_begin(t);
     if (__builtin_expect(e.p == NULL, 0))
         return;
     if (__builtin_expect(((addr & CAPTURE_FIXED_ADDR_BAD) | (size >> 32)) == 0, 1))
-        commit_fixed(t, e.win, e.used,
-                     (uint32_t)capture_put_fixed_alloc(e.p, addr, size, stack));
+        commit_fixed(t, e.win, e.used, put_alloc(t, e.p, addr, size, stack));
     else
         write_tagged(t, e.p, CAPTURE_ALLOC, addr, size, stack);
 }
@@ -1228,7 +1341,8 @@ static __attribute__((noinline)) uint32_t stack_intern_walk(const uint64_t *nati
 
 /* A key the thread's cache did not have (m: its set): the shared table
  * (lock), then a full walk.  The key goes into the set's first entry, whose
- * key moves to the second. */
+ * key moves to the second (unless its id is too large for ALLOC8: over 8
+ * million stacks). */
 static __attribute__((noinline)) uint32_t stack_id_miss(struct stack_memo *m, uint64_t h,
                                                         uint64_t depth, const uint64_t *native,
                                                         size_t nnative)
@@ -1244,8 +1358,11 @@ static __attribute__((noinline)) uint32_t stack_id_miss(struct stack_memo *m, ui
         }
     }
     unlock();
-    m[1] = m[0];
-    m[0] = (struct stack_memo){h, id, 0};
+    /* the fast paths write a cached id into ALLOC8 unchecked (alloc_event_walk) */
+    if (id <= CAPTURE_ALLOC8_STACK_MAX) {
+        m[1] = m[0];
+        m[0] = (struct stack_memo){h, id, (id << 9) - 1};
+    }
     return id;
 }
 
@@ -1294,19 +1411,28 @@ HOT struct stack_memo *memo_set(struct thread_state *t, uint64_t h)
     return &t->memo[(h >> 57) << 1];
 }
 
+/* Set m's entry for key h, or NULL. */
+HOT const struct stack_memo *memo_find(const struct stack_memo *m, uint64_t h)
+{
+    if (__builtin_expect(m[0].h == h, 1))
+        return &m[0];
+    if (m[1].h == h)
+        return &m[1];
+    return NULL;
+}
+
 /* Whether set m holds key h: its id into *id. */
 HOT int memo_hit(const struct stack_memo *m, uint64_t h, uint32_t *id)
 {
-    if (__builtin_expect(m[0].h == h, 1)) {
-        *id = m[0].id;
-        return 1;
-    }
-    if (m[1].h == h) {
-        *id = m[1].id;
-        return 1;
-    }
-    return 0;
+    const struct stack_memo *e = memo_find(m, h);
+    if (e == NULL)
+        return 0;
+    *id = e->id;
+    return 1;
 }
+
+/* What alloc_event_walk takes for a stack of no frames (id 0). */
+static const struct stack_memo g_memo_none = {0, 0, ~0u};
 
 HOT uint32_t memo_get(struct thread_state *t, uint64_t h, uint64_t depth, const uint64_t *native,
                       size_t nnative)
@@ -1365,7 +1491,7 @@ HOT uint64_t walk_frames(uint64_t ts, uint64_t *h, uint64_t of, int via_cframe, 
                          uint64_t oc, uint64_t oi, uint64_t op, int objects)
 {
     uint64_t frame = load64(ts + of);
-    if (via_cframe && frame)
+    if (via_cframe && __builtin_expect(frame != 0, 1))
         frame = load64(frame + ocf);
     uint64_t n = 0;
     while (frame != 0) {
@@ -1676,20 +1802,23 @@ HOT void *alloc_event_walk(void *p, size_t size, int walk, int small)
     if (__builtin_expect(t == NULL || walk == WALK_SLOW || *g_fin_watch != 0, 0))
         return alloc_event_slow(p, size);
     uint64_t key, npy;
-    uint32_t id = 0;
+    const struct stack_memo *e = &g_memo_none;
     if (__builtin_expect(!walk_key(t, walk, &key, &npy) ||
-                         (npy != 0 && !memo_hit(memo_set(t, key), key, &id)), 0))
+                         (npy != 0 && (e = memo_find(memo_set(t, key), key)) == NULL), 0))
         return alloc_event_slow(p, size);
     uint64_t a = (uint64_t)(uintptr_t)p;
-    /* small: a block of at most 512 bytes that pymalloc served (itself,
-     * or from the C library's malloc when it had no memory for an arena):
-     * a multiple of 8 below 2^47, which a fixed event always carries */
+    /* small: a block of 1 to 512 bytes that pymalloc served (itself, or
+     * from the C library's malloc when it had no memory for an arena): a
+     * multiple of 8 below 2^47, which a fixed event always carries, and
+     * with a cached stack (below 2^23: stack_id_miss), ALLOC8's when its
+     * upper half is the stream's */
     if (__builtin_expect(!room_ready(t) ||
                              (!small && ((a & CAPTURE_FIXED_ADDR_BAD) | (size >> 32)) != 0), 0))
         return alloc_event_slow(p, size);
     uint32_t used = t->s.used;
+    uint8_t *at = t->s.base + used;
     commit_fixed(t, t->s.win, used,
-                 (uint32_t)capture_put_fixed_alloc(t->s.base + used, a, size, id));
+                 small ? put_alloc_small(t, at, a, size, e->word) : put_alloc(t, at, a, size, e->id));
     return p;
 }
 
@@ -1806,8 +1935,7 @@ HOT int free_fixed(uint64_t a)
      * multiple of 8 below 2^47 (or NULL); the low bits are cleared anyway,
      * so that a pointer that is no block (a bug of the program's) cannot
      * make the record another kind */
-    commit_fixed(t, t->s.win, used,
-                 (uint32_t)capture_put_fixed_free(t->s.base + used, a & ~(uint64_t)7));
+    commit_fixed(t, t->s.win, used, put_free(t, t->s.base + used, a & ~(uint64_t)7));
     return 1;
 }
 
@@ -2642,9 +2770,10 @@ static void reset_tables(void)
     g_nstrings = g_ncodes = g_nframes = g_nstacks = 0;
 }
 
-/* A thread exits (its key's destructor): seal its block and free its
- * state.  The first rounds only ask to be called again, so that other
- * keys' destructors, which may still free memory, run before. */
+/* A thread exits (its key's destructor): seal its block and keep its
+ * state for a new thread.  The first rounds only ask to be called again,
+ * so that other keys' destructors, which may still free memory, run
+ * before. */
 static void thread_exit(void *arg)
 {
     struct thread_state *t = arg;
@@ -2656,6 +2785,7 @@ static void thread_exit(void *arg)
     }
     int busy = busy_get();
     busy_set(1);
+    st_set(NULL);   /* before another thread can take the state */
     lock();
     for (struct thread_state **pp = &g_threads; *pp; pp = &(*pp)->next) {
         if (*pp == t) {
@@ -2667,9 +2797,9 @@ static void thread_exit(void *arg)
         capture_stream_seal(&g_w, &t->s);
     else
         capture_stream_abandon(&t->s);
+    t->next = g_spare;
+    g_spare = t;
     unlock();
-    st_set(NULL);
-    raw_unmap(t, sizeof *t);
     busy_set(busy);
 }
 
@@ -2694,7 +2824,14 @@ static void after_fork_child(void)
             capture_stream_abandon(&t->s);
             raw_unmap(t, sizeof *t);
         }
-        g_threads = NULL;
+        for (struct thread_state *t = g_spare, *next; t; t = next) {
+            next = t->next;
+            raw_unmap(t, sizeof *t);
+        }
+        g_threads = g_spare = NULL;
+        if (g_slots)
+            memset(g_slots, 0, g_nslots * sizeof *g_slots);
+        g_nslots = 0;
         st_set(NULL);
         if (g_key_ok)
             pthread_setspecific(g_key, NULL);
@@ -2774,7 +2911,7 @@ __attribute__((destructor)) static void tracker_stop(void)
      * be writing into their windows, which stay mapped and are read with their blocks */
     capture_writer_close(&g_w, t ? &t->s : NULL);
     if (t)
-        t->limit = -1;
+        __atomic_store_n(&t->limit, -1, __ATOMIC_RELAXED);
     unlock();
     busy_set(0);
 }

@@ -322,8 +322,8 @@ def test_mem_formats_and_temporal(tmp_path):
 @pytest.fixture(scope="module")
 def native_program(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("memnative") / "mem_native")
-    subprocess.run(["cc", "-O1", "-g", "-rdynamic", "-fno-omit-frame-pointer", "-o", out,
-                    os.path.join(REPO, "tests", "targets", "mem_native.c")], check=True)
+    subprocess.run(["cc", "-O1", "-g", "-rdynamic", "-fno-omit-frame-pointer", "-pthread", "-o",
+                    out, os.path.join(REPO, "tests", "targets", "mem_native.c")], check=True)
     return out
 
 
@@ -343,6 +343,26 @@ def test_mem_not_python_gets_native_tracking(native_program, tmp_path):
     churned = sum(c for frames, c in report_raw(capture, "allocs", tmp_path)[0]
                   if any(f[0] == "churn_memory" for f in frames))
     assert churned == 100 * 4096
+
+
+def test_mem_native_threads_hand_blocks_over(native_program, tmp_path):
+    """Two threads without a Python lock between them, each freeing the
+    blocks the other allocated (50 000 each) while it allocates its own: the
+    writer of the events changes all the time, and a free read before its
+    allocation (a segment of one thread's events not ordered after the
+    other's) would leave that block live at the end, under handoff_alloc."""
+    capture = str(tmp_path / "cap")
+    res = run_pyrometer(["mem", "run", "-o", capture, "--", native_program, "handoff", "2",
+                         "50000"], timeout=120).expect(0)
+    m = re.search(r"handed (\d+) blocks, (\d+) bytes", res.stdout)
+    assert m and m.group(1) == "100000", res.describe()
+    allocs, _ = report_raw(capture, "allocs", tmp_path)
+    made = sum(c for frames, c in allocs if any(f[0] == "handoff_alloc" for f in frames))
+    assert made == int(m.group(2)), (made, m.group(2))
+    leaks, _ = report_raw(capture, "leaks", tmp_path)
+    assert sum(c for frames, c in leaks if any(f[0] == "handoff_alloc" for f in frames)) == 0, \
+        [s for s in leaks if any(f[0] == "handoff_alloc" for f in s[0])][:6]
+    assert sum(c for frames, c in leaks if any(f[0] == "hold_memory" for f in frames)) == 3 * MIB
 
 
 def test_mem_report_garbage_capture(tmp_path):

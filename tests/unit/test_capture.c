@@ -211,6 +211,18 @@ static uint8_t *finish(struct capture_writer *w, struct capture_stream *s, size_
     return slurp(g_path, len);
 }
 
+/* As finish, with s the writer's last stream and `other` sealed after it. */
+static uint8_t *finish_two(struct capture_writer *w, struct capture_stream *s,
+                           struct capture_stream *other, size_t *len)
+{
+    uint8_t rec[16];
+    rec[0] = CAPTURE_END;
+    add(w, rec, 1 + capture_put_u(rec + 1, w->end));
+    capture_writer_close(w, s);
+    capture_stream_seal(w, other);
+    return slurp(g_path, len);
+}
+
 static void test_round_trip(void **state)
 {
     (void)state;
@@ -454,13 +466,8 @@ static void test_threads_in_segment_order(void **state)
     add_to(&w, &t1, rec, put_tagged(rec, CAPTURE_FREE, X, &last1, 0, 0));
     add_mark(&w, &t1, 3);
     add_to(&w, &t1, rec, put_tagged(rec, CAPTURE_FREE, Y, &last1, 0, 0));
-    rec[0] = CAPTURE_END;
-    add(&w, rec, 1 + capture_put_u(rec + 1, w.end));
-    capture_writer_close(&w, &t1);
-    capture_stream_seal(&w, &t2);
-
     size_t len;
-    uint8_t *whole = slurp(g_path, &len);
+    uint8_t *whole = finish_two(&w, &t1, &t2, &len);
     size_t offs[8];
     assert_int_equal(block_offsets(whole, len, offs, 8), 3);
     uint32_t first_stream;
@@ -529,18 +536,41 @@ static void test_alloc_at_zero_skipped(void **state)
  * sizes and stacks read back as written; a fixed event leaves the tagged
  * events' delta base alone; a cut fixed event is dropped whole; a first
  * byte with an unknown kind in its low bits is a malformed record. */
+/* A new capture at g_path with one stack of no frame (id 1). */
+static void open_with_stack(struct capture_writer *w)
+{
+    uint8_t rec[16];
+    size_t k = 0;
+    assert_int_equal(capture_writer_open(w, g_path, CAPTURE_F_PYTHON), 0);
+    rec[k++] = CAPTURE_STACK;
+    k += capture_put_u(rec + k, 0);
+    k += capture_put_u(rec + k, 0);
+    add(w, rec, k);
+}
+
+/* The capture in buf reads with no ALLOC or FREE, stopped at a malformed
+ * record. */
+static void no_events_malformed(const uint8_t *buf, size_t len)
+{
+    struct capture_file f;
+    struct capture_record r;
+    struct pm_error err = {0};
+    assert_int_equal(capture_open_buffer(buf, len, &f, &err), 0);
+    int n = 0;
+    while (capture_next(&f, &r))
+        n += r.tag == CAPTURE_ALLOC || r.tag == CAPTURE_FREE;
+    assert_int_equal(n, 0);
+    assert_true(f.truncated);
+    assert_non_null(strstr(f.why, "malformed record"));
+    capture_close(&f);
+}
+
 static void test_fixed_events(void **state)
 {
     (void)state;
     struct capture_writer w;
     uint8_t rec[64];
-    size_t k;
-    assert_int_equal(capture_writer_open(&w, g_path, CAPTURE_F_PYTHON), 0);
-    k = 0;
-    rec[k++] = CAPTURE_STACK;
-    k += capture_put_u(rec + k, 0);
-    k += capture_put_u(rec + k, 0);
-    add(&w, rec, k);                                     /* stack 1 */
+    open_with_stack(&w);                                 /* stack 1 */
     struct capture_stream t1 = {.id = 1};
     add_mark(&w, &t1, 1);
     const uint64_t A = 0x7f1234567890ULL, ODD = 0x1003, B = 0x10000, HIGH = 1ULL << 48;
@@ -609,18 +639,94 @@ static void test_fixed_events(void **state)
     assert_int_equal(n, 0);
     assert_true(f.truncated);
     capture_close(&f);
-    /* an unknown kind (low bits 3) where the fixed ALLOC starts */
+    /* an unknown kind (low bits 5) where the fixed ALLOC starts */
     used = 2 + 14;
     memcpy(whole + offs[1] + 4, &used, 4);
-    payload[2] = (uint8_t)((payload[2] & ~CAPTURE_FIXED_MASK) | 3);
-    assert_int_equal(capture_open_buffer(whole, len, &f, &err), 0);
-    n = 0;
-    while (capture_next(&f, &r))
-        n += r.tag == CAPTURE_ALLOC || r.tag == CAPTURE_FREE;
-    assert_int_equal(n, 0);
-    assert_true(f.truncated);
-    assert_non_null(strstr(f.why, "malformed record"));
+    payload[2] = (uint8_t)((payload[2] & ~CAPTURE_FIXED_MASK) | 5);
+    no_events_malformed(whole, len);
+    free(whole);
+}
+
+/* FREE4 and ALLOC8 take their address's upper half from their own
+ * stream's last FREE6 or ALLOC14 (0 before the first), across segments and
+ * whichever stream the reader is in; a version-5 capture has no short
+ * events. */
+static void test_short_events(void **state)
+{
+    (void)state;
+    struct capture_writer w;
+    uint8_t rec[64];
+    open_with_stack(&w);                                 /* stack 1 */
+    struct capture_stream t1 = {.id = 1}, t2 = {.id = 2};
+    const uint64_t LOW = 0x5008, A1 = 0x7f1200000010ULL, A2 = 0x7f1200fffff8ULL,
+                   B1 = 0x55aa00000020ULL, B2 = 0x55aa12345678ULL, C = 0x7f1300000040ULL;
+    const uint32_t SMAX = CAPTURE_ALLOC8_STACK_MAX;
+    /* segment 1, thread 1: short events before any long one (upper half 0) */
+    add_mark(&w, &t1, 1);
+    add_to(&w, &t1, rec, capture_put_fixed_alloc8(rec, LOW, 1, 0));
+    add_to(&w, &t1, rec, capture_put_fixed_free4(rec, LOW));
+    add_to(&w, &t1, rec, capture_put_fixed_alloc(rec, A1, 600, 1));   /* upper half 0x7f12 */
+    add_to(&w, &t1, rec, capture_put_fixed_alloc8(rec, A2, 512, SMAX));
+    /* segment 2, thread 2: its own upper half */
+    add_mark(&w, &t2, 2);
+    add_to(&w, &t2, rec, capture_put_fixed_free(rec, B1));           /* upper half 0x55aa */
+    add_to(&w, &t2, rec, capture_put_fixed_alloc8(rec, B2, 24, 7));
+    /* segment 3, thread 1 again: still 0x7f12, until a long event moves it */
+    add_mark(&w, &t1, 3);
+    add_to(&w, &t1, rec, capture_put_fixed_free4(rec, A2));
+    add_to(&w, &t1, rec, capture_put_fixed_alloc(rec, C, 8, 1));     /* upper half 0x7f13 */
+    add_to(&w, &t1, rec, capture_put_fixed_free4(rec, C));
+    add_to(&w, &t1, rec, capture_put_fixed_free4(rec, A1 & 0xffffffffULL));   /* 0x7f1300000010 */
+    size_t len;
+    uint8_t *whole = finish_two(&w, &t1, &t2, &len);
+
+    const struct {
+        int tag, fixed;
+        uint64_t addr, size, stack;
+    } want[] = {{CAPTURE_ALLOC, 2, LOW, 1, 0},      {CAPTURE_FREE, 2, LOW, 0, 0},
+                {CAPTURE_ALLOC, 1, A1, 600, 1},     {CAPTURE_ALLOC, 2, A2, 512, SMAX},
+                {CAPTURE_FREE, 1, B1, 0, 0},        {CAPTURE_ALLOC, 2, B2, 24, 7},
+                {CAPTURE_FREE, 2, A2, 0, 0},        {CAPTURE_ALLOC, 1, C, 8, 1},
+                {CAPTURE_FREE, 2, C, 0, 0},         {CAPTURE_FREE, 2, 0x7f1300000010ULL, 0, 0}};
+    const int nwant = (int)(sizeof want / sizeof want[0]);
+    struct capture_file f;
+    struct pm_error err = {0};
+    struct capture_record r;
+    for (int pass = 0; pass < 2; pass++) {   /* the second after a rewind */
+        if (pass == 0)
+            assert_int_equal(capture_open_buffer(whole, len, &f, &err), 0);
+        else
+            capture_rewind(&f);
+        int n = 0;
+        while (capture_next(&f, &r)) {
+            if (r.tag != CAPTURE_ALLOC && r.tag != CAPTURE_FREE)
+                continue;
+            assert_true(n < nwant);
+            assert_int_equal(r.tag, want[n].tag);
+            assert_int_equal(r.fixed, want[n].fixed);
+            assert_int_equal(r.addr, want[n].addr);
+            assert_int_equal(r.stream, n >= 4 && n < 6 ? 2 : 1);
+            if (r.tag == CAPTURE_ALLOC) {
+                assert_int_equal(r.a, want[n].size);
+                assert_int_equal(r.b, want[n].stack);
+            }
+            n++;
+        }
+        assert_int_equal(n, nwant);
+        assert_false(f.truncated);
+    }
     capture_close(&f);
+    struct replay rp;
+    assert_int_equal(replay_buffer(whole, len, &rp, &err), 0);
+    /* live at the end: A1 (600) and B2 (24); at the peak also A2 (512) */
+    assert_int_equal(rp.end_bytes, 624);
+    assert_int_equal(rp.peak_bytes, 1136);
+    replay_free(&rp);
+
+    /* the same bytes as version 5: a short event is malformed there */
+    uint32_t v5 = 5;
+    memcpy(whole + 8, &v5, 4);
+    no_events_malformed(whole, len);
     free(whole);
 }
 
@@ -646,7 +752,7 @@ static void test_garbage_refused(void **state)
     v = 2;   /* format 2 (varint events only): no reader kept */
     memcpy(junk + 8, &v, 4);
     assert_int_equal(replay_buffer(junk, sizeof junk, &r, &err), -1);
-    assert_non_null(strstr(err.msg, "version 2 is not supported (this pyrometer reads versions 3 to 5)"));
+    assert_non_null(strstr(err.msg, "version 2 is not supported (this pyrometer reads versions 3 to 6)"));
     replay_free(&r);
 }
 
@@ -926,6 +1032,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_threads_in_segment_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_at_zero_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fixed_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_short_events, setup, teardown),
         cmocka_unit_test(test_garbage_refused),
         cmocka_unit_test_setup_teardown(test_windows_of_killed_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunks_whole_and_aligned, setup, teardown),
