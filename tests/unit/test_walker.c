@@ -1323,7 +1323,7 @@ static void test_310_freed_frame(void **state)
  * not run (f_state not FRAME_EXECUTING) ended early: a frame reused from the
  * free list keeps the list's link as its f_back until its call sets it.  A
  * thread's only frame may be about to start (its flag is set after the call
- * trace). */
+ * trace), but not have returned. */
 static void test_310_chain_ends_at_a_frame_not_running(void **state)
 {
     struct s310 *s = *state;
@@ -1339,6 +1339,12 @@ static void test_310_chain_ends_at_a_frame_not_running(void **state)
     assert_int_equal(walk(s->py, &t[0], frames, 8, &depth, &err), 0);
     assert_int_equal(depth, 2);
     put8(&s->im, s->f2, l->frame_executing, (uint8_t)-2);   /* FRAME_CREATED, alone */
+    assert_int_equal(walk(s->py, &t[1], frames, 8, &depth, &err), 0);
+    assert_int_equal(depth, 1);
+    /* alone, but it ran and returned: taken again since the thread state named it */
+    put8(&s->im, s->f2, l->frame_executing, 1);   /* FRAME_RETURNED */
+    expect_walk_fails(s->py, &t[1], PM_ETORN, "lone top frame not running");
+    put8(&s->im, s->f2, l->frame_executing, 0);   /* FRAME_EXECUTING */
     assert_int_equal(walk(s->py, &t[1], frames, 8, &depth, &err), 0);
     assert_int_equal(depth, 1);
 }
