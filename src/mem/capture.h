@@ -196,7 +196,8 @@ enum capture_tag {
 #define CAPTURE_FIXED_FREE4_LEN 4u
 #define CAPTURE_FIXED_ALLOC8_LEN 8u
 #define CAPTURE_ALLOC8_SIZE_MAX 512u     /* ALLOC8's sizes: 1 to this */
-#define CAPTURE_ALLOC8_STACK_MAX ((1u << 23) - 1)   /* and stacks: up to this */
+#define CAPTURE_ALLOC8_STACK_SHIFT 9     /* its second word: (size - 1) | stack << this */
+#define CAPTURE_ALLOC8_STACK_MAX ((1u << (32 - CAPTURE_ALLOC8_STACK_SHIFT)) - 1)   /* stacks: up to this */
 /* Addresses a fixed event cannot carry: not a multiple of 8, or 2^48 and above. */
 #define CAPTURE_FIXED_ADDR_BAD 0xffff000000000007ULL
 
@@ -256,13 +257,21 @@ static inline size_t capture_put_fixed_free4(uint8_t *out, uint64_t addr)
     return CAPTURE_FIXED_FREE4_LEN;
 }
 
+/* ALLOC8 with its second word made by the caller (the tracker keeps
+ * stack << CAPTURE_ALLOC8_STACK_SHIFT ready and adds the size). */
+static inline size_t capture_put_fixed_alloc8_word(uint8_t *out, uint64_t addr, uint32_t word)
+{
+    uint32_t first = (uint32_t)addr | CAPTURE_FIXED_ALLOC8;
+    __builtin_memcpy(out, &first, 4);
+    __builtin_memcpy(out + 4, &word, 4);
+    return CAPTURE_FIXED_ALLOC8_LEN;
+}
+
 static inline size_t capture_put_fixed_alloc8(uint8_t *out, uint64_t addr, uint64_t size,
                                               uint32_t stack)
 {
-    uint64_t w = ((uint32_t)addr | CAPTURE_FIXED_ALLOC8) |
-                 (uint64_t)((uint32_t)(size - 1) | stack << 9) << 32;
-    __builtin_memcpy(out, &w, 8);
-    return CAPTURE_FIXED_ALLOC8_LEN;
+    return capture_put_fixed_alloc8_word(
+        out, addr, (uint32_t)(size - 1) | stack << CAPTURE_ALLOC8_STACK_SHIFT);
 }
 
 static inline size_t capture_put_u(uint8_t *out, uint64_t v)

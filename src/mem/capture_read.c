@@ -107,13 +107,13 @@ static int decode(const uint8_t **p, const uint8_t *end, struct capture_record *
         r->tag = kind == CAPTURE_FIXED_FREE || kind == CAPTURE_FIXED_FREE4 ? CAPTURE_FREE
                                                                            : CAPTURE_ALLOC;
         if (kind >= CAPTURE_FIXED_FREE4) {
-            /* the low 32 bits of the address; ALLOC8: (size - 1) | stack << 9 */
+            /* the low 32 bits of the address; ALLOC8: (size - 1) | stack << shift */
             r->fixed = 2;
             r->addr = get32(*p) & ~(uint32_t)CAPTURE_FIXED_MASK;
             if (kind == CAPTURE_FIXED_ALLOC8) {
                 uint32_t v = get32(*p + 4);
                 r->a = (v & (CAPTURE_ALLOC8_SIZE_MAX - 1)) + 1;
-                r->b = v >> 9;
+                r->b = v >> CAPTURE_ALLOC8_STACK_SHIFT;
             }
             *p += len;
             return 0;

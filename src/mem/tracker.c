@@ -257,7 +257,8 @@ enum { ST_OFF = 0, ST_ON, ST_DONE };
 struct stack_memo {
     uint64_t h;                         /* the chain's hash (see chain_hash) */
     uint32_t id;                        /* its stack id */
-    uint32_t word;                      /* (id << 9) - 1: ALLOC8's second word less the size */
+    uint32_t word;                      /* (id << CAPTURE_ALLOC8_STACK_SHIFT) - 1: ALLOC8's
+                                           second word less the size */
 };
 
 /* One thread's tracking state: its stream, its last address (events are
@@ -881,14 +882,10 @@ HOT uint32_t put_alloc(struct thread_state *t, uint8_t *p, uint64_t a, uint64_t 
 HOT uint32_t put_alloc_small(struct thread_state *t, uint8_t *p, uint64_t a, uint64_t size,
                              uint32_t word)
 {
-    if (__builtin_expect((a >> 32) == t->high, 1)) {
-        uint32_t w0 = (uint32_t)a | CAPTURE_FIXED_ALLOC8, w1 = (uint32_t)size + word;
-        __builtin_memcpy(p, &w0, 4);
-        __builtin_memcpy(p + 4, &w1, 4);
-        return CAPTURE_FIXED_ALLOC8_LEN;
-    }
+    if (__builtin_expect((a >> 32) == t->high, 1))
+        return (uint32_t)capture_put_fixed_alloc8_word(p, a, (uint32_t)size + word);
     t->high = a >> 32;
-    return (uint32_t)capture_put_fixed_alloc(p, a, size, (word + 1) >> 9);
+    return (uint32_t)capture_put_fixed_alloc(p, a, size, (word + 1) >> CAPTURE_ALLOC8_STACK_SHIFT);
 }
 
 /* A free into this thread's stream: one 4-byte store, mostly. */
@@ -1361,7 +1358,7 @@ static __attribute__((noinline)) uint32_t stack_id_miss(struct stack_memo *m, ui
     /* the fast paths write a cached id into ALLOC8 unchecked (alloc_event_walk) */
     if (id <= CAPTURE_ALLOC8_STACK_MAX) {
         m[1] = m[0];
-        m[0] = (struct stack_memo){h, id, (id << 9) - 1};
+        m[0] = (struct stack_memo){h, id, (id << CAPTURE_ALLOC8_STACK_SHIFT) - 1};
     }
     return id;
 }
