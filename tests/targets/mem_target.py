@@ -137,6 +137,19 @@ def small_keep(n):
     return sys.getsizeof(kept) + sum(sys.getsizeof(o) for o in kept)
 
 
+def zeroed_churn(n):
+    # bytes(64) is a zeroed block: PyObject_Calloc of 97 bytes, pymalloc's
+    for _ in range(n // 10000):
+        batch = [bytes(64) for _ in range(10000)]  # LINE:zeroed_churn_alloc
+        del batch
+
+
+def zeroed_keep(n):
+    kept = [bytes(64) for _ in range(n)]  # LINE:zeroed_keep_alloc
+    KEPT.append(kept)
+    return sys.getsizeof(kept) + sum(sys.getsizeof(o) for o in kept)
+
+
 RECOMPILED_BLOCK = 100000
 RECOMPILED = "def made():\n    return bytearray(%d)\n"
 
@@ -209,6 +222,10 @@ def main():
         n = int(sys.argv[2])
         small_churn(4 * n)
         sys.stdout.write("kept %d\n" % small_keep(n))
+    elif mode == "zeroed":
+        n = int(sys.argv[2])
+        zeroed_churn(4 * n)
+        sys.stdout.write("kept %d\n" % zeroed_keep(n))
     elif mode == "recompile":
         sys.stdout.write("compiled %d\n" % recompile(int(sys.argv[2])))
     elif mode == "threads":
