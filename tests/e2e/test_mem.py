@@ -268,54 +268,32 @@ def test_mem_threads_free_what_others_allocated(python, tmp_path, sample):
 
 
 @pytest.mark.parametrize("sample", [None, "16K"])
-def test_mem_small_objects_freed_and_kept(python, tmp_path, sample):
-    """Small objects (pymalloc's): 400 000 made and dropped in small_churn()
-    leave nothing under --leaks, the 100 000 small_keep() keeps are there
+@pytest.mark.parametrize("kind", ["small", "zeroed"])
+def test_mem_small_objects_freed_and_kept(python, tmp_path, sample, kind):
+    """Small objects (pymalloc's): 400 000 made and dropped in KIND_churn()
+    leave nothing under --leaks, the 100 000 KIND_keep() keeps are there
     (exactly in full mode; estimated within 25 % sampled at 16K: ~300
-    samples).  Sampled mode moves a sampled small block out of pymalloc, so
-    a lost free would show here as ~19 MB leaked by small_churn."""
+    samples).  small: objects (malloc over pymalloc); zeroed: bytes(64)
+    (calloc over pymalloc, which full mode's hooks write without the
+    guard, as they do malloc's).  Sampled mode moves a sampled small block
+    out of pymalloc, so a lost free would show here as ~19 MB leaked by
+    KIND_churn."""
     if python.version < (3, 6):
         pytest.skip("CPython %s has no allocator hooks: its small objects are seen as "
                     "pymalloc arenas" % python.id)
     capture = str(tmp_path / "cap")
     argv = ["mem", "run", "-o", capture] + (["--sample", sample] if sample else [])
-    res = run_pyrometer(argv + ["--", python.path, target_path(TARGET), "small", "100000"],
+    res = run_pyrometer(argv + ["--", python.path, target_path(TARGET), kind, "100000"],
                         timeout=180).expect(0)
     m = re.search(r"kept (\d+)", res.stdout)
     assert m, res.describe()
     want = int(m.group(1))
     leaks, _ = report_raw(capture, "leaks", tmp_path)
-    churned = bytes_in(leaks, "small_churn")
+    churn = kind + "_churn"
+    churned = bytes_in(leaks, churn)
     assert churned < (256 * 1024 if sample else 64 * 1024), \
-        (churned, [s for s in leaks if any(f[0] == "small_churn" for f in s[0])][:6])
-    kept = bytes_in(leaks, "small_keep")
-    if sample:
-        assert 0.75 * want <= kept <= 1.25 * want, (kept, want, leaks[:6])
-    else:
-        assert abs(kept - want) <= 64 * 1024, (kept, want, leaks[:6])
-
-
-@pytest.mark.parametrize("sample", [None, "16K"])
-def test_mem_zeroed_small_blocks_freed_and_kept(python, tmp_path, sample):
-    """Zeroed small blocks (bytes(64): calloc over pymalloc, which full
-    mode's hooks write without the guard, as they do malloc's): 400 000
-    made and dropped in zeroed_churn() leave nothing under --leaks, and the
-    100 000 zeroed_keep() keeps are there (exactly in full mode, within
-    25 % sampled at 16K)."""
-    if python.version < (3, 6):
-        pytest.skip("CPython %s has no allocator hooks: its small objects are seen as "
-                    "pymalloc arenas" % python.id)
-    capture = str(tmp_path / "cap")
-    argv = ["mem", "run", "-o", capture] + (["--sample", sample] if sample else [])
-    res = run_pyrometer(argv + ["--", python.path, target_path(TARGET), "zeroed", "100000"],
-                        timeout=180).expect(0)
-    m = re.search(r"kept (\d+)", res.stdout)
-    assert m, res.describe()
-    want = int(m.group(1))
-    leaks, _ = report_raw(capture, "leaks", tmp_path)
-    churned = bytes_in(leaks, "zeroed_churn")
-    assert churned < (256 * 1024 if sample else 64 * 1024), (churned, leaks[:6])
-    kept = bytes_in(leaks, "zeroed_keep")
+        (churned, [s for s in leaks if any(f[0] == churn for f in s[0])][:6])
+    kept = bytes_in(leaks, kind + "_keep")
     if sample:
         assert 0.75 * want <= kept <= 1.25 * want, (kept, want, leaks[:6])
     else:
