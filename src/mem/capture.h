@@ -102,7 +102,7 @@
  *   long ones.  Fixed events leave the tagged events' delta base alone.
  *   Ids count from 1 in order of definition per table, 0 means none.  The
  *   tagged records:
-       META      key-len u, key, value-len u, value      (strings <= 4 KiB)
+ *       META      key-len u, key, value-len u, value      (strings <= 4 KiB)
  *       STRING    len u, bytes                             → string id
  *       CODE      name u, file u, firstline s, table-len u, table bytes
  *                                                          → code id

@@ -125,8 +125,8 @@
  *   scalene --memory   2.5-3.0x
  * Peak held by the workload's main(), against its size by construction:
  * full +0.08 %, sampled within 5 %.  Capture: 10.2 bytes per event (5.3
- * with varint events; 6.1 with format 6's short events).  Format 3 against 4: 1.87x and 1.40x, then 1.87x
- * and 1.54x, in two sets of 9 interleaved runs (LD_PRELOAD, 30 rounds,
+ * with varint events; 6.1 with format 6's short events).  Format 3
+ * against 4: 1.87x and 1.40x, then 1.87x and 1.54x, in two sets of 9 interleaved runs (LD_PRELOAD, 30 rounds,
  * medians): format 3 wrote each block through its own fresh mapping, and
  * the kernel's page faults cost as much as the tracker's code (system
  * time of the whole run +0.126 s over the plain run's, now +0.042 s; user
@@ -182,8 +182,8 @@
  * (60 rounds, medians of 21 interleaved runs: 0.124 -> 0.103 s, plain
  * 0.060) and loop CPU time 1.54x -> 1.48x (median), 1.45x -> 1.41x
  * (fastest runs); through `mem run`, 30 rounds, two sets of 21: 1.35x
- * and 1.36x -> 1.27x twice (paired 1.37x, 1.38x -> 1.30x twice).  Left, per allocation and
- * free on Debian's 3.11 (callgrind per source line, 4 rounds minus 2):
+ * and 1.36x -> 1.27x twice (paired 1.37x, 1.38x -> 1.30x twice).
+ * Left, per allocation and free on Debian's 3.11 (callgrind per source line, 4 rounds minus 2):
  * about 58 in the library's fast paths, per event: the room checks ~3,
  * the walk ~17 (2 for the hash and ~3 loads and tests a frame, about 5
  * frames here), the gate, watch and GIL-holder checks ~9, the key and the
@@ -1843,12 +1843,13 @@ static __attribute__((noinline)) void *alloc_event_small(void *p, size_t size)
     return alloc_event_walk(p, size, __atomic_load_n(&g_walk, __ATOMIC_ACQUIRE), 1);
 }
 
-/* alloc_event_311 or alloc_event, as a tail call. */
-HOT void *alloc_event_tail(void *p, size_t size)
+/* alloc_event_311 or alloc_event (small: their _small copies, for a block
+ * pymalloc served itself), as a tail call. */
+HOT void *alloc_event_tail(void *p, size_t size, int small)
 {
     if (__builtin_expect(__atomic_load_n(&g_walk, __ATOMIC_ACQUIRE) == WALK_311, 1))
-        return alloc_event_311(p, size);
-    return alloc_event(p, size);
+        return small ? alloc_event_311_small(p, size) : alloc_event_311(p, size);
+    return small ? alloc_event_small(p, size) : alloc_event(p, size);
 }
 
 /* The original allocator runs with the guard set: pymalloc's fallback to
@@ -1886,7 +1887,7 @@ HOT void *hook_malloc(void *ctx, size_t size, int w311)
     t_tls.gate &= ~GATE_BUSY;   /* t need not be kept across the call */
     if (__builtin_expect(p == NULL, 0))
         return NULL;
-    return w311 ? alloc_event_311(p, size) : alloc_event_tail(p, size);
+    return w311 ? alloc_event_311(p, size) : alloc_event_tail(p, size, 0);
 }
 
 static void *py_hook_malloc(void *ctx, size_t size)
@@ -1969,7 +1970,7 @@ static void *py_hook_realloc(void *ctx, void *old, size_t size)
     if (__builtin_expect(p == NULL, 0))
         return NULL;
     if (g_sample_bytes == 0)
-        return alloc_event_tail(p, size);   /* full mode: as py_hook_malloc's */
+        return alloc_event_tail(p, size, 0);   /* full mode: as py_hook_malloc's */
     record_alloc(p, size, 0);
     return p;
 }
@@ -2024,9 +2025,7 @@ HOT void *fast_calloc(int domain, void *ctx, size_t n, size_t size)
     if (__builtin_expect(__builtin_mul_overflow(n, size, &total) ||
                              total - 1 >= PYMALLOC_SMALL_MAX || p == NULL, 0))
         return p;
-    if (__builtin_expect(__atomic_load_n(&g_walk, __ATOMIC_ACQUIRE) == WALK_311, 1))
-        return alloc_event_311_small(p, total);
-    return alloc_event_small(p, total);
+    return alloc_event_tail(p, total, 1);
 }
 
 #define FAST_HOOKS(NAME, DOMAIN)                                                          \
