@@ -258,6 +258,13 @@ struct window_ref {
     uint32_t data;             /* where payload position `from` is in the window */
 };
 
+/* Whether p is padding: a zero byte at a chunk's end (format 5+), which
+ * the reader passes over. */
+static int padding_at(const struct capture_file *f, const uint8_t *p)
+{
+    return *p == 0 && f->version >= 5;
+}
+
 static int add_block(struct capture_file *f, uint32_t *bcap, const struct capture_block *b)
 {
     if (capture_grow((void **)&f->blocks, bcap, f->nblocks, sizeof *f->blocks) != 0)
@@ -278,8 +285,8 @@ static int scan_payload(struct capture_file *f, struct capture_block *b, uint32_
     struct capture_record r;
     while (p < end) {
         const uint8_t *at = p;
-        if (*p == 0 && f->version >= 5) {
-            p++;   /* padding at a chunk's end */
+        if (padding_at(f, p)) {
+            p++;
             continue;
         }
         if (decode(&p, end, &r, f->version) != 0) {
@@ -574,8 +581,8 @@ int capture_next(struct capture_file *f, struct capture_record *r)
     while (!f->done) {
         if (f->pos < f->end) {
             const uint8_t *p = f->pos;
-            if (*p == 0 && f->version >= 5) {
-                f->pos++;   /* padding */
+            if (padding_at(f, p)) {
+                f->pos++;
                 continue;
             }
             if (decode(&p, f->end, r, f->version) != 0) {

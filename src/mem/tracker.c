@@ -22,6 +22,9 @@
  *   PYROMETER_MEM_SAMPLE  mean bytes between samples (0 or unset: every
  *                         allocation)
  *   PYROMETER_MEM_NATIVE  1: record C frames too
+ *   PYROMETER_MEM_TEST_MAX_THREADS  (tests only) fewer thread states than
+ *                         MAX_SLOTS, so that the note for a thread left
+ *                         untracked can be tested
  *
  * Python allocators: the MEM and OBJ domains (and the arena allocator) are
  * wrapped with PyMem_SetAllocator from this library's constructor (3.6+),
@@ -295,6 +298,7 @@ static struct thread_state *g_threads;  /* every thread's state (lock) */
 static struct thread_state *g_spare;    /* states of threads gone, for new ones (lock) */
 static struct thread_state **g_slots;   /* every state made, by slot (MAX_SLOTS, lazily) */
 static uint32_t g_nslots;
+static uint32_t g_max_slots = MAX_SLOTS;   /* PYROMETER_MEM_TEST_MAX_THREADS lowers it (tests) */
 static uint64_t g_owner;                /* (segment << OWNER_BITS) | the last writer's slot */
 #define CODE_GEN_SEED 0x243f6a8885a308d3ULL
 static uint64_t g_code_gen = CODE_GEN_SEED;  /* bumped when a code object is freed; a chain's hash starts from it */
@@ -600,7 +604,7 @@ static struct thread_state *state_take(void)
     }
     if (g_slots == NULL)
         g_slots = raw_map(MAX_SLOTS * sizeof *g_slots);   /* pages touched as used */
-    if (g_slots == NULL || g_nslots == MAX_SLOTS || (t = raw_map(sizeof *t)) == NULL)
+    if (g_slots == NULL || g_nslots >= g_max_slots || (t = raw_map(sizeof *t)) == NULL)
         return NULL;
     t->slot = g_nslots;
     __atomic_store_n(&g_slots[g_nslots++], t, __ATOMIC_RELEASE);
@@ -614,6 +618,19 @@ static __attribute__((noinline)) struct thread_state *thread_new(void)
     lock();
     struct thread_state *t = g_state == ST_ON ? state_take() : NULL;
     if (t == NULL) {
+        static int noted;
+        if (g_state == ST_ON && !noted) {
+            /* said once in the capture (the report prints it), not silently */
+            noted = 1;
+            char text[128];
+            if (g_nslots >= g_max_slots)
+                snprintf(text, sizeof text, "a thread's allocations were not tracked: over %u "
+                         "threads at once", g_max_slots);
+            else
+                snprintf(text, sizeof text, "a thread's allocations were not tracked: out of "
+                         "memory for its state");
+            emit_note(text);
+        }
         unlock();
         return NULL;
     }
@@ -2875,6 +2892,9 @@ __attribute__((constructor)) static void tracker_start(void)
     g_native = native && native[0] == '1';
     const char *pyalloc = getenv("PYROMETER_MEM_PYALLOC");
     g_use_setallocator = !(pyalloc && strcmp(pyalloc, "malloc") == 0);
+    const char *max_threads = getenv("PYROMETER_MEM_TEST_MAX_THREADS");
+    if (max_threads && strtoul(max_threads, NULL, 10) - 1 < MAX_SLOTS)
+        g_max_slots = (uint32_t)strtoul(max_threads, NULL, 10);
     const char *parent = getenv("PYROMETER_MEM_PARENT");
     int child = !(parent && (pid_t)strtol(parent, NULL, 10) == getppid());
     find_python();

@@ -370,6 +370,26 @@ def test_mem_native_threads_hand_blocks_over(native_program, tmp_path):
     assert sum(c for frames, c in leaks if any(f[0] == "hold_memory" for f in frames)) == 3 * MIB
 
 
+def test_mem_thread_without_state_is_noted(native_program, tmp_path, monkeypatch):
+    """A thread the tracker has no state for (over its limit of threads
+    alive at once, lowered here to 2: the main thread and the first of the
+    ring's two) is not tracked, and the capture says so instead of losing
+    its allocations silently; the tracked threads' are all there."""
+    monkeypatch.setenv("PYROMETER_MEM_TEST_MAX_THREADS", "2")
+    capture = str(tmp_path / "cap")
+    res = run_pyrometer(["mem", "run", "-o", capture, "--", native_program, "handoff", "2",
+                         "1000"], timeout=120).expect(0)
+    m = re.search(r"handed (\d+) blocks, (\d+) bytes", res.stdout)
+    assert m and m.group(1) == "2000", res.describe()
+    allocs, rep = report_raw(capture, "allocs", tmp_path)
+    note = "a thread's allocations were not tracked: over 2 threads at once"
+    assert rep.stderr.count(note) == 1, rep.describe()
+    made = sum(c for frames, c in allocs if any(f[0] == "handoff_alloc" for f in frames))
+    # thread 0's blocks only: sizes 16 + (k * 37) % 4000, k < 1000
+    assert made == sum(16 + (k * 37) % 4000 for k in range(1000)), (made, m.group(2))
+    assert sum(c for frames, c in allocs if any(f[0] == "hold_memory" for f in frames)) == 3 * MIB
+
+
 def test_mem_report_garbage_capture(tmp_path):
     bad = tmp_path / "garbage.cap"
     bad.write_bytes(b"this is not a capture at all" * 10)

@@ -50,6 +50,12 @@ static void take_own(int i)
     }
 }
 
+/* The size of thread i's k-th block. */
+static size_t handoff_size(int i, long k)
+{
+    return 16 + (size_t)((k * 37 + i) % 4000);
+}
+
 __attribute__((noinline)) void *handoff_alloc(size_t n)
 {
     char *p = malloc(n);
@@ -62,7 +68,7 @@ static void *ring_thread(void *arg)
 {
     int i = (int)(long)arg, next = (i + 1) % g_threads;
     for (long k = 0; k < g_each; k++) {
-        void *p = handoff_alloc(16 + (size_t)((k * 37 + i) % 4000));
+        void *p = handoff_alloc(handoff_size(i, k));
         void *expected = NULL;
         while (!__atomic_compare_exchange_n(&g_box[next], &expected, p, 0, __ATOMIC_ACQ_REL,
                                             __ATOMIC_ACQUIRE)) {
@@ -90,7 +96,7 @@ static int handoff(int threads, long each)
     long bytes = 0;
     for (int i = 0; i < threads; i++)
         for (long k = 0; k < each; k++)
-            bytes += 16 + (k * 37 + i) % 4000;
+            bytes += (long)handoff_size(i, k);
     printf("handed %ld blocks, %ld bytes\n", g_freed, bytes);
     return 0;
 }
