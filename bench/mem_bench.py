@@ -15,6 +15,8 @@ the machine moves together:
   sampled   pyrometer mem run --sample 512K
   scalene   python3 -m scalene --cli --memory (Debian's python3-scalene),
             reported as missing when not installed
+  tracemalloc  python3 -X tracemalloc=25 (the standard library's tracker,
+            in the process, 25 frames a traceback; 3.4+)
 CPU time is the steadier figure here: other work on the machine stretches
 wall time, not the CPU a run takes (though it still slows it somewhat).
 
@@ -149,7 +151,9 @@ def main():
         return 0
     tmp = tempfile.mkdtemp(prefix="pyrometer-membench-")
     has_scalene = run([a.python, "-c", "import scalene"])[0] == 0
-    configs = ["plain", "full", "sampled"] + (["scalene"] if has_scalene else [])
+    has_tracemalloc = run([a.python, "-c", "import tracemalloc"])[0] == 0
+    configs = (["plain", "full", "sampled"] + (["scalene"] if has_scalene else [])
+               + (["tracemalloc"] if has_tracemalloc else []))
     wall = {c: [] for c in configs}
     cpu = {c: [] for c in configs}
     cpu_by_run = {c: [None] * a.runs for c in configs}
@@ -170,6 +174,8 @@ def main():
             elif c == "sampled":
                 argv = [PYROMETER, "mem", "run", "--sample", "512K", "-o", cap, "--",
                         a.python] + work
+            elif c == "tracemalloc":
+                argv = [a.python, "-X", "tracemalloc=25"] + work
             else:
                 argv = [a.python, "-m", "scalene", "--cli", "--memory", "--outfile",
                         os.path.join(tmp, "scalene.txt")] + work
@@ -201,14 +207,17 @@ def main():
     tm_peak = tracemalloc_peak(a.python, a.rounds)
     print("pyrometer mem benchmark: %s, bench/mem_workload.py %d rounds%s, %d interleaved runs"
           % (a.python, a.rounds, " --depth %d" % a.depth if a.depth else "", a.runs))
-    print("%-9s %9s %9s %9s %9s   %9s %15s   %9s %9s %9s %9s"
+    print("%-11s %9s %9s %9s %9s   %9s %15s   %9s %9s %9s %9s"
           % ("", "cpu med", "slowdown", "cpu min", "slowdown", "paired", "paired range",
              "wall med", "slowdown", "wall min", "slowdown"))
-    for c in ["plain", "full", "sampled", "scalene"]:
+    for c in ["plain", "full", "sampled", "scalene", "tracemalloc"]:
         if c == "scalene" and not has_scalene:
-            print("%-9s missing (python3-scalene not installed)" % c)
+            print("%-11s missing (python3-scalene not installed)" % c)
             continue
-        print("%-9s %s   %s   %s" % (c, stat(cpu[c], cpu["plain"]),
+        if c == "tracemalloc" and not has_tracemalloc:
+            print("%-11s missing (this Python has no tracemalloc)" % c)
+            continue
+        print("%-11s %s   %s   %s" % (c, stat(cpu[c], cpu["plain"]),
                                      paired(cpu_by_run[c], cpu_by_run["plain"]),
                                      stat(wall[c], wall["plain"])))
     if truth:
