@@ -61,6 +61,11 @@ def bytes_in(stacks, name, line=None):
     return total
 
 
+def bytes_under(stacks, function):
+    """Bytes of the stacks that go through C function `function`."""
+    return sum(c for frames, c in stacks if any(f[0] == function for f in frames))
+
+
 def mem_run(python, tmp_path, *args, capture_name="cap"):
     capture = str(tmp_path / capture_name)
     res = run_pyrometer(["mem", "run", "-o", capture, "--", python.path, target_path(TARGET)] +
@@ -339,15 +344,24 @@ def test_mem_not_python_gets_native_tracking(native_program, tmp_path):
     assert "exited with status 0" in res.stderr, res.describe()
     stacks, rep = report_raw(capture, "leaks", tmp_path)
     assert "not a Python program" in rep.stderr
-    held = sum(c for frames, c in stacks if any(f[0] == "hold_memory" for f in frames))
+    held = bytes_under(stacks, "hold_memory")
     assert held == 3 * MIB, stacks
     for frames, _ in stacks:
         if any(f[0] == "hold_memory" for f in frames):
             names = [f[0] for f in frames]
             assert names.index("main") < names.index("hold_memory"), names
-    churned = sum(c for frames, c in report_raw(capture, "allocs", tmp_path)[0]
-                  if any(f[0] == "churn_memory" for f in frames))
+    churned = bytes_under(report_raw(capture, "allocs", tmp_path)[0], "churn_memory")
     assert churned == 100 * 4096
+
+
+def run_handoff(native_program, capture, each):
+    """mem_native's ring of two threads, each handing `each` blocks to the
+    other, under `mem run`: the bytes the program says it allocated."""
+    res = run_pyrometer(["mem", "run", "-o", capture, "--", native_program, "handoff", "2",
+                         str(each)], timeout=120).expect(0)
+    m = re.search(r"handed (\d+) blocks, (\d+) bytes", res.stdout)
+    assert m and m.group(1) == str(2 * each), res.describe()
+    return int(m.group(2))
 
 
 def test_mem_native_threads_hand_blocks_over(native_program, tmp_path):
@@ -357,17 +371,13 @@ def test_mem_native_threads_hand_blocks_over(native_program, tmp_path):
     allocation (a segment of one thread's events not ordered after the
     other's) would leave that block live at the end, under handoff_alloc."""
     capture = str(tmp_path / "cap")
-    res = run_pyrometer(["mem", "run", "-o", capture, "--", native_program, "handoff", "2",
-                         "50000"], timeout=120).expect(0)
-    m = re.search(r"handed (\d+) blocks, (\d+) bytes", res.stdout)
-    assert m and m.group(1) == "100000", res.describe()
+    handed = run_handoff(native_program, capture, 50000)
     allocs, _ = report_raw(capture, "allocs", tmp_path)
-    made = sum(c for frames, c in allocs if any(f[0] == "handoff_alloc" for f in frames))
-    assert made == int(m.group(2)), (made, m.group(2))
+    assert bytes_under(allocs, "handoff_alloc") == handed
     leaks, _ = report_raw(capture, "leaks", tmp_path)
-    assert sum(c for frames, c in leaks if any(f[0] == "handoff_alloc" for f in frames)) == 0, \
+    assert bytes_under(leaks, "handoff_alloc") == 0, \
         [s for s in leaks if any(f[0] == "handoff_alloc" for f in s[0])][:6]
-    assert sum(c for frames, c in leaks if any(f[0] == "hold_memory" for f in frames)) == 3 * MIB
+    assert bytes_under(leaks, "hold_memory") == 3 * MIB
 
 
 def test_mem_thread_without_state_is_noted(native_program, tmp_path, monkeypatch):
@@ -377,17 +387,14 @@ def test_mem_thread_without_state_is_noted(native_program, tmp_path, monkeypatch
     its allocations silently; the tracked threads' are all there."""
     monkeypatch.setenv("PYROMETER_MEM_TEST_MAX_THREADS", "2")
     capture = str(tmp_path / "cap")
-    res = run_pyrometer(["mem", "run", "-o", capture, "--", native_program, "handoff", "2",
-                         "1000"], timeout=120).expect(0)
-    m = re.search(r"handed (\d+) blocks, (\d+) bytes", res.stdout)
-    assert m and m.group(1) == "2000", res.describe()
+    handed = run_handoff(native_program, capture, 1000)
     allocs, rep = report_raw(capture, "allocs", tmp_path)
     note = "a thread's allocations were not tracked: over 2 threads at once"
     assert rep.stderr.count(note) == 1, rep.describe()
-    made = sum(c for frames, c in allocs if any(f[0] == "handoff_alloc" for f in frames))
-    # thread 0's blocks only: sizes 16 + (k * 37) % 4000, k < 1000
-    assert made == sum(16 + (k * 37) % 4000 for k in range(1000)), (made, m.group(2))
-    assert sum(c for frames, c in allocs if any(f[0] == "hold_memory" for f in frames)) == 3 * MIB
+    # thread 0's blocks only (mem_native.c's handoff_size(0, k), k < 1000)
+    assert bytes_under(allocs, "handoff_alloc") == sum(16 + (k * 37) % 4000
+                                                       for k in range(1000)), handed
+    assert bytes_under(allocs, "hold_memory") == 3 * MIB
 
 
 def test_mem_report_garbage_capture(tmp_path):
