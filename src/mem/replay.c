@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/text.h"
 #include "../python/linetable.h"
 
 struct live_slot {
@@ -146,10 +147,13 @@ static void meta(struct replay *r, const struct capture_record *rec)
         r->pid = atoi(value);
     else if (strcmp(key, "python") == 0)
         snprintf(r->python, sizeof r->python, "%.31s", value);
-    else if (strcmp(key, "command") == 0)
+    else if (strcmp(key, "command") == 0) {
         snprintf(r->command, sizeof r->command, "%.1000s", value);
-    else if (strcmp(key, "exe") == 0)
+        text_one_line(r->command);   /* `python -c` code, escapes: one printable line */
+    } else if (strcmp(key, "exe") == 0) {
         snprintf(r->exe, sizeof r->exe, "%.1000s", value);
+        text_one_line(r->exe);
+    }
     else if (strcmp(key, "sample_bytes") == 0)
         r->sample_bytes = strtoull(value, NULL, 10);
     else if (strcmp(key, "start_unix_ns") == 0)

@@ -9,6 +9,7 @@
  * every answer against /proc/PID/task.  Never interprets Python, never prints.
  */
 #include "proc.h"
+#include "../common/text.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -110,11 +111,10 @@ void proc_cmdline(pid_t pid, char *out, size_t cap)
         return;
     }
     out[n] = '\0';
-    for (ssize_t i = 0; i < n; i++)   /* one line: NULs and newlines become spaces */
-        if (out[i] == '\0' || out[i] == '\n' || out[i] == '\r' || out[i] == '\t')
+    for (ssize_t i = 0; i < n; i++)   /* the arguments' NULs become spaces */
+        if (out[i] == '\0')
             out[i] = ' ';
-    while (n > 0 && out[n - 1] == ' ')
-        out[--n] = '\0';
+    text_one_line(out);
 }
 
 int proc_exe(pid_t pid, char *out, size_t cap)

@@ -397,6 +397,21 @@ def test_mem_thread_without_state_is_noted(native_program, tmp_path, monkeypatch
     assert bytes_under(allocs, "hold_memory") == 3 * MIB
 
 
+def test_mem_report_command_on_one_line(tmp_path):
+    """The program's command line heads the report on one line, whatever
+    its arguments hold: `-c` code's newlines and a terminal escape become
+    spaces."""
+    capture = str(tmp_path / "cap")
+    code = "kept = [bytes(100) for _ in range(1000)]  # \x1b[31mred\nprint(len(kept))\n"
+    run_pyrometer(["mem", "run", "-o", capture, "--", "/usr/bin/python3", "-c", code]).expect(0)
+    res = run_pyrometer(["mem", "report", capture]).expect(0)
+    lines = res.stdout.split("\n")
+    assert "\x1b" not in res.stdout, res.describe()
+    assert lines[0].endswith("-c kept = [bytes(100) for _ in range(1000)]  #  [31mred "
+                             "print(len(kept))"), lines[0]
+    assert lines[1].split() == ["own", "total", "blocks", "location"], res.describe()
+
+
 def test_mem_report_garbage_capture(tmp_path):
     bad = tmp_path / "garbage.cap"
     bad.write_bytes(b"this is not a capture at all" * 10)
