@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/text.h"
 #include "../python/locals.h"
 #include "../python/pyobj.h"
 #include "../python/pyrepr.h"
@@ -158,18 +159,25 @@ static void print_text(const struct dump_opts *o, const struct sample *smp,
         else
             printf("\nThread %d (%s)%s", (int)t->os_tid, t->active ? "active" : "idle",
                    t->owns_gil ? " +GIL" : "");
-        if (t->name)
-            printf(": \"%s\"", t->name);
+        if (t->name) {
+            fputs(": \"", stdout);
+            text_put(stdout, t->name);
+            fputs("\"", stdout);
+        }
         printf("\n");
         for (size_t f = 0; f < t->depth; f++) {
             const struct sampled_frame *fr = &t->frames[f];
             const char *file = o->full_filenames ? fr->filename : fr->short_filename;
-            if (fr->line > 0)
-                printf("    %s (%s:%d)\n", fr->name, file, fr->line);
-            else if (file && file[0])
-                printf("    %s (%s)\n", fr->name, file);
-            else
-                printf("    %s\n", fr->name);
+            fputs("    ", stdout);
+            text_put(stdout, fr->name);
+            if (fr->line > 0 || (file && file[0])) {
+                fputs(" (", stdout);
+                text_put(stdout, file ? file : "");
+                if (fr->line > 0)
+                    printf(":%d", fr->line);
+                fputs(")", stdout);
+            }
+            fputs("\n", stdout);
             if (o->locals) {
                 read_locals(ctx, fr, fl);
                 print_text_locals(fl);

@@ -1,14 +1,16 @@
 /*
  * text.h — text read from a target or a capture, made fit to print.
  *
- * Owns: text_one_line, which every command line shown to the user goes
- * through: a program's argv (or a capture's record of it) may hold newlines
- * (`python -c` code) or terminal escape sequences, and the user's terminal
- * should get one plain line.
+ * Owns: text_one_line and text_put, which every command line, thread name
+ * or frame name printed as text goes through: a program's argv (or a
+ * capture's record of it), a thread's name or a code object's file name may
+ * hold newlines (`python -c` code) or terminal escape sequences, and the
+ * user's terminal should get one plain line.
  */
 #ifndef PYROMETER_TEXT_H
 #define PYROMETER_TEXT_H
 
+#include <stdio.h>
 #include <string.h>
 
 /* Turn s's control characters (below 0x20, and DEL) into spaces and drop
@@ -21,6 +23,13 @@ static inline void text_one_line(char *s)
             s[i] = ' ';
     while (n > 0 && s[n - 1] == ' ')
         s[--n] = '\0';
+}
+
+/* Write s to f with its control characters as spaces. */
+static inline void text_put(FILE *f, const char *s)
+{
+    for (; *s; s++)
+        fputc((unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s, f);
 }
 
 #endif

@@ -22,14 +22,13 @@ struct collapsed_line {
     uint64_t count;
 };
 
+/* ';' separates frames: a label's own becomes ':' (render_frame_label has
+ * made newlines spaces already). */
 static void sanitise_label(char *label)
 {
-    for (char *c = label; *c; c++) {
+    for (char *c = label; *c; c++)
         if (*c == ';')
             *c = ':';
-        else if (*c == '\n' || *c == '\r')
-            *c = ' ';
-    }
 }
 
 static int compare_lines(const void *a, const void *b)

@@ -147,6 +147,11 @@ char *render_frame_label(const struct profile *p, uint32_t frame, int full_filen
     profile_frame_label(p, frame, full_filenames, raw, cap);
     char *clean = render_utf8_clean(raw);
     free(raw);
+    /* a control character (a newline in a code object's file name, say)
+     * would break a collapsed line or a table row, or reach the terminal */
+    for (char *c = clean; c && *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = ' ';
     return clean;
 }
 

@@ -58,7 +58,8 @@ int render_pstats(const struct profile *p, const struct render_opts *o, FILE *ou
 /* Helpers shared by the renderers (render.c). */
 
 /* A frame's label (profile_frame_label, never truncated) with invalid UTF-8
- * replaced by U+FFFD; malloc'd, NULL when out of memory. */
+ * replaced by U+FFFD and control characters by spaces: one printable line;
+ * malloc'd, NULL when out of memory. */
 char *render_frame_label(const struct profile *p, uint32_t frame, int full_filenames);
 /* A malloc'd copy of `s` in which every byte sequence that is not valid
  * UTF-8 (including overlong forms and surrogates) becomes U+FFFD; NULL when

@@ -198,3 +198,16 @@ def test_dump_unicode(python, spawn):
     threads = dump_json(target.pid)
     assert len(threads) == 1 and json_frames(threads[0]) == expected, threads
     assert threads[0]["frames"][0]["filename"] == target_path(UNICODE_TARGET), threads
+
+
+def test_dump_text_control_characters(python, spawn):
+    """A thread name and a file name with a newline and a terminal escape
+    (tests/targets/control_names.py) come out on one line each, the
+    control characters as spaces: nothing reaches the terminal raw."""
+    target = spawn(python, "control_names.py", threads=1)
+    res = run_pyrometer(["dump", "-p", target.pid]).expect(0)
+    assert "\x1b" not in res.stdout, res.describe()
+    lines = res.stdout.split("\n")
+    if tuple(python.version[:2]) >= (3, 8):   # thread names are read on 3.8+
+        assert any(line.endswith(': "main [31m thread"') for line in lines), res.stdout
+    assert "    hidden_park (evil file [2J.py:4)" in lines, res.stdout

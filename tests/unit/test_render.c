@@ -215,13 +215,13 @@ static void test_collapsed_sanitises_separators(void **state)
     uint32_t t = profile_thread(p, 1, 1, 0, NULL);
     uint32_t f[2] = {
         profile_frame(p, "two\nlines;here", "/x;y.py", "x;y.py", 1, PROFILE_FRAME_PYTHON),
-        profile_frame(p, "cr\rhere", "", "", 0, PROFILE_FRAME_NATIVE),
+        profile_frame(p, "cr\rhere\x1b[2J", "", "", 0, PROFILE_FRAME_NATIVE),
     };
     profile_add(p, t, f, 2, 3, 0);
     profile_add(p, t, NULL, 0, 4, 0);  /* an empty stack has no line */
     struct render_opts o = { 0 };
     char *text = render_to_string(render_collapsed, p, &o);
-    assert_string_equal(text, "two lines:here (x:y.py:1);cr here 3\n");
+    assert_string_equal(text, "two lines:here (x:y.py:1);cr here [2J 3\n");
     free(text);
     profile_free(p);
 }
