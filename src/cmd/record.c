@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/text.h"
 #include "../profile/profile.h"
 #include "../render/render.h"
 #include "../sample/endpoints.h"
@@ -216,8 +217,10 @@ static void gil_count(struct gil_tally *g, const struct sample *smp)
             g->threads[k].name[0] = '\0';
         }
         /* names appear once the program has imported threading */
-        if (t->name && !g->threads[k].name[0])
+        if (t->name && !g->threads[k].name[0]) {
             snprintf(g->threads[k].name, sizeof g->threads[k].name, "%s", t->name);
+            text_one_line(g->threads[k].name);   /* printed on the terminal */
+        }
         g->threads[k].held++;
         return;   /* one holder per interpreter; count the sample once */
     }

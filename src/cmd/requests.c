@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/text.h"
 #include "cmd.h"
 
 #define REQUESTS_EXIT_OVER_BUDGET 6
@@ -392,9 +393,11 @@ out:
 
 static void print_site(FILE *out, const struct finding *f)
 {
-    if (f->file)
-        fprintf(out, "%s:%d in %s", f->file, f->line, f->function ? f->function : "?");
-    else
+    if (f->file) {
+        text_put(out, f->file);
+        fprintf(out, ":%d in ", f->line);
+        text_put(out, f->function ? f->function : "?");
+    } else
         fprintf(out, "(no application frame)");
 }
 
@@ -416,8 +419,11 @@ static void print_text(FILE *out, const char *path, const struct report *rep)
     size_t total_findings = 0;
     for (size_t i = 0; i < rep->nendpoints; i++) {
         const struct endpoint *e = &rep->endpoints[i];
+        char label[sizeof e->label];
+        snprintf(label, sizeof label, "%s", e->label);
+        text_one_line(label);   /* a route is the application's text */
         fprintf(out, "%-*.*s %7ld %9.2f %9.2f %9.2f %8.1f %9.2f %5ld %4zu\n", width, width,
-                e->label, e->count, e->p50, e->p95, e->p99, e->mean_queries, e->mean_db_ms,
+                label, e->count, e->p50, e->p95, e->p99, e->mean_queries, e->mean_db_ms,
                 e->duplicates, e->nfindings);
         total_findings += e->nfindings;
     }
@@ -432,16 +438,26 @@ static void print_text(FILE *out, const char *path, const struct report *rep)
         const struct endpoint *e = &rep->endpoints[i];
         if (e->nfindings == 0)
             continue;
-        fprintf(out, "  %s%s%s%s\n", e->label, e->view ? " (" : "", e->view ? e->view : "",
-                e->view ? ")" : "");
+        fputs("  ", out);
+        text_put(out, e->label);
+        if (e->view) {
+            fputs(" (", out);
+            text_put(out, e->view);
+            fputs(")", out);
+        }
+        fputs("\n", out);
         for (size_t k = 0; k < e->nfindings; k++) {
             const struct finding *f = &e->findings[k];
             fprintf(out, "    %ld queries from ", f->max_count);
             print_site(out, f);
-            fprintf(out, ", in %ld of %ld requests\n      %s\n", f->requests, e->count,
-                    f->sql ? f->sql : "?");
-            if (f->example_params)
-                fprintf(out, "      params: %s\n", f->example_params);
+            fprintf(out, ", in %ld of %ld requests\n      ", f->requests, e->count);
+            text_put(out, f->sql ? f->sql : "?");   /* a multi-line query: one line */
+            fputs("\n", out);
+            if (f->example_params) {
+                fputs("      params: ", out);
+                text_put(out, f->example_params);
+                fputs("\n", out);
+            }
         }
     }
 }
