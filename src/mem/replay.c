@@ -153,8 +153,7 @@ static void meta(struct replay *r, const struct capture_record *rec)
     } else if (strcmp(key, "exe") == 0) {
         snprintf(r->exe, sizeof r->exe, "%.1000s", value);
         text_one_line(r->exe);
-    }
-    else if (strcmp(key, "sample_bytes") == 0)
+    } else if (strcmp(key, "sample_bytes") == 0)
         r->sample_bytes = strtoull(value, NULL, 10);
     else if (strcmp(key, "start_unix_ns") == 0)
         r->start_unix_ns = strtoull(value, NULL, 10);

@@ -299,6 +299,7 @@ static struct thread_state *g_spare;    /* states of threads gone, for new ones 
 static struct thread_state **g_slots;   /* every state made, by slot (MAX_SLOTS, lazily) */
 static uint32_t g_nslots;
 static uint32_t g_max_slots = MAX_SLOTS;   /* PYROMETER_MEM_TEST_MAX_THREADS lowers it (tests) */
+static int g_noted_untracked;           /* the capture says a thread went untracked (lock) */
 static uint64_t g_owner;                /* (segment << OWNER_BITS) | the last writer's slot */
 #define CODE_GEN_SEED 0x243f6a8885a308d3ULL
 static uint64_t g_code_gen = CODE_GEN_SEED;  /* bumped when a code object is freed; a chain's hash starts from it */
@@ -618,10 +619,9 @@ static __attribute__((noinline)) struct thread_state *thread_new(void)
     lock();
     struct thread_state *t = g_state == ST_ON ? state_take() : NULL;
     if (t == NULL) {
-        static int noted;
-        if (g_state == ST_ON && !noted) {
+        if (g_state == ST_ON && !g_noted_untracked) {
             /* said once in the capture (the report prints it), not silently */
-            noted = 1;
+            g_noted_untracked = 1;
             char text[128];
             if (g_nslots >= g_max_slots)
                 snprintf(text, sizeof text, "a thread's allocations were not tracked: over %u "
@@ -2862,6 +2862,7 @@ static void after_fork_child(void)
         if (g_slots)
             memset(g_slots, 0, g_nslots * sizeof *g_slots);
         g_nslots = 0;
+        g_noted_untracked = 0;
         st_set(NULL);
         if (g_key_ok)
             pthread_setspecific(g_key, NULL);

@@ -8,6 +8,7 @@
  * process memory, never prints to the terminal.
  */
 #include "render.h"
+#include "../common/text.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -149,9 +150,8 @@ char *render_frame_label(const struct profile *p, uint32_t frame, int full_filen
     free(raw);
     /* a control character (a newline in a code object's file name, say)
      * would break a collapsed line or a table row, or reach the terminal */
-    for (char *c = clean; c && *c; c++)
-        if ((unsigned char)*c < 0x20 || *c == 0x7f)
-            *c = ' ';
+    if (clean)
+        text_one_line(clean);
     return clean;
 }
 
