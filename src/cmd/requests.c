@@ -397,8 +397,9 @@ static void print_site(FILE *out, const struct finding *f)
         text_put(out, f->file);
         fprintf(out, ":%d in ", f->line);
         text_put(out, f->function ? f->function : "?");
-    } else
+    } else {
         fprintf(out, "(no application frame)");
+    }
 }
 
 static void print_text(FILE *out, const char *path, const struct report *rep)

@@ -13,13 +13,19 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Turn s's control characters (below 0x20, and DEL) into spaces and drop
- * trailing spaces, in place. */
+/* Whether c is a control character (below 0x20, or DEL). */
+static inline int text_is_control(char c)
+{
+    return (unsigned char)c < 0x20 || c == 0x7f;
+}
+
+/* Turn s's control characters into spaces and drop trailing spaces, in
+ * place. */
 static inline void text_one_line(char *s)
 {
     size_t n = strlen(s);
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+        if (text_is_control(s[i]))
             s[i] = ' ';
     while (n > 0 && s[n - 1] == ' ')
         s[--n] = '\0';
@@ -29,7 +35,7 @@ static inline void text_one_line(char *s)
 static inline void text_put(FILE *f, const char *s)
 {
     for (; *s; s++)
-        fputc((unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s, f);
+        fputc(text_is_control(*s) ? ' ' : *s, f);
 }
 
 #endif

@@ -129,8 +129,8 @@
  * Peak held by the workload's main(), against its size by construction:
  * full +0.08 %, sampled within 5 %.  Capture: 10.2 bytes per event (5.3
  * with varint events; 6.1 with format 6's short events).  Format 3
- * against 4: 1.87x and 1.40x, then 1.87x and 1.54x, in two sets of 9 interleaved runs (LD_PRELOAD, 30 rounds,
- * medians): format 3 wrote each block through its own fresh mapping, and
+ * against 4: 1.87x and 1.40x, then 1.87x and 1.54x, in two sets of 9
+ * interleaved runs (LD_PRELOAD, 30 rounds, medians): format 3 wrote each block through its own fresh mapping, and
  * the kernel's page faults cost as much as the tracker's code (system
  * time of the whole run +0.126 s over the plain run's, now +0.042 s; user
  * time +0.12 s either way).  Sampled mode's cost is the hook's: a library
@@ -186,8 +186,8 @@
  * 0.060) and loop CPU time 1.54x -> 1.48x (median), 1.45x -> 1.41x
  * (fastest runs); through `mem run`, 30 rounds, two sets of 21: 1.35x
  * and 1.36x -> 1.27x twice (paired 1.37x, 1.38x -> 1.30x twice).
- * Left, per allocation and free on Debian's 3.11 (callgrind per source line, 4 rounds minus 2):
- * about 58 in the library's fast paths, per event: the room checks ~3,
+ * Left, per allocation and free on Debian's 3.11 (callgrind per source
+ * line, 4 rounds minus 2; by function: bench/MEM.md): about 58 in the library's fast paths, per event: the room checks ~3,
  * the walk ~17 (2 for the hash and ~3 loads and tests a frame, about 5
  * frames here), the gate, watch and GIL-holder checks ~9, the key and the
  * cache probe ~5, the stores and the format ~10, the hooks' own ~6; and
@@ -1832,7 +1832,8 @@ HOT void *alloc_event_walk(void *p, size_t size, int walk, int small)
     uint32_t used = t->s.used;
     uint8_t *at = t->s.base + used;
     commit_fixed(t, t->s.win, used,
-                 small ? put_alloc_small(t, at, a, size, e->word) : put_alloc(t, at, a, size, e->id));
+                 small ? put_alloc_small(t, at, a, size, e->word)
+                       : put_alloc(t, at, a, size, e->id));
     return p;
 }
 
@@ -2894,8 +2895,9 @@ __attribute__((constructor)) static void tracker_start(void)
     const char *pyalloc = getenv("PYROMETER_MEM_PYALLOC");
     g_use_setallocator = !(pyalloc && strcmp(pyalloc, "malloc") == 0);
     const char *max_threads = getenv("PYROMETER_MEM_TEST_MAX_THREADS");
-    if (max_threads && strtoul(max_threads, NULL, 10) - 1 < MAX_SLOTS)
-        g_max_slots = (uint32_t)strtoul(max_threads, NULL, 10);
+    unsigned long max = max_threads ? strtoul(max_threads, NULL, 10) : 0;
+    if (max - 1 < MAX_SLOTS)   /* 1 to MAX_SLOTS */
+        g_max_slots = (uint32_t)max;
     const char *parent = getenv("PYROMETER_MEM_PARENT");
     int child = !(parent && (pid_t)strtol(parent, NULL, 10) == getppid());
     find_python();

@@ -61,9 +61,14 @@ def bytes_in(stacks, name, line=None):
     return total
 
 
+def stacks_under(stacks, function):
+    """The stacks that go through function `function` (any file)."""
+    return [s for s in stacks if any(f[0] == function for f in s[0])]
+
+
 def bytes_under(stacks, function):
-    """Bytes of the stacks that go through C function `function`."""
-    return sum(c for frames, c in stacks if any(f[0] == function for f in frames))
+    """Bytes of the stacks that go through function `function`."""
+    return sum(c for _, c in stacks_under(stacks, function))
 
 
 def mem_run(python, tmp_path, *args, capture_name="cap"):
@@ -88,7 +93,7 @@ def test_mem_peak_is_grow_not_churn(python, tmp_path):
     for frames in chains:
         assert frames[-1] == ("grow", TARGET, lines["grow_alloc"]), frames
         assert frames[-2] == ("main", TARGET, lines["main_grow"]), frames
-    assert bytes_in(stacks, "churn") == 0, [s for s in stacks if any(f[0] == "churn" for f in s[0])]
+    assert bytes_in(stacks, "churn") == 0, stacks_under(stacks, "churn")
     # churn did allocate its 1000 x 1 KiB: the allocs view has them
     allocs, _ = report_raw(capture, "allocs", tmp_path)
     churned = bytes_in(allocs, "churn", lines["churn_alloc"])
@@ -258,7 +263,7 @@ def test_mem_threads_free_what_others_allocated(python, tmp_path, sample):
     # ~64 KiB; the 64 blocks, if their frees were lost, ~4 MiB
     limit = 256 * 1024 if sample else 64 * 1024
     assert bytes_in(leaks, "produce") < limit, \
-        [s for s in leaks if any(f[0] == "produce" for f in s[0])]
+        stacks_under(leaks, "produce")
     kept = bytes_in(leaks, "consume", lines["consume_keep"])
     # the line keeps 2 MiB + 1 and a bytearray object (and may grow KEPT);
     # sampled at 64K, one of those small blocks (s < 512 bytes) is itself
@@ -297,7 +302,7 @@ def test_mem_small_objects_freed_and_kept(python, tmp_path, sample, kind):
     churn = kind + "_churn"
     churned = bytes_in(leaks, churn)
     assert churned < (256 * 1024 if sample else 64 * 1024), \
-        (churned, [s for s in leaks if any(f[0] == churn for f in s[0])][:6])
+        (churned, stacks_under(leaks, churn)[:6])
     kept = bytes_in(leaks, kind + "_keep")
     if sample:
         assert 0.75 * want <= kept <= 1.25 * want, (kept, want, leaks[:6])
@@ -376,7 +381,7 @@ def test_mem_native_threads_hand_blocks_over(native_program, tmp_path):
     assert bytes_under(allocs, "handoff_alloc") == handed
     leaks, _ = report_raw(capture, "leaks", tmp_path)
     assert bytes_under(leaks, "handoff_alloc") == 0, \
-        [s for s in leaks if any(f[0] == "handoff_alloc" for f in s[0])][:6]
+        stacks_under(leaks, "handoff_alloc")[:6]
     assert bytes_under(leaks, "hold_memory") == 3 * MIB
 
 
