@@ -121,6 +121,14 @@ struct py_process {
     const uint8_t *chunk_view;           /* the copy frame_step reads 3.11+ frames from */
     int walk_missed;                     /* the walk read frames outside the batch */
     int32_t walk_depth_after;            /* <=3.10: recursion_depth read after the copy */
+    /* <=3.10: the last walk, when it was one frame longer than the
+     * recursion depth allows; the next walk believes that only if it finds
+     * the same (see py_thread_stack) */
+    struct over_by_one {
+        uint64_t tstate, top;
+        int32_t bound;
+        size_t walked;
+    } over_by_one;
     uint64_t outside[SNAP_FRAMES_MAX];   /* frames the walk found outside a chunk copy */
     size_t outside_n;
     uint64_t now_ns;                     /* CLOCK_MONOTONIC_COARSE at py_begin_sample */
@@ -1584,6 +1592,8 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
      * not from a frame that has returned since. */
     struct py_thread current = *listed;
     const struct py_thread *t = &current;
+    struct over_by_one seen = py->over_by_one;
+    py->over_by_one = (struct over_by_one){0};
     struct thread_snap *sn = py->pid != 0 ? snap_of(py, listed) : NULL;
     int batched = sn != NULL && sn->valid;
     int fresh_consistent = 0;
@@ -1655,16 +1665,28 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
      * called and returned can join two chains (a frame freed and reused for
      * a new call between the copies of its caller and of itself); no chain
      * that existed is longer than the thread's recursion depth, read before
-     * and after the copy, plus one (the depth drops just before the frame
-     * is popped) */
-    if (py->pid != 0 && t->recursion_depth > 0) {
+     * and after the copy, plus one: a returning frame's eval drops the depth
+     * just before it pops the frame.  A joined chain can be that one frame
+     * longer too (CI saw 21 `rec` frames of rec20.py on 3.7), so a walk one
+     * over the depth is believed only when the next walk of the thread, read
+     * afresh, finds the same top, depth and length: a thread held in that
+     * window does, a torn read does not come out the same twice. */
+    if (t->recursion_depth > 0) {
         int32_t bound = t->recursion_depth > py->walk_depth_after ? t->recursion_depth
                                                                    : py->walk_depth_after;
-        if (walked > (size_t)bound + 1)
+        struct over_by_one now = {t->tstate, t->top_frame, bound, walked};
+        int over = walked > (size_t)bound;
+        if (walked == (size_t)bound + 1)
+            over = seen.tstate != now.tstate || seen.top != now.top || seen.bound != now.bound ||
+                   seen.walked != now.walked;
+        if (over) {
+            if (walked == (size_t)bound + 1)
+                py->over_by_one = now;
             return pm_fail(err, PM_ETORN,
                            "the stack of thread %llu changed while being read "
                            "(%zu frames, recursion depth %d)",
                            (unsigned long long)t->thread_id, walked, bound);
+        }
     }
     /* frames read one by one after the batch may be newer than the state
      * the walk started from: check that state again */

@@ -1349,6 +1349,52 @@ static void test_310_chain_ends_at_a_frame_not_running(void **state)
     assert_int_equal(depth, 1);
 }
 
+/* No chain that existed is longer than the thread's recursion depth plus
+ * one (a returning frame's eval drops the depth just before it pops the
+ * frame), but a chain joined from two while the thread ran can be: a walk
+ * one over the depth is believed only when the next walk finds the same. */
+static void test_310_longer_than_recursion_depth(void **state)
+{
+    struct s310 *s = *state;
+    const struct py_layout *l = s->im.l;
+    struct py_thread t[2];
+    struct py_frame frames[8];
+    size_t depth;
+    struct pm_error err;
+    put32(&s->im, s->tstate[0], l->tstate_recursion_depth, 2);
+    list_threads(s->py, t, 2);
+    assert_int_equal(walk(s->py, &t[0], frames, 8, &depth, &err), 0);
+    assert_int_equal(depth, 2);
+
+    /* one over: torn the first time, believed when read the same again */
+    put32(&s->im, s->tstate[0], l->tstate_recursion_depth, 1);
+    list_threads(s->py, t, 2);
+    expect_walk_fails(s->py, &t[0], PM_ETORN, "one frame over the depth, first read");
+    assert_int_equal(walk(s->py, &t[0], frames, 8, &depth, &err), 0);
+    assert_int_equal(depth, 2);
+    /* only by the very next walk: one of another thread in between, or a
+     * different top, starts over */
+    expect_walk_fails(s->py, &t[0], PM_ETORN, "one over again, after a good walk");
+    assert_int_equal(walk(s->py, &t[1], frames, 8, &depth, &err), 0);
+    expect_walk_fails(s->py, &t[0], PM_ETORN, "one over, after another thread's walk");
+    struct py_thread moved = t[0];
+    moved.top_frame = s->f_outer;
+    moved.recursion_depth = 0;   /* unknown: no bound */
+    assert_int_equal(walk(s->py, &moved, frames, 8, &depth, &err), 0);
+    expect_walk_fails(s->py, &t[0], PM_ETORN, "one over, after a walk from another top");
+
+    /* two over is never believed */
+    uint64_t f_deeper = make_frame(&s->im, s->code_loops, s->f_inner, s->lasti_inner);
+    put64(&s->im, s->tstate[0], l->tstate_frame, f_deeper);
+    list_threads(s->py, t, 2);
+    expect_walk_fails(s->py, &t[0], PM_ETORN, "two frames over the depth");
+    expect_walk_fails(s->py, &t[0], PM_ETORN, "two frames over the depth, read again");
+    put32(&s->im, s->tstate[0], l->tstate_recursion_depth, 3);
+    list_threads(s->py, t, 2);
+    assert_int_equal(walk(s->py, &t[0], frames, 8, &depth, &err), 0);
+    assert_int_equal(depth, 3);
+}
+
 /* ---- 2.7: PyStringObject names, interp_head, _PyThreadState_Current ---- */
 
 /* A 2.7 str: PyStringObject with len bytes at ob_sval (NUL after them). */
@@ -1717,6 +1763,7 @@ int main(void)
         cmocka_unit_test(test_open_rejects_absurd_layout),
         T310(test_310_freed_frame),
         T310(test_310_chain_ends_at_a_frame_not_running),
+        T310(test_310_longer_than_recursion_depth),
         T312(test_312_frame_above_stack_top),
         T310(test_310_threads_and_stacks),
         T310(test_310_every_position),
