@@ -475,6 +475,18 @@ static void expect_walk_fails(struct py_process *py, const struct py_thread *t,
         fail_msg("%s: no message", what);
 }
 
+/* Walk thread t, which must succeed with want frames. */
+static void expect_walk_depth(struct py_process *py, const struct py_thread *t, size_t want)
+{
+    struct py_frame frames[64];
+    size_t depth;
+    struct pm_error err;
+    int rc = walk(py, t, frames, 64, &depth, &err);
+    if (rc != 0)
+        fail_msg("walk: rc %d (\"%s\")", rc, err.msg);
+    assert_int_equal(depth, want);
+}
+
 /* ---- 3.12: the intact image --------------------------------------------- */
 
 static void test_312_threads(void **state)
@@ -1358,29 +1370,24 @@ static void test_310_longer_than_recursion_depth(void **state)
     struct s310 *s = *state;
     const struct py_layout *l = s->im.l;
     struct py_thread t[2];
-    struct py_frame frames[8];
-    size_t depth;
-    struct pm_error err;
     put32(&s->im, s->tstate[0], l->tstate_recursion_depth, 2);
     list_threads(s->py, t, 2);
-    assert_int_equal(walk(s->py, &t[0], frames, 8, &depth, &err), 0);
-    assert_int_equal(depth, 2);
+    expect_walk_depth(s->py, &t[0], 2);
 
     /* one over: torn the first time, believed when read the same again */
     put32(&s->im, s->tstate[0], l->tstate_recursion_depth, 1);
     list_threads(s->py, t, 2);
     expect_walk_fails(s->py, &t[0], PM_ETORN, "one frame over the depth, first read");
-    assert_int_equal(walk(s->py, &t[0], frames, 8, &depth, &err), 0);
-    assert_int_equal(depth, 2);
+    expect_walk_depth(s->py, &t[0], 2);
     /* only by the very next walk: one of another thread in between, or a
      * different top, starts over */
     expect_walk_fails(s->py, &t[0], PM_ETORN, "one over again, after a good walk");
-    assert_int_equal(walk(s->py, &t[1], frames, 8, &depth, &err), 0);
+    expect_walk_depth(s->py, &t[1], 1);
     expect_walk_fails(s->py, &t[0], PM_ETORN, "one over, after another thread's walk");
     struct py_thread moved = t[0];
     moved.top_frame = s->f_outer;
     moved.recursion_depth = 0;   /* unknown: no bound */
-    assert_int_equal(walk(s->py, &moved, frames, 8, &depth, &err), 0);
+    expect_walk_depth(s->py, &moved, 1);
     expect_walk_fails(s->py, &t[0], PM_ETORN, "one over, after a walk from another top");
 
     /* two over is never believed */
@@ -1391,8 +1398,7 @@ static void test_310_longer_than_recursion_depth(void **state)
     expect_walk_fails(s->py, &t[0], PM_ETORN, "two frames over the depth, read again");
     put32(&s->im, s->tstate[0], l->tstate_recursion_depth, 3);
     list_threads(s->py, t, 2);
-    assert_int_equal(walk(s->py, &t[0], frames, 8, &depth, &err), 0);
-    assert_int_equal(depth, 3);
+    expect_walk_depth(s->py, &t[0], 3);
 }
 
 /* ---- 2.7: PyStringObject names, interp_head, _PyThreadState_Current ---- */
