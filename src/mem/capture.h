@@ -197,7 +197,8 @@ enum capture_tag {
 #define CAPTURE_FIXED_ALLOC8_LEN 8u
 #define CAPTURE_ALLOC8_SIZE_MAX 512u     /* ALLOC8's sizes: 1 to this */
 #define CAPTURE_ALLOC8_STACK_SHIFT 9     /* its second word: (size - 1) | stack << this */
-#define CAPTURE_ALLOC8_STACK_MAX ((1u << (32 - CAPTURE_ALLOC8_STACK_SHIFT)) - 1)   /* stacks: up to this */
+/* and its stacks: up to this */
+#define CAPTURE_ALLOC8_STACK_MAX ((1u << (32 - CAPTURE_ALLOC8_STACK_SHIFT)) - 1)
 /* Addresses a fixed event cannot carry: not a multiple of 8, or 2^48 and above. */
 #define CAPTURE_FIXED_ADDR_BAD 0xffff000000000007ULL
 

@@ -130,13 +130,14 @@
  * full +0.08 %, sampled within 5 %.  Capture: 10.2 bytes per event (5.3
  * with varint events; 6.1 with format 6's short events).  Format 3
  * against 4: 1.87x and 1.40x, then 1.87x and 1.54x, in two sets of 9
- * interleaved runs (LD_PRELOAD, 30 rounds, medians): format 3 wrote each block through its own fresh mapping, and
- * the kernel's page faults cost as much as the tracker's code (system
- * time of the whole run +0.126 s over the plain run's, now +0.042 s; user
- * time +0.12 s either way).  Sampled mode's cost is the hook's: a library
- * whose hook only calls pymalloc measures the same on Debian's python3.11
- * (PGO inlines pymalloc into PyObject_Malloc while no hook is set) and
- * 1.02x on pyenv's 3.11.7.  Other interpreters (pyenv's builds, straight
+ * interleaved runs (LD_PRELOAD, 30 rounds, medians): format 3 wrote
+ * each block through its own fresh mapping, and the kernel's page
+ * faults cost as much as the tracker's code (system time of the whole
+ * run +0.126 s over the plain run's, now +0.042 s; user time +0.12 s
+ * either way).  Sampled mode's cost is the hook's: a library whose hook
+ * only calls pymalloc measures the same on Debian's python3.11 (PGO
+ * inlines pymalloc into PyObject_Malloc while no hook is set) and 1.02x
+ * on pyenv's 3.11.7.  Other interpreters (pyenv's builds, straight
  * walks, see g_walk): full 1.30-1.34x CPU (paired medians) and +101-112
  * instructions per event on 3.10-3.13, sampled 1.02-1.04x (+7-9).
  * What the +159 became: fixed-width events, one 64-bit stack key, the
@@ -187,17 +188,18 @@
  * (fastest runs); through `mem run`, 30 rounds, two sets of 21: 1.35x
  * and 1.36x -> 1.27x twice (paired 1.37x, 1.38x -> 1.30x twice).
  * Left, per allocation and free on Debian's 3.11 (callgrind per source
- * line, 4 rounds minus 2; by function: bench/MEM.md): about 58 in the library's fast paths, per event: the room checks ~3,
- * the walk ~17 (2 for the hash and ~3 loads and tests a frame, about 5
- * frames here), the gate, watch and GIL-holder checks ~9, the key and the
- * cache probe ~5, the stores and the format ~10, the hooks' own ~6; and
- * ~14 in the interpreter: the hooks' indirect calls and pymalloc called
- * out of line, which PGO inlines while no hook is set.  The walk is per
- * frame: 40 frames deeper (bench/mem_bench.py --depth 40) full tracking
- * is 1.62-1.82x on pyenv's builds (was 1.78-1.92x two steps before) and
- * 1.84x on Debian's 3.11 (was 2.10x).  A no-op C profile function (PyEval_SetProfile),
- * the price of keeping a stack through call hooks instead, alone costs
- * 1.73x on this workload on Debian's 3.11.
+ * line, 4 rounds minus 2; by function: bench/MEM.md): about 58 in the
+ * library's fast paths, per event: the room checks ~3, the walk ~17 (2
+ * for the hash and ~3 loads and tests a frame, about 5 frames here),
+ * the gate, watch and GIL-holder checks ~9, the key and the cache probe
+ * ~5, the stores and the format ~10, the hooks' own ~6; and ~14 in the
+ * interpreter: the hooks' indirect calls and pymalloc called out of
+ * line, which PGO inlines while no hook is set.  The walk is per frame:
+ * 40 frames deeper (bench/mem_bench.py --depth 40) full tracking is
+ * 1.62-1.82x on pyenv's builds (was 1.78-1.92x two steps before) and
+ * 1.84x on Debian's 3.11 (was 2.10x).  A no-op C profile function
+ * (PyEval_SetProfile), the price of keeping a stack through call hooks
+ * instead, alone costs 1.73x on this workload on Debian's 3.11.
  * fork: the child drops the parent's streams, tables and capture, and
  * starts PATH.CHILDPID.
  */

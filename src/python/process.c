@@ -122,12 +122,11 @@ struct py_process {
     int walk_missed;                     /* the walk read frames outside the batch */
     int32_t walk_depth_after;            /* <=3.10: recursion_depth read after the copy */
     /* <=3.10: the last walk, when it was one frame longer than the
-     * recursion depth allows; the next walk believes that only if it finds
-     * the same (see py_thread_stack) */
+     * recursion depth allows (bound + 1 frames); the next walk believes
+     * that only if it finds the same (see py_thread_stack) */
     struct over_by_one {
         uint64_t tstate, top;
         int32_t bound;
-        size_t walked;
     } over_by_one;
     uint64_t outside[SNAP_FRAMES_MAX];   /* frames the walk found outside a chunk copy */
     size_t outside_n;
@@ -1674,13 +1673,11 @@ int py_thread_stack(struct py_process *py, const struct py_thread *listed, struc
     if (t->recursion_depth > 0) {
         int32_t bound = t->recursion_depth > py->walk_depth_after ? t->recursion_depth
                                                                    : py->walk_depth_after;
-        struct over_by_one now = {t->tstate, t->top_frame, bound, walked};
-        int over = walked > (size_t)bound;
-        if (walked == (size_t)bound + 1)
-            over = seen.tstate != now.tstate || seen.top != now.top || seen.bound != now.bound ||
-                   seen.walked != now.walked;
-        if (over) {
-            if (walked == (size_t)bound + 1)
+        struct over_by_one now = {t->tstate, t->top_frame, bound};
+        int one_over = walked == (size_t)bound + 1;
+        int same = seen.tstate == now.tstate && seen.top == now.top && seen.bound == now.bound;
+        if (walked > (size_t)bound + 1 || (one_over && !same)) {
+            if (one_over)
                 py->over_by_one = now;
             return pm_fail(err, PM_ETORN,
                            "the stack of thread %llu changed while being read "
